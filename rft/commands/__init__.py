@@ -1,0 +1,1 @@
+"""CLI subcommands: each module here defines `register(app: typer.Typer)`; `rft.cli` finds them all."""
