@@ -1,0 +1,223 @@
+"""Pull the answer out of a free-form model response.
+
+Models wrap their final answer in many ways (`\\boxed{}`, GSM8K's `####`, "The answer is ...",
+a fenced code block, a JSON object in prose). Every grader that compares answers needs the same
+extraction, so it lives here once. All functions are pure, linear-time scans that return `None`
+when nothing matching is found, never raise on odd text.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+_BOX_COMMANDS = re.compile(r"\\(?:boxed|fbox)\b\s*")
+_ANSWER_PHRASE = re.compile(
+    r"\banswer\s*(?:is\s*:?|:|=)[ \t]*", re.IGNORECASE
+)
+_SENTENCE_END = re.compile(r"(?<!\.)\.(?!\.)(?=\s|$)|\n")
+_NUMBER = re.compile(
+    r"(?<![\w.])(?:(?<![\w)\]}])(?P<sign>[-+\u2212]\s?))?"
+    r"(?P<num>(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+)"
+    r"(?:(?P<exp>[eE][-+\u2212]?\d+)|/(?P<den>\d+(?:\.\d+)?))?"
+    r"(?![\w])"
+)
+_FENCE = re.compile(r"^[ \t]*```[ \t]*(?P<lang>[\w+#.-]*)[^\n]*\n(?P<body>.*?)(?:^[ \t]*```|\Z)", re.M | re.S)
+_JSON = json.JSONDecoder()
+
+
+def _braced(text: str, start: int) -> tuple[str, int] | None:
+    """The contents of the `{...}` opening at `start` (nested, `\\{` escapes skipped) and its end."""
+    depth = 0
+    i = start
+    while i < len(text):
+        ch = text[i]
+        if ch == "\\":
+            i += 2
+            continue
+        if ch == "{":
+            depth += 1
+        elif ch == "}":
+            depth -= 1
+            if depth == 0:
+                return text[start + 1 : i], i + 1
+        i += 1
+    return None
+
+
+def _boxed_all(text: str) -> list[str]:
+    found: list[str] = []
+    pos = 0
+    while (m := _BOX_COMMANDS.search(text, pos)) is not None:
+        pos = m.end()
+        if pos < len(text) and text[pos] == "{":
+            inner = _braced(text, pos)
+            if inner is None:
+                continue
+            found.append(inner[0].strip())
+            pos = inner[1]
+        else:
+            bare = re.match(r"[^\s$]+", text[pos:])
+            if bare:
+                found.append(bare.group(0))
+    return found
+
+
+def extract_boxed(text: str, last: bool = True) -> str | None:
+    """Contents of `\\boxed{...}` / `\\fbox{...}` with nested braces; the last one unless `last=False`.
+
+    >>> extract_boxed(r"so $\\boxed{\\frac{1}{2}}$, not \\boxed{3}")
+    '3'
+    >>> extract_boxed(r"so $\\boxed{\\frac{1}{2}}$, not \\boxed{3}", last=False)
+    '\\\\frac{1}{2}'
+    >>> extract_boxed("no box here") is None
+    True
+    """
+    found = _boxed_all(text)
+    if not found:
+        return None
+    return found[-1] if last else found[0]
+
+
+def extract_hash_answer(text: str) -> str | None:
+    """The text after the last `####` (GSM8K style), stripped; `None` if absent or empty.
+
+    >>> extract_hash_answer("3 + 4 = 7\\n#### 7")
+    '7'
+    >>> extract_hash_answer("no marker") is None
+    True
+    """
+    if "####" not in text:
+        return None
+    tail = text.rsplit("####", 1)[1].strip()
+    return tail.splitlines()[0].strip() if tail else None
+
+
+def extract_answer_phrase(text: str) -> str | None:
+    """The answer after the last "The answer is", "Answer:" or "final answer is", up to the sentence end.
+
+    >>> extract_answer_phrase("First 2+2=4. So the final answer is 4.")
+    '4'
+    >>> extract_answer_phrase("Answer: (B)")
+    '(B)'
+    >>> extract_answer_phrase("nothing to see") is None
+    True
+    """
+    last = None
+    for last in _ANSWER_PHRASE.finditer(text):
+        pass
+    if last is None:
+        return None
+    rest = text[last.end() :]
+    end = _SENTENCE_END.search(rest)
+    answer = rest[: end.start() if end else len(rest)].strip()
+    return answer or None
+
+
+def _clean_number(m: re.Match[str]) -> str:
+    sign = (m.group("sign") or "").replace("\u2212", "-").replace(" ", "").replace("+", "")
+    literal = sign + m.group("num").replace(",", "")
+    if m.group("exp"):
+        literal += m.group("exp").replace("\u2212", "-")
+    if m.group("den"):
+        literal += "/" + m.group("den")
+    return literal
+
+
+def extract_last_number(text: str) -> str | None:
+    """The last number in the text, normalised to a plain literal (`-1234.5`, `3/4`, `1.2e-06`).
+
+    Signs (also the Unicode minus), thousands separators, decimals, scientific notation and
+    simple fractions are recognised; separators are dropped and the minus made ASCII.
+
+    >>> extract_last_number("costs $1,234.50 then \\u22123/4 of it")
+    '-3/4'
+    >>> extract_last_number("rate 1.2e-6 per s")
+    '1.2e-6'
+    >>> extract_last_number("no digits") is None
+    True
+    """
+    last = None
+    for last in _NUMBER.finditer(text):
+        pass
+    return _clean_number(last) if last is not None else None
+
+
+def extract_code_block(text: str, language: str | None = None) -> str | None:
+    """Contents of the first fenced ``` block, or the first whose language tag matches; `None` if no fence.
+
+    An unclosed final fence (a truncated response) yields everything after it.
+
+    >>> extract_code_block("Here:\\n```python\\nprint(1)\\n```\\n")
+    'print(1)\\n'
+    >>> extract_code_block("```js\\nx\\n```\\n```py\\ny\\n```", language="py")
+    'y\\n'
+    >>> extract_code_block("plain text") is None
+    True
+    """
+    for m in _FENCE.finditer(text):
+        if language is None or m.group("lang").lower() == language.lower():
+            return m.group("body")
+    return None
+
+
+def _json_values(text: str, first_only: bool) -> list[Any]:
+    """Top-level JSON objects/arrays in `text`, left to right, found by `raw_decode` at each bracket."""
+    values: list[Any] = []
+    pos = 0
+    while True:
+        starts = [i for i in (text.find("{", pos), text.find("[", pos)) if i >= 0]
+        if not starts:
+            return values
+        start = min(starts)
+        try:
+            value, end = _JSON.raw_decode(text, start)
+        except (ValueError, RecursionError):
+            pos = start + 1
+            continue
+        values.append(value)
+        if first_only:
+            return values
+        pos = end
+
+
+def extract_json(text: str) -> Any | None:
+    """The first JSON object or array in the text (```json fences and prose around it are fine).
+
+    >>> extract_json('Sure! ```json\\n{"a": [1, 2]}\\n``` done')
+    {'a': [1, 2]}
+    >>> extract_json("no json") is None
+    True
+    """
+    values = _json_values(text, first_only=True)
+    return values[0] if values else None
+
+
+def extract_last_json(text: str) -> Any | None:
+    """The last top-level JSON object or array in the text.
+
+    >>> extract_last_json('draft {"a": 1} final {"a": 2}')
+    {'a': 2}
+    """
+    values = _json_values(text, first_only=False)
+    return values[-1] if values else None
+
+
+def extract_final_answer(text: str) -> str | None:
+    """What the model answered: last `\\boxed{}`, else `####`, else an answer phrase, else the last number.
+
+    >>> extract_final_answer(r"maybe \\boxed{2}... no: \\boxed{3}")
+    '3'
+    >>> extract_final_answer("so it is 12\\n#### 12")
+    '12'
+    >>> extract_final_answer("The answer is x = 5.")
+    'x = 5'
+    >>> extract_final_answer("we get 7 apples")
+    '7'
+    """
+    for extractor in (extract_boxed, extract_hash_answer, extract_answer_phrase, extract_last_number):
+        answer = extractor(text)
+        if answer:
+            return answer
+    return None
