@@ -1,0 +1,174 @@
+"""Policy losses for group-relative RL: the clipped surrogate with an optional k3 KL penalty.
+
+`grpo_loss` is a pure function `(tensors, floats) -> (loss, metrics)`. Shapes: N sequences in the
+micro-batch, T completion tokens (right-padded). How per-token losses are reduced to a scalar is a
+named, pure aggregation function in `AGGREGATIONS`, since the papers disagree on it:
+
+- "seq_mean":  GRPO (Shao et al. 2024, eq. 3): 1/G sum_i 1/|o_i| sum_t; short answers weigh more per token.
+- "token_mean": DAPO (Yu et al. 2025, sec. 3.3, token-level loss): sum over all tokens / total tokens.
+- "seq_mean_token_sum_norm": Dr. GRPO (Liu et al. 2025): sum over all tokens / (N * max_tokens), a
+  constant normaliser, so neither the answer length nor the batch's token count rescales the gradient.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+Aggregation = Callable[[Tensor, Tensor, int | None], Tensor]
+
+
+def _seq_mean(per_token: Tensor, mask: Tensor, max_tokens: int | None) -> Tensor:
+    """GRPO eq. 3: mean over each sequence's own tokens, then mean over the sequences that have any.
+
+    A fully masked sequence (padding row, truncated completion) is left out of the outer mean, as it
+    is absent from the objective; an all-masked batch gives 0 (still connected to the graph).
+    """
+    lengths = mask.sum(dim=1)  # (N,)
+    per_seq = (per_token * mask).sum(dim=1) / lengths.clamp(min=1.0)  # (N,)
+    present = (lengths > 0).to(per_token.dtype)  # (N,)
+    return (per_seq * present).sum() / present.sum().clamp(min=1.0)
+
+
+def _token_mean(per_token: Tensor, mask: Tensor, max_tokens: int | None) -> Tensor:
+    """DAPO's token-level loss: every real token in the micro-batch weighs the same."""
+    return (per_token * mask).sum() / mask.sum().clamp(min=1.0)
+
+
+def _seq_mean_token_sum_norm(per_token: Tensor, mask: Tensor, max_tokens: int | None) -> Tensor:
+    """Dr. GRPO: sum over all real tokens divided by the constant N * max_tokens."""
+    if max_tokens is None:
+        raise ValueError(
+            "aggregation 'seq_mean_token_sum_norm' (Dr. GRPO) needs max_tokens, the generation budget "
+            "(max new tokens) used as its constant normaliser"
+        )
+    return (per_token * mask).sum() / (mask.shape[0] * max_tokens)
+
+
+AGGREGATIONS: dict[str, Aggregation] = {
+    "seq_mean": _seq_mean,
+    "token_mean": _token_mean,
+    "seq_mean_token_sum_norm": _seq_mean_token_sum_norm,
+}
+
+
+def _check_inputs(
+    logprobs: Tensor,
+    old_logprobs: Tensor,
+    ref_logprobs: Tensor | None,
+    advantages: Tensor,
+    mask: Tensor,
+    aggregation: str,
+    max_tokens: int | None,
+) -> None:
+    """Raise ValueError naming the offending argument before any arithmetic can broadcast silently."""
+    if aggregation not in AGGREGATIONS:
+        raise ValueError(f"unknown aggregation {aggregation!r}; choose one of {sorted(AGGREGATIONS)}")
+    if logprobs.dim() != 2:
+        raise ValueError(f"logprobs must have shape (N, T), got {tuple(logprobs.shape)}")
+    named = {"old_logprobs": old_logprobs, "mask": mask, "ref_logprobs": ref_logprobs}
+    for name, tensor in named.items():
+        if tensor is not None and tensor.shape != logprobs.shape:
+            raise ValueError(
+                f"{name} must have the shape of logprobs {tuple(logprobs.shape)}, got {tuple(tensor.shape)}"
+            )
+    if advantages.shape != logprobs.shape[:1]:
+        raise ValueError(
+            f"advantages must have shape (N,) = ({logprobs.shape[0]},), got {tuple(advantages.shape)}"
+        )
+    if max_tokens is not None and max_tokens < logprobs.shape[1]:
+        raise ValueError(
+            f"max_tokens={max_tokens} is smaller than the completion length T={logprobs.shape[1]}; "
+            "it must be the generation budget the completions were sampled with"
+        )
+
+
+def grpo_loss(
+    logprobs: Tensor,
+    old_logprobs: Tensor,
+    ref_logprobs: Tensor | None,
+    advantages: Tensor,
+    mask: Tensor,
+    *,
+    epsilon: float = 0.2,
+    epsilon_high: float | None = None,
+    beta: float = 0.0,
+    aggregation: str = "token_mean",
+    max_tokens: int | None = None,
+) -> tuple[Tensor, dict[str, float]]:
+    """Clipped-surrogate policy loss (+ beta * k3 KL to a reference policy), reduced by `aggregation`.
+
+    Args:
+        logprobs: (N, T) log-probs of the sampled tokens under the policy being trained (with grad).
+        old_logprobs: (N, T) the same under the policy that sampled them; a constant (detached here,
+            so passing `logprobs` itself for a single update gives ratio 1 and the right gradient).
+        ref_logprobs: (N, T) the same under the frozen reference policy, or None; a constant.
+        advantages: (N,) one advantage per sequence, broadcast over its tokens (outcome supervision).
+        mask: (N, T) 1 on real completion tokens, 0 on padding and on masked (e.g. truncated)
+            completions; bool or float. Values of the other tensors at masked positions are ignored.
+        epsilon: lower clip range, ratio >= 1 - epsilon (and upper too unless epsilon_high is set).
+        epsilon_high: DAPO's decoupled upper clip range, ratio <= 1 + epsilon_high.
+        beta: weight of the k3 KL penalty; needs ref_logprobs when > 0.
+        aggregation: a key of `AGGREGATIONS`.
+        max_tokens: the generation budget; required by "seq_mean_token_sum_norm".
+
+    Returns the scalar loss and python-float metrics: "loss", "ratio_mean", "clip_ratio" (fraction of
+    real tokens whose clipped term was the active one), "clip_ratio_low", "clip_ratio_high", and "kl"
+    (mean k3 over real tokens) when ref_logprobs is given.
+    """
+    _check_inputs(logprobs, old_logprobs, ref_logprobs, advantages, mask, aggregation, max_tokens)
+    if beta < 0 or epsilon < 0 or (epsilon_high is not None and epsilon_high < 0):
+        raise ValueError(f"beta, epsilon, epsilon_high must be >= 0, got {beta}, {epsilon}, {epsilon_high}")
+    if beta > 0 and ref_logprobs is None:
+        raise ValueError(
+            f"beta={beta} > 0 adds a KL penalty to the reference policy, so ref_logprobs is needed"
+        )
+    real = mask.bool()  # (N, T)
+    weights = real.to(logprobs.dtype)  # (N, T)
+    upper = epsilon if epsilon_high is None else epsilon_high
+    adv = advantages.detach().to(logprobs.dtype).unsqueeze(1)  # (N, 1), broadcast over tokens
+
+    # Zero the log-ratio on masked positions before exp(): padding may hold any value, and an inf
+    # there would turn into NaN gradients even though the position is multiplied by 0 later.
+    log_ratio = torch.where(real, logprobs - old_logprobs.detach(), 0.0)  # (N, T)
+    ratio = torch.exp(log_ratio)  # (N, T)
+    # PPO (Schulman et al. 2017, eq. 7) / GRPO eq. 3, with DAPO's clip-higher (Yu et al. 2025, eq. 10).
+    unclipped = ratio * adv  # (N, T)
+    clipped = torch.clamp(ratio, 1.0 - epsilon, 1.0 + upper) * adv  # (N, T)
+    per_token = -torch.minimum(unclipped, clipped)  # (N, T)
+
+    kl = None
+    if ref_logprobs is not None:
+        # k3 estimator of KL(pi || pi_ref) (Schulman 2020, "Approximating KL Divergence"; GRPO eq. 4):
+        # exp(ref - logp) - (ref - logp) - 1, unbiased and always >= 0.
+        ref_gap = torch.where(real, ref_logprobs.detach() - logprobs, 0.0)  # (N, T)
+        kl = torch.exp(ref_gap) - ref_gap - 1.0  # (N, T)
+        if beta > 0:
+            per_token = per_token + beta * kl
+
+    loss = AGGREGATIONS[aggregation](per_token, weights, max_tokens)
+    return loss, _metrics(loss, ratio, adv, kl, weights, epsilon, upper)
+
+
+@torch.no_grad()
+def _metrics(
+    loss: Tensor, ratio: Tensor, adv: Tensor, kl: Tensor | None, weights: Tensor, low: float, high: float
+) -> dict[str, float]:
+    """Token-level diagnostics over real tokens; a clip counts only where it removed the gradient."""
+    count = weights.sum().clamp(min=1.0)
+    # The clipped term is the active (smaller) one only when the ratio left the trust region in the
+    # direction the advantage pushes it: below 1 - eps for A < 0, above 1 + eps_high for A > 0.
+    clip_low = ((ratio < 1.0 - low) & (adv < 0)).to(weights.dtype) * weights
+    clip_high = ((ratio > 1.0 + high) & (adv > 0)).to(weights.dtype) * weights
+    metrics = {
+        "loss": float(loss.item()),
+        "ratio_mean": float(((ratio * weights).sum() / count).item()),
+        "clip_ratio_low": float((clip_low.sum() / count).item()),
+        "clip_ratio_high": float((clip_high.sum() / count).item()),
+        "clip_ratio": float(((clip_low + clip_high).sum() / count).item()),
+    }
+    if kl is not None:
+        metrics["kl"] = float(((kl * weights).sum() / count).item())
+    return metrics
