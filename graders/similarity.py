@@ -1,0 +1,174 @@
+"""OpenAI's `text_similarity` grader: a similarity metric in [0, 1] between `input` and `reference`.
+
+Metrics come from maintained libraries (rapidfuzz, sacrebleu, nltk, rouge-score), imported lazily so
+`import graders` stays light. `meteor` needs NLTK's WordNet corpus and `cosine` needs an embedding
+function; when they cannot work offline the grader refuses at construction, naming what is missing.
+
+>>> from graders.base import Sample
+>>> g = TextSimilarityGrader("sim", reference="{{item.ref}}", evaluation_metric="rouge_1", pass_threshold=0.5)
+>>> round(g.grade(Sample("the cat sat"), {"ref": "the cat sat on the mat"}).score, 3)
+0.667
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import math
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from graders.base import Grade, GraderInputError, Sample
+from graders.string import DEFAULT_INPUT, DEFAULT_REFERENCE, check_template, prepare
+from graders.templates import render
+
+Embed = Callable[[list[str]], Sequence[Sequence[float]]]
+_WORDS = re.compile(r"\w+|[^\w\s]")
+
+
+def _tokens(text: str) -> list[str]:
+    return _WORDS.findall(text)
+
+
+def fuzzy_match(hyp: str, ref: str) -> float:
+    """Normalised Indel similarity (rapidfuzz `fuzz.ratio`), in [0, 1]."""
+    from rapidfuzz import fuzz
+
+    return fuzz.ratio(hyp, ref) / 100.0
+
+
+def bleu(hyp: str, ref: str) -> float:
+    """Sentence BLEU (sacrebleu, exponential smoothing, effective order) scaled to [0, 1]."""
+    import sacrebleu
+
+    return sacrebleu.sentence_bleu(hyp, [ref]).score / 100.0
+
+
+def gleu(hyp: str, ref: str) -> float:
+    """Google-BLEU (nltk `sentence_gleu`) over word/punctuation tokens."""
+    from nltk.translate.gleu_score import sentence_gleu
+
+    return float(sentence_gleu([_tokens(ref)], _tokens(hyp)))
+
+
+@functools.cache
+def _rouge_scorer(kind: str) -> Any:
+    from rouge_score import rouge_scorer
+
+    return rouge_scorer.RougeScorer([kind])
+
+
+def rouge(kind: str) -> Callable[[str, str], float]:
+    """ROUGE-N / ROUGE-L F-measure (rouge-score's tokenizer: lower-case alphanumerics)."""
+
+    def metric(hyp: str, ref: str) -> float:
+        return float(_rouge_scorer(kind).score(ref, hyp)[kind].fmeasure)
+
+    return metric
+
+
+def meteor(hyp: str, ref: str) -> float:
+    """METEOR (nltk), which needs the WordNet corpus on disk."""
+    from nltk.translate.meteor_score import single_meteor_score
+
+    return float(single_meteor_score(_tokens(ref), _tokens(hyp)))
+
+
+def _require_wordnet() -> None:
+    import nltk
+
+    try:
+        nltk.data.find("corpora/wordnet.zip")
+    except LookupError:
+        try:
+            nltk.data.find("corpora/wordnet")
+        except LookupError as exc:
+            raise GraderInputError(
+                "evaluation_metric 'meteor' needs NLTK's WordNet corpus, which is not installed and cannot "
+                "be downloaded at run time: run `python -m nltk.downloader wordnet` where there is "
+                "internet (or point NLTK_DATA at a copy), or pick another metric"
+            ) from exc
+
+
+METRICS: dict[str, Callable[[str, str], float]] = {
+    "fuzzy_match": fuzzy_match,
+    "bleu": bleu,
+    "gleu": gleu,
+    "meteor": meteor,
+    **{f"rouge_{n}": rouge(f"rouge{n}") for n in range(1, 6)},
+    "rouge_l": rouge("rougeL"),
+}
+KNOWN_METRICS = [*METRICS, "cosine"]
+
+
+def load_embed(path: str) -> Embed:
+    """Import an embedding function given as `package.module:attr`."""
+    module, _, attr = path.partition(":")
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise GraderInputError(f"cannot import embedding function {path!r}: {exc}") from exc
+
+
+def cosine(embed: Embed, hyp: str, ref: str) -> float:
+    """Cosine similarity of the two embeddings, clipped to [0, 1] (negative = unrelated)."""
+    a, b = embed([hyp, ref])
+    dot = sum(x * y for x, y in zip(a, b))
+    norm = math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b))
+    return max(0.0, dot / norm) if norm else 0.0
+
+
+@dataclass
+class TextSimilarityGrader:
+    """Score = the chosen metric in [0, 1]; `pass_threshold` decides pass/fail for accuracy.
+
+    `embed` (a function from texts to vectors, or its `pkg.mod:attr` path) is needed only for `cosine`.
+    """
+
+    name: str = "text_similarity"
+    input: str = DEFAULT_INPUT
+    reference: str = DEFAULT_REFERENCE
+    evaluation_metric: str = "fuzzy_match"
+    pass_threshold: float = 1.0
+    embed: Embed | str | None = None
+
+    def __post_init__(self) -> None:
+        check_template(self.input, f"{self.name}.input")
+        check_template(self.reference, f"{self.name}.reference")
+        metric = self.evaluation_metric
+        if metric not in KNOWN_METRICS:
+            raise GraderInputError(f"{self.name}.evaluation_metric: {metric!r} is not one of {KNOWN_METRICS}")
+        if not 0.0 <= float(self.pass_threshold) <= 1.0:
+            raise GraderInputError(f"{self.name}.pass_threshold must be in [0, 1], got {self.pass_threshold}")
+        if metric == "meteor":
+            _require_wordnet()
+        if metric == "cosine" and self.embed is None:
+            raise GraderInputError(
+                f"{self.name}: evaluation_metric 'cosine' needs an embedding model and none is available "
+                "offline; pass embed=<function texts -> vectors> (spec field 'embed': 'pkg.mod:attr')"
+            )
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any]) -> TextSimilarityGrader:
+        return cls(
+            spec.get("name", "text_similarity"),
+            spec["input"],
+            spec["reference"],
+            spec["evaluation_metric"],
+            spec.get("pass_threshold", 1.0),
+            spec.get("embed"),
+        )
+
+    def _score(self, hyp: str, ref: str) -> float:
+        if self.evaluation_metric == "cosine":
+            embed = load_embed(self.embed) if isinstance(self.embed, str) else self.embed
+            return cosine(embed, hyp, ref)
+        return METRICS[self.evaluation_metric](hyp, ref)
+
+    def grade(self, sample: Sample, item: Mapping[str, Any]) -> Grade:
+        sample, item = prepare(sample, item)
+        hyp, ref = render(self.input, sample, item), render(self.reference, sample, item)
+        score = min(1.0, max(0.0, self._score(hyp, ref)))
+        return Grade(score, {"metric": self.evaluation_metric, "passed": score >= self.pass_threshold})
