@@ -1,0 +1,56 @@
+"""`rft eval [CONFIG.yaml] [--adapter DIR] [--section.field VALUE ...]`: held-out evaluation alone."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+EXTRA = {"allow_extra_args": True, "ignore_unknown_options": True}
+
+
+def eval_command(
+    ctx: typer.Context,
+    config: Optional[Path] = typer.Argument(None, help="YAML run config (model, task, eval sections)"),
+    adapter: Optional[Path] = typer.Option(None, help="a LoRA adapter directory (peft format) to evaluate"),
+    out: Optional[Path] = typer.Option(None, help="JSONL file for every sample with its grade"),
+) -> None:
+    """Evaluate the model (optionally with an adapter) on the task's held-out split."""
+    import torch
+
+    from rft.config import load_config
+    from rft.eval import evaluate
+    from rft.models import load_model
+    from rft.sampling.hf import HFSampler
+    from tasks.base import load_task
+
+    try:
+        cfg = load_config(config, list(ctx.args))
+    except (ValueError, OSError) as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    task = load_task(cfg.task.name, **cfg.task.options)
+    model, tokenizer = load_model(cfg.model.name, dtype=getattr(torch, cfg.model.dtype))
+    if adapter is not None:
+        from peft import PeftModel
+
+        if not (adapter / "adapter_config.json").exists():
+            raise typer.BadParameter(f"{adapter} is not a peft adapter directory (no adapter_config.json)")
+        model = PeftModel.from_pretrained(model, str(adapter))
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    result = evaluate(HFSampler(model, tokenizer), task, cfg.eval, out_path=out, seed=cfg.train.seed)
+    typer.echo(f"task {task.name}: {result.n_items} held-out items x {result.samples_per_item} samples")
+    typer.echo(f"accuracy   {result.accuracy}")
+    typer.echo(f"mean score {result.mean_score}")
+    if result.pass_at_k is not None:
+        typer.echo(f"pass@{result.samples_per_item}     {result.pass_at_k}")
+    for name, value in result.per_grader.items():
+        typer.echo(f"grader {name}: {value:.3f}")
+    typer.echo(f"grader errors {result.grader_errors}; {result.seconds:.1f} s")
+    typer.echo(json.dumps(result.to_dict()))
+
+
+def register(app: typer.Typer) -> None:
+    app.command(name="eval", context_settings=EXTRA)(eval_command)

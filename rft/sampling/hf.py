@@ -1,0 +1,88 @@
+"""transformers backend: one batched, left-padded `generate` call for all B x G samples."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from rft.sampling.base import Completion, Messages, SamplingParams
+
+
+class HFSampler:
+    """Samples from the (LoRA-wrapped) training model itself, so no weight sync is needed."""
+
+    def __init__(self, model: Any, tokenizer: Any) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.eos_ids = _eos_ids(model, tokenizer)
+
+    def set_policy(self, model: Any) -> None:
+        self.model = model
+
+    def encode(self, prompts: list[Messages]) -> list[list[int]]:
+        """Prompt token ids through the tokenizer's chat template, ready for the assistant turn."""
+        out = []
+        for messages in prompts:
+            ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+            out.append(list(ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids))
+        return out
+
+    @torch.no_grad()
+    def generate(self, prompts: list[Messages], params: SamplingParams) -> list[list[Completion]]:
+        prompt_ids = self.encode(prompts)
+        pad = self.tokenizer.pad_token_id
+        width = max(len(p) for p in prompt_ids)
+        # Left padding keeps every prompt's last token at the same position for generation.
+        input_ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompt_ids])  # (B, P)
+        attention = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompt_ids])  # (B, P)
+        input_ids = input_ids.repeat_interleave(params.n, dim=0)  # (B*G, P), group-major
+        attention = attention.repeat_interleave(params.n, dim=0)
+        greedy = params.temperature <= 0
+        kwargs: dict[str, Any] = {"do_sample": not greedy, "max_new_tokens": params.max_new_tokens}
+        if not greedy:
+            kwargs.update(temperature=params.temperature, top_p=params.top_p, top_k=0)
+        was_training = self.model.training
+        self.model.eval()
+        # A seeded call (evaluation) must not reset the global stream the training rollouts draw from.
+        with torch.random.fork_rng(devices=[], enabled=params.seed is not None):
+            if params.seed is not None:
+                torch.manual_seed(params.seed)
+            try:
+                out = self.model.generate(
+                    input_ids=input_ids,
+                    attention_mask=attention,
+                    pad_token_id=pad,
+                    eos_token_id=sorted(self.eos_ids),
+                    **kwargs,
+                )  # (B*G, P + C)
+            finally:
+                self.model.train(was_training)
+        new = out[:, width:].tolist()
+        results: list[list[Completion]] = []
+        for b, p in enumerate(prompt_ids):
+            group = []
+            for g in range(params.n):
+                group.append(self._completion(p, new[b * params.n + g], params.max_new_tokens))
+            results.append(group)
+        return results
+
+    def _completion(self, prompt: list[int], ids: list[int], limit: int) -> Completion:
+        stop = next((i for i, t in enumerate(ids) if t in self.eos_ids), None)
+        tokens = ids[: stop + 1] if stop is not None else ids[:limit]
+        text = self.tokenizer.decode(tokens, skip_special_tokens=True)
+        return Completion(prompt_ids=prompt, token_ids=tokens, text=text, truncated=stop is None)
+
+
+def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
+    """Every id that ends an assistant turn: the config's EOS ids and the tokenizer's EOS."""
+    ids: set[int] = set()
+    configured = model.generation_config.eos_token_id
+    if configured is not None:
+        ids.update(configured if isinstance(configured, list) else [configured])
+    if tokenizer.eos_token_id is not None:
+        ids.add(tokenizer.eos_token_id)
+    im_end = tokenizer.convert_tokens_to_ids("<|im_end|>") if "<|im_end|>" in tokenizer.get_vocab() else None
+    if im_end is not None:
+        ids.add(im_end)
+    return ids
