@@ -25,6 +25,12 @@ _NUMBER = re.compile(
 )
 _FENCE = re.compile(r"^[ \t]*```[ \t]*(?P<lang>[\w+#.-]*)[^\n]*\n(?P<body>.*?)(?:^[ \t]*```|\Z)", re.M | re.S)
 _JSON = json.JSONDecoder()
+_CHOICE_PHRASE = re.compile(
+    r"(?i:answer|option|choice)\s*(?i:is|:|=)?\s*(?i:option|choice)?\s*:?\s*[*_(\[{]*\s*(?:\\text(?:bf)?\{\s*\(?)?"
+    r"(?P<letter>[A-Z](?![A-Za-z])|[a-z](?=\)|\.?\s*$))",
+    re.M,
+)
+_CHOICE_ALONE = re.compile(r"^\W*(?:\\text(?:bf)?\{\W*)?(?P<letter>[A-Z])(?:\W.*)?$", re.S)
 
 
 def _braced(text: str, start: int) -> tuple[str, int] | None:
@@ -202,6 +208,28 @@ def extract_last_json(text: str) -> Any | None:
     """
     values = _json_values(text, first_only=False)
     return values[-1] if values else None
+
+
+def extract_choice(text: str, letters: str = "ABCDE") -> str | None:
+    """The multiple-choice letter a response settles on: boxed, "answer/option is X", or a bare last line.
+
+    >>> extract_choice(r"... so the result is 5, which is $\\boxed{\\textbf{(B)}}$")
+    'B'
+    >>> extract_choice("Comparing them, the correct option is c.")
+    'C'
+    >>> extract_choice("It could be (A) or (B), I am unsure") is None
+    True
+    """
+    candidates: list[str] = []
+    if (boxed := extract_boxed(text)) is not None:
+        candidates.append(boxed)
+    phrases = [m.group("letter").upper() for m in _CHOICE_PHRASE.finditer(text)]
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    for candidate in candidates + phrases[-1:] + lines[-1:]:
+        m = _CHOICE_ALONE.match(candidate.strip().replace("$", ""))
+        if m and len(candidate.strip()) <= 40 and m.group("letter").upper() in letters:
+            return m.group("letter").upper()
+    return None
 
 
 def extract_final_answer(text: str) -> str | None:

@@ -1,0 +1,146 @@
+"""`MathGrader`: is the model's final answer mathematically equal to the reference?
+
+The response's final answer is extracted (last `\\boxed{}`, else `####`, else "the answer is", else
+the last number; a letter for multiple-choice references), both sides are parsed into structures
+(numbers, sets, tuples, intervals, matrices, equations, expressions; see `graders.math_parse`) and
+compared. Exact numbers, strings and structures are settled in microseconds in the calling
+process; only expressions go to a sympy worker process, under a hard time limit that holds in any
+thread. Pathological inputs (exponent towers, thousands of nested braces, huge texts) come back as
+an error grade, never a hang.
+
+>>> from graders.base import Sample
+>>> grader = MathGrader()
+>>> grader.grade(Sample(r"Half of 1.5 is $\\boxed{\\frac{3}{4}}$."), {"answer": "0.75"}).score
+1.0
+>>> grader.grade(Sample("So 1/3 is about 0.33.\\n#### 0.33"), {"answer": "1/3"}).score
+0.0
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from graders.base import Grade, GraderInputError, Sample
+from graders.extract import extract_choice, extract_final_answer
+from graders.math_latex import LatexError, clean
+from graders.math_parse import NeedsSympy, Node, compare, parse
+from graders.math_sympy import SympyTimeout, symbolic_compare
+from graders.string import check_template, prepare
+from graders.templates import resolve
+
+_CHOICE_REFERENCE = re.compile(r"^\(?\s*([A-E])\s*\)?\.?$")
+_SPEC_KEYS = {"type", "name", "reference", "timeout"}
+
+
+def _choice_letter(reference: str) -> str | None:
+    m = _CHOICE_REFERENCE.match(clean(reference))
+    return m.group(1) if m else None
+
+
+def _grade_choice(response: str, letter: str) -> Grade:
+    answer = extract_choice(response)
+    details = {"extracted": answer, "reference": letter, "rule": "choice"}
+    if answer is None:
+        return Grade.failure("no multiple-choice letter found in the response", **details)
+    return Grade(float(answer == letter), details)
+
+
+def _parse_side(text: str, side: str) -> Node:
+    try:
+        return parse(text)
+    except RecursionError:
+        raise LatexError(f"{side} is nested too deeply to parse") from None
+    except LatexError as exc:
+        raise LatexError(f"{side}: {exc}") from None
+
+
+def grade_answer(response: str, reference: str, timeout: float = 1.0) -> Grade:
+    """Grade one response against one reference answer (both plain strings).
+
+    Details: `extracted` (the final answer found), `parsed_answer` / `parsed_reference`, `rule`
+    (which comparison matched: string, numeric, symbolic, set, tuple, interval, matrix, equation,
+    text, choice) and `seconds`.
+    """
+    started = time.perf_counter()
+    letter = _choice_letter(reference)
+    if letter is not None:
+        return _grade_choice(response, letter)
+    answer = extract_final_answer(response)
+    details: dict[str, Any] = {"extracted": answer, "reference": reference, "rule": None}
+    if answer is None:
+        return Grade.failure("no final answer found in the response", **details)
+    if clean(answer) == clean(reference):
+        return Grade(1.0, {**details, "rule": "string"})
+    try:
+        parsed_answer, parsed_reference = _parse_side(answer, "answer"), _parse_side(reference, "reference")
+    except LatexError as exc:
+        return Grade.failure(str(exc), **details)
+    details.update(parsed_answer=parsed_answer, parsed_reference=parsed_reference)
+    try:
+        rule = compare(parsed_answer, parsed_reference)
+    except NeedsSympy:
+        remaining = max(timeout - (time.perf_counter() - started), 0.01)
+        try:
+            rule, error = symbolic_compare(parsed_answer, parsed_reference, remaining)
+        except SympyTimeout as exc:
+            return Grade.failure(f"timeout: {exc}", **details)
+        if error is not None:
+            details["sympy_error"] = error
+    details.update(rule=rule, seconds=round(time.perf_counter() - started, 6))
+    return Grade(1.0 if rule else 0.0, details)
+
+
+@dataclass
+class MathGrader:
+    """Mathematical equivalence of the final answer to `item[reference_field]` (or a `reference` template).
+
+    timeout: hard limit in seconds on the symbolic comparison of one sample.
+    """
+
+    name: str = "math"
+    reference_field: str = "answer"
+    timeout: float = 1.0
+    reference: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.timeout, (int, float)) or self.timeout <= 0:
+            raise GraderInputError(f"math grader '{self.name}': timeout must be a positive number, got {self.timeout!r}")
+        if self.reference is not None:
+            check_template(self.reference, f"math grader '{self.name}': reference")
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any]) -> MathGrader:
+        """Build from `{"type": "math", "name": ..., "reference": "{{item.answer}}", "timeout": 2}`."""
+        if spec.get("type", "math") != "math":
+            raise GraderInputError(f"math grader spec: type must be 'math', got {spec.get('type')!r}")
+        unknown = sorted(set(spec) - _SPEC_KEYS)
+        if unknown:
+            raise GraderInputError(f"math grader spec: unknown field(s) {unknown}; allowed: {sorted(_SPEC_KEYS)}")
+        return cls(
+            name=spec.get("name", "math"),
+            timeout=spec.get("timeout", 1.0),
+            reference=spec.get("reference", "{{item.answer}}"),
+        )
+
+    def _reference(self, sample: Sample, item: Mapping[str, Any]) -> str:
+        if self.reference is not None:
+            value = resolve(self.reference, sample, item)
+        elif self.reference_field in item:
+            value = item[self.reference_field]
+        else:
+            raise GraderInputError(
+                f"math grader '{self.name}': item has no reference field '{self.reference_field}' "
+                f"(fields: {sorted(item)})"
+            )
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise GraderInputError(f"math grader '{self.name}': reference must be a string or number, got {value!r}")
+        return str(value)
+
+    def grade(self, sample: Sample | str, item: Mapping[str, Any]) -> Grade:
+        """Score 1.0 when the response's final answer equals the reference, else 0.0 (error set if unjudgeable)."""
+        sample, item = prepare(sample, item)
+        return grade_answer(sample.output_text, self._reference(sample, item), self.timeout)

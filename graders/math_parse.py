@@ -1,0 +1,324 @@
+"""Structured reading of a math answer, and structural comparison of two readings.
+
+An answer is parsed into a small tree of picklable tuples ("nodes"):
+
+    ("num", Fraction)   ("inf", +1 | -1)   ("expr", sympy_syntax)   ("text", words)
+    ("set", nodes)   ("tuple", nodes)   ("matrix", rows)   ("intervals", ((lo, closed, hi, closed), ...))
+    ("eq", lhs, rhs)   ("alt", nodes)  -- several readings of ambiguous text, e.g. "(1, 2)" or "50%"
+
+`compare` walks two trees; scalar pairs it cannot settle exactly (anything involving "expr") go to a
+`symbolic` callback, which is the sympy worker in `graders.math_sympy`. In the calling process that
+callback raises `NeedsSympy`, so exact and structural answers never pay for sympy.
+
+Rules worth knowing: a percentage `p%` equals both `p` and `p/100`; units and degree signs after a
+number are dropped; `x = 3` also reads as `3`; a bare comma list reads as a set or a tuple;
+`(a, b)` reads as a tuple or an open interval; rationals compare exactly, so 1/3 != 0.33.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from fractions import Fraction
+from typing import Any
+
+from graders.math_latex import FUNCTIONS, LatexError, clean, parse_number, to_sympy_syntax
+
+Node = tuple[Any, ...]
+MAX_LENGTH = 1000
+
+_INFINITY = {"\\infty": 1, "+\\infty": 1, "infinity": 1, "inf": 1, "oo": 1, "-\\infty": -1, "-infinity": -1}
+_EMPTY = {"\\emptyset", "\\lbrace \\rbrace", "\\lbrace\\rbrace", "{}", "empty set"}
+_MATRIX = re.compile(r"\\begin\{([pbBvV]?matrix|array)\}(?:\{[^}]*\})?(.*)\\end\{\1\}", re.S)
+_LHS = re.compile(r"[A-Za-z](?:_\{?\w+\}?)?'?|[A-Za-z]\(\s*[A-Za-z]\s*\)")
+_INEQUALITY = re.compile(r"\\le|\\ge|<=|>=|<|>|\\ne")
+_UNIT_TAIL = re.compile(r"(?P<value>.*?[\d}%])\s*(?P<unit>(?:(?<=\s)[A-Za-z]+|cm|mm|km|kg|mg|ml|m|g|s|h|L)"
+                        r"(?:\^\{?-?\d\}?|\d)?(?:\s*/\s*[A-Za-z]+(?:\^\{?-?\d\}?)?)?(?:\s+[A-Za-z]+)*)")
+_TEXT = re.compile(r"[A-Za-z][A-Za-z ,'\-]*[A-Za-z]")
+_WORD_SPLIT = re.compile(r"\s+(?:or|and)\s+|\\(?:text\s*)?(?:or|and)\b")
+
+
+class NeedsSympy(Exception):
+    """Raised by the fast comparison when two scalars can only be compared symbolically."""
+
+
+def split_top(text: str, sep: str = ",") -> list[str]:
+    """Split on `sep` outside any (), [], {} nesting.
+
+    >>> split_top("(1,2), \\\\frac{1}{2}, [3,4)")
+    ['(1,2)', '\\\\frac{1}{2}', '[3,4)']
+    """
+    parts, depth, start, i = [], 0, 0, 0
+    while i < len(text):
+        ch = text[i]
+        if ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        elif depth <= 0 and text.startswith(sep, i):
+            parts.append(text[start:i].strip())
+            start = i + len(sep)
+            i = start
+            continue
+        i += 1
+    parts.append(text[start:].strip())
+    return parts
+
+
+def _alt(nodes: list[Node]) -> Node:
+    unique = list(dict.fromkeys(nodes))
+    return unique[0] if len(unique) == 1 else ("alt", tuple(unique))
+
+
+def scalar(s: str) -> Node:
+    """A single value: number, percentage, infinity, value with units, text, or expression."""
+    if s.endswith("%"):
+        inner = scalar(s[:-1].strip())
+        if inner[0] == "num":
+            return _alt([inner, ("num", inner[1] / 100)])
+        return inner if inner[0] == "text" else _alt([inner, ("expr", f"({inner[1]})/100")])
+    if s in _INFINITY:
+        return ("inf", _INFINITY[s])
+    if s in _EMPTY:
+        return ("set", ())
+    number = parse_number(s)
+    if number is not None:
+        return ("num", number)
+    unit = _UNIT_TAIL.fullmatch(s)
+    if unit and not any(w in FUNCTIONS for w in re.findall(r"[A-Za-z]+", unit.group("unit"))):
+        value = scalar(unit.group("value").strip())
+        if value[0] in ("num", "alt"):
+            return value
+    if _TEXT.fullmatch(s) and any(len(w) > 2 and w not in FUNCTIONS for w in re.findall(r"[A-Za-z]+", s)):
+        return ("text", " ".join(s.lower().replace(",", " ").split()))
+    try:
+        return ("expr", to_sympy_syntax(s))
+    except LatexError as exc:
+        if "too large" in str(exc) or "nested more" in str(exc):
+            raise
+        return ("text", " ".join(s.lower().split()))
+
+
+def _interval(s: str) -> Node | None:
+    if len(s) < 5 or s[0] not in "([" or s[-1] not in ")]":
+        return None
+    parts = split_top(s[1:-1])
+    if len(parts) != 2 or not all(parts):
+        return None
+    return (parse(parts[0]), s[0] == "[", parse(parts[1]), s[-1] == "]")
+
+
+def _inequality(s: str) -> Node | None:
+    """`1 \\le x < 2`, `x > 3`, `x < -1 or x > 2` as a union of intervals."""
+    pieces = _WORD_SPLIT.split(s) if _WORD_SPLIT.search(s) else [s]
+    intervals = []
+    for piece in pieces:
+        tokens = [t.strip() for t in re.split(f"({_INEQUALITY.pattern})", piece)]
+        variable = [i for i in range(0, len(tokens), 2) if re.fullmatch(r"[A-Za-z]", tokens[i])]
+        if len(tokens) not in (3, 5) or variable != ([2] if len(tokens) == 5 else variable[:1]) or not variable:
+            return None
+        values, ops = tokens[0::2], tokens[1::2]
+        if len(tokens) == 3 and re.fullmatch(r"[A-Za-z]", values[1]):
+            values, ops = values[::-1], [{"<": ">", ">": "<", "\\le": "\\ge", "\\ge": "\\le", "<=": ">=", ">=": "<="}
+                                         .get(ops[0], ops[0])]
+        if "\\ne" in ops:
+            return None
+        lower = any(o in ("<", "\\le", "<=") for o in ops)
+        closed = [o in ("\\le", "\\ge", "<=", ">=") for o in ops]
+        if len(tokens) == 5:
+            lo, hi = (values[0], values[2]) if lower else (values[2], values[0])
+            lc, hc = (closed[0], closed[1]) if lower else (closed[1], closed[0])
+            intervals.append((parse(lo), lc, parse(hi), hc))
+        elif lower:
+            intervals.append((("inf", -1), False, parse(values[1]), closed[0]))
+        else:
+            intervals.append((parse(values[1]), closed[0], ("inf", 1), False))
+    return ("intervals", tuple(intervals))
+
+
+def _brackets(s: str) -> Node | None:
+    """Sets, matrices, tuples, intervals and unions written with brackets."""
+    if m := _MATRIX.fullmatch(s):
+        rows = [r for r in re.split(r"\\\\", m.group(2)) if r.strip() and not r.strip().startswith("\\hline")]
+        matrix = tuple(tuple(parse(c) for c in r.split("&")) for r in rows)
+        if len({len(r) for r in matrix}) != 1:
+            return None
+        vector = [row[0] for row in matrix] if len(matrix[0]) == 1 else list(matrix[0]) if len(matrix) == 1 else None
+        return _alt([("matrix", matrix)] + ([("tuple", tuple(vector))] if vector else []))
+    if s.startswith("\\lbrace") and s.endswith("\\rbrace"):
+        inner = s[len("\\lbrace") : -len("\\rbrace")].strip()
+        return ("set", tuple(parse(p) for p in split_top(inner))) if inner else ("set", ())
+    if "\\cup" in s:
+        parts = [_interval(p.strip()) for p in s.split("\\cup")]
+        return ("intervals", tuple(parts)) if all(parts) else None
+    if s.startswith("\\langle") and s.endswith("\\rangle"):
+        return ("tuple", tuple(parse(p) for p in split_top(s[len("\\langle") : -len("\\rangle")])))
+    if s[:1] in "([" and s[-1:] in ")]" and _balanced_outer(s):
+        if len(split_top(s[1:-1])) == 1 and s[0] + s[-1] in ("()", "[]"):
+            return parse(s[1:-1])
+        readings: list[Node] = []
+        interval = _interval(s)
+        if interval:
+            readings.append(("intervals", (interval,)))
+        if s[0] + s[-1] in ("()", "[]"):
+            readings.append(("tuple", tuple(parse(p) for p in split_top(s[1:-1]))))
+        return _alt(readings) if readings else None
+    return None
+
+
+def _balanced_outer(s: str) -> bool:
+    """True when the first and last bracket enclose the whole text (not `(1)+(2)`)."""
+    depth = 0
+    for i, ch in enumerate(s):
+        depth += ch in "([{"
+        depth -= ch in ")]}"
+        if depth == 0 and i < len(s) - 1:
+            return False
+    return True
+
+
+def parse(text: str) -> Node:
+    """Parse one (cleaned or raw) answer into a node tree.
+
+    >>> parse("50\\\\%")
+    ('alt', (('num', Fraction(50, 1)), ('num', Fraction(1, 2))))
+    >>> parse("x = 3")
+    ('alt', (('eq', ('expr', 'x'), ('num', Fraction(3, 1))), ('num', Fraction(3, 1))))
+    >>> parse("[1, 2)")
+    ('intervals', ((('num', Fraction(1, 1)), True, ('num', Fraction(2, 1)), False),))
+    """
+    s = clean(text)
+    if len(s) > MAX_LENGTH:
+        raise LatexError(f"answer longer than {MAX_LENGTH} characters")
+    s = re.sub(r"^[A-Za-z]\s*\\in\s*", "", s)
+    if (node := _brackets(s)) is not None:
+        return node
+    if _INEQUALITY.search(s) and (node := _inequality(s)) is not None:
+        return node
+    if _WORD_SPLIT.search(s) and "=" not in s.replace("==", ""):
+        return ("set", tuple(parse(p) for p in _WORD_SPLIT.split(s)))
+    parts = split_top(s)
+    if len(parts) > 1 and all(parts):
+        elements = tuple(parse(p) for p in parts)
+        readings: list[Node] = [("set", elements), ("tuple", elements)]
+        number = parse_number(s)
+        return _alt(([("num", number)] if number is not None else []) + readings)
+    if _WORD_SPLIT.search(s):
+        return ("set", tuple(parse(p) for p in _WORD_SPLIT.split(s)))
+    if "=" in s and not _INEQUALITY.search(s):
+        sides = [p.strip() for p in s.split("=")]
+        lhs, rhs = sides[0], sides[-1]
+        if not lhs or not rhs:
+            return scalar(s.strip("= "))
+        right = parse(rhs)
+        equation = ("eq", scalar(lhs) if len(sides) == 2 else scalar(sides[-2]), right)
+        return _alt([equation, right]) if _LHS.fullmatch(lhs) else equation
+    return scalar(s)
+
+
+Symbolic = Callable[[Node, Node, bool], bool]
+
+
+def _fast_scalar(a: Node, b: Node, proportional: bool = False) -> bool:
+    if proportional:
+        raise NeedsSympy
+    if a[0] == "num" and b[0] == "num":
+        return bool(a[1] == b[1])
+    if a[0] == "inf" or b[0] == "inf":
+        return a == b
+    if a == b:
+        return True
+    raise NeedsSympy
+
+
+def _match_all(xs: tuple[Any, ...], ys: tuple[Any, ...], eq: Callable[[Any, Any], bool]) -> bool:
+    """Order-insensitive equality: a perfect matching between xs and ys (small inputs)."""
+    if len(xs) != len(ys):
+        return False
+    if not xs:
+        return True
+    for j, y in enumerate(ys):
+        if eq(xs[0], y) and _match_all(xs[1:], ys[:j] + ys[j + 1 :], eq):
+            return True
+    return False
+
+
+def compare(a: Node, b: Node, symbolic: Symbolic | None = None) -> str | None:
+    """The rule under which `a` equals `b`, or None. Without `symbolic`, raises `NeedsSympy` when undecided.
+
+    >>> compare(parse("0.75"), parse("\\\\frac{3}{4}"))
+    'numeric'
+    >>> compare(parse("\\\\{3, 1\\\\}"), parse("\\\\{1, 3\\\\}"))
+    'set'
+    >>> compare(parse("1/3"), parse("0.33")) is None
+    True
+    """
+    scalar_eq = symbolic or _fast_scalar
+    undecided = False
+
+    def eq(x: Node, y: Node) -> bool:
+        nonlocal undecided
+        try:
+            return compare(x, y, symbolic) is not None
+        except NeedsSympy:
+            undecided = True
+            return False
+
+    for x in a[1] if a[0] == "alt" else (a,):
+        for y in b[1] if b[0] == "alt" else (b,):
+            try:
+                if (rule := _compare_one(x, y, scalar_eq, eq)) is not None:
+                    return rule
+            except NeedsSympy:
+                undecided = True
+    if undecided:
+        raise NeedsSympy
+    return None
+
+
+def _compare_one(a: Node, b: Node, scalar_eq: Symbolic, eq: Callable[[Node, Node], bool]) -> str | None:
+    kinds = {a[0], b[0]}
+    try:
+        if kinds <= {"num", "inf", "expr"}:
+            return ("numeric" if kinds == {"num"} else "symbolic") if scalar_eq(a, b, False) else None
+        if len(kinds) == 2:
+            return None
+        kind = a[0]
+        if kind == "text":
+            return "text" if a[1] == b[1] else None
+        if kind == "set":
+            return "set" if _match_all(a[1], b[1], eq) else None
+        if kind == "tuple":
+            return "tuple" if len(a[1]) == len(b[1]) and all(map(eq, a[1], b[1])) else None
+        if kind == "matrix":
+            same = len(a[1]) == len(b[1]) and all(len(r) == len(s) and all(map(eq, r, s)) for r, s in zip(a[1], b[1]))
+            return "matrix" if same else None
+        if kind == "intervals":
+
+            def same_interval(x: tuple[Any, ...], y: tuple[Any, ...]) -> bool:
+                return x[1] == y[1] and x[3] == y[3] and eq(x[0], y[0]) and eq(x[2], y[2])
+
+            return "interval" if _match_all(a[1], b[1], same_interval) else None
+        if kind == "eq":
+            return "equation" if _same_equation(a, b, scalar_eq, eq) else None
+    except RecursionError:
+        return None
+    return None
+
+
+def _same_equation(a: Node, b: Node, scalar_eq: Symbolic, eq: Callable[[Node, Node], bool]) -> bool:
+    """Same sides (either order), else lhs - rhs proportional (2x + 2y = 4 vs x + y = 2)."""
+    if (eq(a[1], b[1]) and eq(a[2], b[2])) or (eq(a[1], b[2]) and eq(a[2], b[1])):
+        return True
+    sides = [side for side in (a[1], a[2], b[1], b[2]) if side[0] in ("num", "expr")]
+    if len(sides) < 4:
+        return False
+    left, right = (("expr", f"({as_syntax(x)})-({as_syntax(y)})") for x, y in ((a[1], a[2]), (b[1], b[2])))
+    return scalar_eq(left, right, True)
+
+
+def as_syntax(node: Node) -> str:
+    """A num or expr node as sympy syntax."""
+    if node[0] == "num":
+        return f"({node[1].numerator}/{node[1].denominator})"
+    return str(node[1])

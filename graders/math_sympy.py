@@ -1,0 +1,214 @@
+"""Symbolic answer comparison in persistent sympy worker processes with a hard time limit.
+
+Why a process: sympy can run for ever on inputs such as `9^{9^{9^9}}` and cannot be interrupted
+from another thread, and `signal.alarm` only works in the main thread. Each calling thread borrows
+a worker; if a comparison overruns its time limit the worker is killed and a fresh one is spawned
+for the next call, so the limit holds in any thread or process. Workers are reused between calls,
+so the cost of importing sympy is paid once, and the calling process never imports sympy.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+import threading
+from multiprocessing.connection import Connection
+from typing import Any
+
+from graders.math_parse import Node, compare
+
+STARTUP_TIMEOUT = 120.0
+REL_TOL = 1e-9
+MEMORY_LIMIT = 2 * 1024**3
+
+
+class SympyTimeout(Exception):
+    """The comparison ran past its time limit; the worker was killed."""
+
+
+class _Worker:
+    """One `python -m graders.math_sympy` process, talked to over its stdin/stdout pipes.
+
+    A plain subprocess rather than multiprocessing's spawn, so callers need no `__main__` guard.
+    """
+
+    def __init__(self) -> None:
+        to_child, from_parent = os.pipe()[::-1]
+        from_child, to_parent = os.pipe()
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "graders.math_sympy"], stdin=from_parent, stdout=to_parent, env=env
+        )
+        os.close(from_parent)
+        os.close(to_parent)
+        self.send_conn = Connection(to_child, readable=False)
+        self.conn = Connection(from_child, writable=False)
+        self.ready = False
+
+    def call(self, payload: Any, timeout: float) -> Any:
+        if not self.ready:
+            if not self.conn.poll(STARTUP_TIMEOUT):
+                raise RuntimeError(f"sympy worker did not start within {STARTUP_TIMEOUT:.0f} s")
+            self.conn.recv()
+            self.ready = True
+        self.send_conn.send(payload)
+        if not self.conn.poll(timeout):
+            raise SympyTimeout(f"symbolic comparison exceeded {timeout:g} s")
+        return self.conn.recv()
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait(5)
+        self.send_conn.close()
+        self.conn.close()
+
+
+_idle: list[_Worker] = []
+_idle_lock = threading.Lock()
+_owner_pid = os.getpid()
+
+
+def _acquire() -> _Worker:
+    global _owner_pid
+    with _idle_lock:
+        if _owner_pid != os.getpid():
+            _idle.clear()
+            _owner_pid = os.getpid()
+        if _idle:
+            return _idle.pop()
+    return _Worker()
+
+
+def _release(worker: _Worker) -> None:
+    with _idle_lock:
+        if len(_idle) < (os.cpu_count() or 1) and worker.proc.poll() is None:
+            _idle.append(worker)
+            return
+    worker.kill()
+
+
+def warm_up() -> None:
+    """Start one worker and wait until sympy is imported, so the first graded sample is not slowed."""
+    worker = _acquire()
+    worker.call(None, STARTUP_TIMEOUT)
+    _release(worker)
+
+
+def symbolic_compare(a: Node, b: Node, timeout: float) -> tuple[str | None, str | None]:
+    """(rule, error) from comparing two parsed answers with sympy; raises `SympyTimeout` after `timeout` s."""
+    worker = _acquire()
+    try:
+        result = worker.call((a, b), timeout)
+    except BaseException:
+        worker.kill()
+        raise
+    _release(worker)
+    return result
+
+
+def _serve() -> None:
+    """Worker loop: import sympy once, then answer (a, b) comparison requests until stdin closes."""
+    requests, conn = Connection(0, writable=False), Connection(os.dup(1), readable=False)
+    os.dup2(2, 1)
+    try:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
+    except (ImportError, ValueError, OSError):
+        pass
+    equality = _SympyEquality()
+    conn.send("ready")
+    while True:
+        try:
+            request = requests.recv()
+        except (EOFError, OSError):
+            return
+        if request is None:
+            conn.send((None, None))
+            continue
+        try:
+            conn.send((compare(request[0], request[1], equality), None))
+        except (Exception, RecursionError, MemoryError) as exc:
+            conn.send((None, f"{type(exc).__name__}: {exc}"[:300]))
+
+
+class _SympyEquality:
+    """The `symbolic` callback of `compare`: parse restricted syntax, compare exactly or numerically."""
+
+    def __init__(self) -> None:
+        import sympy
+        from sympy.parsing import sympy_parser as sp
+
+        self.sympy = sympy
+        self.parse_expr = sp.parse_expr
+        self.transformations = sp.standard_transformations + (sp.implicit_multiplication_application,)
+        names = "Integer Float Rational Symbol Function sqrt root log sin cos tan cot sec csc asin acos atan"
+        names += " sinh cosh tanh exp pi oo E I Abs binomial factorial factorial2"
+        self.globals: dict[str, Any] = {n: getattr(sympy, n) for n in names.split()}
+        self.globals["__builtins__"] = {}
+        self.cache: dict[Node, Any] = {}
+
+    def to_sympy(self, node: Node) -> Any:
+        kind, value = node[0], node[1]
+        if kind == "num":
+            return self.sympy.Rational(value.numerator, value.denominator)
+        if kind == "inf":
+            return self.sympy.oo if value > 0 else -self.sympy.oo
+        if kind != "expr":
+            raise TypeError(f"not a scalar: {kind}")
+        if node not in self.cache:
+            if len(self.cache) > 10000:
+                self.cache.clear()
+            self.cache[node] = self.parse_expr(
+                value, local_dict={}, global_dict=dict(self.globals), transformations=self.transformations
+            )
+        return self.cache[node]
+
+    def __call__(self, a: Node, b: Node, proportional: bool = False) -> bool:
+        x, y = self.to_sympy(a), self.to_sympy(b)
+        if proportional:
+            return self._proportional(x, y)
+        if x == y:
+            return True
+        if x.has(self.sympy.oo, -self.sympy.oo, self.sympy.zoo) or y.has(self.sympy.oo, self.sympy.zoo):
+            return False
+        free = sorted((x - y).free_symbols, key=str)
+        if not free:
+            return False if (x.is_Rational and y.is_Rational) else self._close(x, y)
+        return all(self._close(x.xreplace(p), y.xreplace(p)) for p in self._points(free))
+
+    def _points(self, free: list[Any]) -> list[dict[Any, Any]]:
+        rng = random.Random(1234)
+        return [{s: self.sympy.Rational(rng.randint(11, 97), rng.randint(7, 23)) for s in free} for _ in range(4)]
+
+    def _close(self, x: Any, y: Any) -> bool:
+        """Equal as numbers: exactly for rationals, else within a relative tolerance at 30 digits."""
+        if x.is_Rational and y.is_Rational:
+            return bool(x == y)
+        vx, vy = self.sympy.N(x, 30), self.sympy.N(y, 30)
+        if not (vx.is_number and vy.is_number) or vx.has(self.sympy.nan) or vy.has(self.sympy.nan):
+            return False
+        diff, scale = abs(vx - vy), max(abs(vx), abs(vy))
+        try:
+            return bool(diff == 0) or bool(diff <= REL_TOL * scale)
+        except TypeError:
+            return False
+
+    def _proportional(self, d1: Any, d2: Any) -> bool:
+        """Two equations `d1 = 0`, `d2 = 0` are the same when d1 / d2 is one non-zero constant."""
+        free = sorted(d1.free_symbols | d2.free_symbols, key=str)
+        if d1.free_symbols != d2.free_symbols:
+            return False
+        ratios = []
+        for point in self._points(free):
+            v2 = d2.xreplace(point)
+            if v2 == 0:
+                continue
+            ratios.append(d1.xreplace(point) / v2)
+        return bool(ratios) and ratios[0] != 0 and all(self._close(r, ratios[0]) for r in ratios[1:])
+
+
+if __name__ == "__main__":
+    _serve()
