@@ -5,9 +5,9 @@ from graders.string import ExactMatchGrader
 from tasks import Task
 from tasks.base import split_items
 
-CAPITALS = {"France": "Paris", "Japan": "Tokyo", "Kenya": "Nairobi", "Peru": "Lima", "Canada": "Ottawa",
-            "Egypt": "Cairo", "Norway": "Oslo", "Chile": "Santiago", "India": "New Delhi", "Spain": "Madrid"}
-train, test = split_items([{"country": c, "answer": a} for c, a in CAPITALS.items()], n_test=3, seed=0)
+PAIRS = "France Paris, Japan Tokyo, Kenya Nairobi, Peru Lima, Egypt Cairo, Norway Oslo, Chile Santiago"
+items = [dict(zip(["country", "answer"], pair.split())) for pair in PAIRS.split(", ")]
+train, test = split_items(items, n_test=2, seed=0)
 
 task = Task(
     name="capitals",

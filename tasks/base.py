@@ -137,7 +137,12 @@ def generate_splits(
 
 
 def _draw(
-    make: Callable[[random.Random], Item], rng: random.Random, n: int, key: str, seen: set[Any], max_tries: int
+    make: Callable[[random.Random], Item],
+    rng: random.Random,
+    n: int,
+    key: str,
+    seen: set[Any],
+    max_tries: int,
 ) -> list[Item]:
     out: list[Item] = []
     misses = 0
@@ -156,9 +161,7 @@ def _draw(
     return out
 
 
-def split_items(
-    items: Sequence[Item], n_test: int | float, seed: int
-) -> tuple[list[Item], list[Item]]:
+def split_items(items: Sequence[Item], n_test: int | float, seed: int) -> tuple[list[Item], list[Item]]:
     """Shuffle with a fixed seed and hold out `n_test` items (a count, or a fraction when < 1)."""
     count = round(len(items) * n_test) if isinstance(n_test, float) and n_test < 1 else int(n_test)
     if not 0 <= count < len(items):

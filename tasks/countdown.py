@@ -7,6 +7,7 @@ A well-formed expression with the wrong value earns `format_score` (0 unless con
 
 from __future__ import annotations
 
+import operator
 import random
 import re
 from collections import Counter
@@ -25,11 +26,15 @@ TEMPLATE = (
     "Think it through, then give only the expression inside <answer> </answer> tags, "
     "for example <answer>(1 + 2) * 3</answer>."
 )
+COMBINE = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.floordiv}
 _ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.S | re.I)
 
 
 def extract_expression(text: str) -> str | None:
-    """The last `<answer>...</answer>`, else the last `\\boxed{}`, else the last non-empty line; `= N` dropped."""
+    """The last `<answer>...</answer>`, else the last `\\boxed{}`, else the last non-empty line.
+
+    A trailing `= N` is dropped, so `(1 + 2) * 3 = 9` gives `(1 + 2) * 3`.
+    """
     tagged = _ANSWER_TAG.findall(text)
     found = tagged[-1] if tagged else extract_boxed(text)
     if found is None:
@@ -67,7 +72,9 @@ class CountdownGrader:
         details: dict[str, Any] = {"expression": expression}
         given = Counter(int(n) for n in item["numbers"])
         if used - given or (self.use_all and used != given):
-            details["reason"] = "must use each given number exactly once" if self.use_all else "unknown numbers"
+            details["reason"] = (
+                "must use each given number exactly once" if self.use_all else "unknown numbers"
+            )
             return Grade(0.0, details)
         try:
             value = evaluate(expression)
@@ -85,15 +92,20 @@ def make_item(rng: random.Random, count: int, max_number: int, max_target: int) 
         while len(atoms) > 1:
             (sa, a), (sb, b) = atoms.pop(rng.randrange(len(atoms))), atoms.pop(rng.randrange(len(atoms)))
             op = rng.choice("+-*/")
-            if (op == "-" and a < b) or (op == "/" and a % b):
+            if (op == "-" and a < b) or (op == "/" and (b == 0 or a % b)):
                 op = "+"
-            value = {"+": a + b, "-": a - b, "*": a * b, "/": a // b}[op]
+            value = COMBINE[op](a, b)
             atoms.append((f"({sa} {op} {sb})", value))
         expression, target = atoms[0]
         if 1 <= target <= max_target:
             break
     expression = expression[1:-1] if count > 1 else expression
-    return {"numbers": numbers, "target": target, "solution": expression, "puzzle": f"{sorted(numbers)} -> {target}"}
+    return {
+        "numbers": numbers,
+        "target": target,
+        "solution": expression,
+        "puzzle": f"{sorted(numbers)} -> {target}",
+    }
 
 
 def countdown(
@@ -109,7 +121,9 @@ def countdown(
 ) -> Task:
     """Countdown puzzles; every target is reachable (the generating expression is the reference)."""
     if count < 2 or max_number < 1 or max_target < 1:
-        raise ValueError(f"countdown: need count >= 2 and positive maxima, got {count}, {max_number}, {max_target}")
+        raise ValueError(
+            f"countdown: need count >= 2 and positive maxima, got {count}, {max_number}, {max_target}"
+        )
     train, test = generate_splits(
         lambda rng: make_item(rng, count, max_number, max_target), n_train, n_test, seed, key="puzzle"
     )

@@ -106,15 +106,25 @@ def to_item(row: Mapping[str, Any], where: str, mapping: Mapping[str, str] | Non
     item = dict(row)
     for ours, theirs in (mapping or {}).items():
         if theirs not in row:
-            raise ValueError(f"{where}: mapped column '{theirs}' (for '{ours}') is missing; has {sorted(row)}")
+            raise ValueError(
+                f"{where}: mapped column '{theirs}' (for '{ours}') is missing; has {sorted(row)}"
+            )
         item[ours] = row[theirs]
     if "messages" not in item and isinstance(item.get("prompt"), str):
         item["messages"] = [{"role": "user", "content": item["prompt"]}]
-    error = jsonschema.exceptions.best_match(_validator().iter_errors(item))
-    if error is not None:
+    errors = list(_validator().iter_errors(item))
+    if errors:
+        error = max(errors, key=lambda e: len(e.absolute_path))  # the most specific field
         field = "/".join(str(p) for p in error.absolute_path) or "(item)"
-        hint = " (give a 'messages' list, or a 'prompt' text / mapping={'prompt': column})" if field == "(item)" else ""
-        raise ValueError(f"{where}: field '{field}': {error.message}{hint}")
+        message = (
+            "needs at least one message with role 'user'" if error.validator == "contains" else error.message
+        )
+        hint = (
+            " (give a 'messages' list, or a 'prompt' text / mapping={'prompt': column})"
+            if field == "(item)"
+            else ""
+        )
+        raise ValueError(f"{where}: field '{field}': {message}{hint}")
     return item
 
 
@@ -163,7 +173,7 @@ def _reference(items: Sequence[Item], field: str | None) -> Callable[[Mapping[st
     if field is None:
         return None
     name = field
-    return lambda item: (v if isinstance(v := item[name], str) else json.dumps(v, ensure_ascii=False))
+    return lambda item: v if isinstance(v := item[name], str) else json.dumps(v, ensure_ascii=False)
 
 
 def task_from_files(
@@ -204,7 +214,8 @@ def task_from_files(
         reference=_reference(train_items, reference_field),
         system_prompt=system_prompt,
         response_format=response_format,
-        description=f"from {train}" + (f" and {test}" if test is not None else f" (held out {len(test_items)})"),
+        description=f"from {train}"
+        + (f" and {test}" if test is not None else f" (held out {len(test_items)})"),
         issues=issues,
     )
 

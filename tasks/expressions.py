@@ -17,6 +17,8 @@ from collections import Counter
 from fractions import Fraction
 
 MAX_LENGTH = 300
+# Typographic and LaTeX operators models often write, mapped to Python's.
+_SYMBOLS = {"\\times": "*", "\\cdot": "*", "\\div": "/", "×": "*", "·": "*", "÷": "/", "−": "-"}
 _OPS = {
     ast.Add: lambda a, b: a + b,
     ast.Sub: lambda a, b: a - b,
@@ -31,7 +33,9 @@ class ExpressionError(ValueError):
 
 def parse(text: str) -> ast.expr:
     """Parse `text` into an AST holding only integers, + - * / and parentheses."""
-    text = text.strip().replace("×", "*").replace("÷", "/").replace("−", "-")
+    for symbol, plain in _SYMBOLS.items():
+        text = text.replace(symbol, plain)
+    text = text.strip()
     if not text:
         raise ExpressionError("empty expression")
     if len(text) > MAX_LENGTH:

@@ -16,9 +16,30 @@ from typing import Any
 from graders.json_schema import JsonSchemaGrader
 from tasks.base import Item, Task, generate_splits
 
-FIRST = ["Alice", "Bruno", "Chen", "Dana", "Emeka", "Fatima", "Gustav", "Hana", "Ivan", "Julia", "Kofi", "Lucia"]
+FIRST = [
+    "Alice",
+    "Bruno",
+    "Chen",
+    "Dana",
+    "Emeka",
+    "Fatima",
+    "Gustav",
+    "Hana",
+    "Ivan",
+    "Julia",
+    "Kofi",
+    "Lucia",
+]
 LAST = ["Smith", "Okafor", "Nakamura", "Silva", "Novak", "Haddad", "Larsen", "Patel", "Moreau", "Kim"]
-COMPANIES = ["Acme Corp", "Blue Harbor Ltd", "Northwind", "Globex", "Initech", "Umbrella Books", "Vega Travel"]
+COMPANIES = [
+    "Acme Corp",
+    "Blue Harbor Ltd",
+    "Northwind",
+    "Globex",
+    "Initech",
+    "Umbrella Books",
+    "Vega Travel",
+]
 SERVICES = ["consulting", "a software licence", "office chairs", "a training course", "catering", "repairs"]
 SENTENCES = [
     "On {date}, {name} paid {amount} to {company} for {service}.",
@@ -27,8 +48,20 @@ SENTENCES = [
     "Receipt: {company} received {amount} from {name} on {date} ({service}).",
 ]
 # Month names spelled out here, not via strftime, so the texts do not depend on the locale.
-MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
-          "November", "December"]
+MONTHS = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+]
 DATE_FORMATS = ["{m} {d.day}, {d.year}", "{d.day} {m} {d.year}", "{d:%Y-%m-%d}", "{m:.3} {d.day}, {d.year}"]
 AMOUNT_FORMATS = ["${a:,.2f}", "{a:,.2f} USD", "USD {a:,.2f}", "${a:,.0f}"]
 RESPONSE_FORMAT: dict[str, Any] = {
@@ -44,7 +77,12 @@ RESPONSE_FORMAT: dict[str, Any] = {
 }
 # Grading is per field (a quarter each) against a lenient schema, so one wrong field costs a quarter
 # rather than failing the strict `response_format` check as a whole.
-FIELDS = {"name": "normalized", "company": "normalized", "date": "exact", "amount": {"mode": "numeric", "tolerance": 0.005}}
+FIELDS = {
+    "name": "normalized",
+    "company": "normalized",
+    "date": "exact",
+    "amount": {"mode": "numeric", "tolerance": 0.005},
+}
 INSTRUCTION = (
     "Extract the person's full name, the company, the date (as YYYY-MM-DD) and the amount (a plain number) "
     "from the text. Reply with only a JSON object with the keys name, company, date and amount."
@@ -72,7 +110,9 @@ def make_item(rng: random.Random) -> Item:
     return {"text": text, "expected": expected}
 
 
-def json_extract(n_train: int = 2000, n_test: int = 200, seed: int = 0, instruction: str = INSTRUCTION) -> Task:
+def json_extract(
+    n_train: int = 2000, n_test: int = 200, seed: int = 0, instruction: str = INSTRUCTION
+) -> Task:
     """Field extraction graded field by field (each of the four fields is worth a quarter)."""
     train, test = generate_splits(make_item, n_train, n_test, seed, key="text")
 

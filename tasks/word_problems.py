@@ -15,8 +15,18 @@ from graders.math import MathGrader
 from tasks.base import Item, Task, generate_splits
 
 INSTRUCTION = "Solve it step by step, then give the final answer as a number after '####'."
-PEOPLE = [("Maria", "She"), ("Tom", "He"), ("Aisha", "She"), ("Ken", "He"), ("Lena", "She"),
-          ("Omar", "He"), ("Priya", "She"), ("Jonas", "He"), ("Sofia", "She"), ("Ravi", "He")]
+PEOPLE = [
+    ("Maria", "She"),
+    ("Tom", "He"),
+    ("Aisha", "She"),
+    ("Ken", "He"),
+    ("Lena", "She"),
+    ("Omar", "He"),
+    ("Priya", "She"),
+    ("Jonas", "He"),
+    ("Sofia", "She"),
+    ("Ravi", "He"),
+]
 THINGS = ["apples", "marbles", "stickers", "cookies", "books", "pencils", "cards", "stamps", "shells", "eggs"]
 FRIENDS = ["a friend", "a neighbour", "a cousin", "a classmate", "the teacher"]
 

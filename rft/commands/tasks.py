@@ -33,8 +33,12 @@ def list_tasks() -> None:
     for column in ("name", "train", "held-out", "grader", "description"):
         table.add_column(column, justify="right" if column in ("train", "held-out") else "left")
     for name in sorted(REGISTRY):
-        task = load_task(name)
         label = f"{name} (default)" if name == DEFAULT_TASK else name
+        try:
+            task = load_task(name)
+        except (ImportError, ValueError) as exc:  # e.g. an optional grader not installed: show why
+            table.add_row(label, "-", "-", "-", f"unavailable: {exc}")
+            continue
         table.add_row(label, str(len(task.train)), str(len(task.test)), task.grader.name, task.description)
     Console().print(table)
 
@@ -78,7 +82,9 @@ def register(app: typer.Typer) -> None:
 
     @tasks_app.command("show")
     def show(
-        name: str = typer.Argument(..., help="built-in name, pkg.module:attr, file.py:attr or a task directory"),
+        name: str = typer.Argument(
+            ..., help="built-in name, pkg.module:attr, file.py:attr or a task directory"
+        ),
         n: int = typer.Option(3, "--n", help="how many items to print"),
         split: str = typer.Option("test", "--split", help="train or test"),
         option: list[str] = typer.Option([], "--option", "-o", help="task option key=value, repeatable"),

@@ -1,4 +1,4 @@
-"""The safe expression evaluator behind countdown and arithmetic: exact values, and rejection of anything else."""
+"""The safe expression evaluator behind countdown and arithmetic: exact values, and rejection of the rest."""
 
 from fractions import Fraction
 

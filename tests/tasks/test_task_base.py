@@ -9,7 +9,7 @@ import pytest
 from graders.string import ExactMatchGrader
 from tasks.base import Task, generate_splits, load_task, split_items
 
-TASK_FILE = '''
+TASK_FILE = """
 from graders.string import ExactMatchGrader
 from tasks import Task
 
@@ -18,7 +18,7 @@ def make(size=2):
     return Task("{name}", items[1:], items[:1], lambda it: it["q"], ExactMatchGrader())
 
 fixed = make()
-'''
+"""
 
 
 def test_load_task_from_file_path_with_options(tmp_path: Path) -> None:
@@ -64,8 +64,14 @@ def test_fixed_task_rejects_options(tmp_path: Path) -> None:
 def test_system_prompt_is_prepended_once() -> None:
     task = Task("t", [], [], lambda it: it["q"], ExactMatchGrader(), system_prompt="Be brief.")
     assert [m["role"] for m in task.messages({"q": "hi"})] == ["system", "user"]
-    chat = Task("t", [], [], lambda it: [{"role": "system", "content": "own"}, {"role": "user", "content": "x"}],
-                ExactMatchGrader(), system_prompt="Be brief.")
+    chat = Task(
+        "t",
+        [],
+        [],
+        lambda it: [{"role": "system", "content": "own"}, {"role": "user", "content": "x"}],
+        ExactMatchGrader(),
+        system_prompt="Be brief.",
+    )
     assert chat.messages({})[0]["content"] == "own"
 
 
