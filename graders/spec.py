@@ -20,12 +20,14 @@ from __future__ import annotations
 import functools
 import importlib
 import json
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from graders.base import Grader, GraderInputError
 
+_DOTTED = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "grader_spec.schema.json"
 
 TYPES: dict[str, str] = {
@@ -120,8 +122,28 @@ def grader_class(kind: str) -> Any:
         ) from exc
 
 
+def import_grader(ref: str) -> Grader:
+    """A Python grader given as `package.module:attr`: a grader, a no-argument factory, or a spec dict."""
+    module, _, attr = ref.partition(":")
+    try:
+        obj: Any = importlib.import_module(module)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as exc:
+        raise GraderInputError(f"cannot import grader {ref!r}: {exc}") from exc
+    if isinstance(obj, Mapping):
+        return load_grader(obj)
+    if not hasattr(obj, "grade") and callable(obj):
+        obj = obj()
+    if not hasattr(obj, "grade"):
+        raise GraderInputError(f"{ref!r} is a {type(obj).__name__}, not a grader (it has no grade method)")
+    return obj
+
+
 def load_grader(spec: Mapping[str, Any] | str | Path) -> Grader:
-    """Validate a spec (dict, JSON text or file path) and build its grader."""
+    """Build a grader from a spec (dict, JSON text or file path) or a `pkg.mod:attr` Python grader."""
+    if isinstance(spec, str) and _DOTTED.fullmatch(spec) and not Path(spec).exists():
+        return import_grader(spec)
     data = read_spec(spec)
     validate_spec(data)
     return grader_class(data["type"]).from_spec(data)

@@ -1,0 +1,134 @@
+"""`rft grade SPEC DATA.jsonl`: run a grader over saved samples, like OpenAI's grader validate/run endpoints.
+
+SPEC is a grader spec JSON file or a Python grader `pkg.mod:attr`. Each JSONL line holds the item's
+fields plus the sample: `"sample": "..."`, `"sample": {"output_text": ...}` or a top-level
+`"output_text"` (OpenAI's `{"item": {...}, "model_sample": "..."}` shape works too).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+
+SAMPLE_KEYS = ("sample", "model_sample")
+
+
+def split_line(record: Any, where: str) -> tuple[Any, dict[str, Any]]:
+    """Split one JSONL record into (sample, item); raise naming `where` (file:line) when malformed."""
+    from graders.base import GraderInputError, Sample
+
+    if not isinstance(record, dict):
+        raise GraderInputError(f"{where}: each line must be a JSON object, got {type(record).__name__}")
+    key = next((k for k in SAMPLE_KEYS if k in record), None)
+    if key is not None:
+        raw = record[key]
+    elif "output_text" in record:
+        raw = {"output_text": record["output_text"], "output_json": record.get("output_json")}
+    else:
+        raise GraderInputError(f"{where}: no sample: give 'sample', 'model_sample' or 'output_text'")
+    try:
+        sample = Sample.coerce(raw)
+    except GraderInputError as exc:
+        raise GraderInputError(f"{where}: {exc}") from exc
+    if isinstance(record.get("item"), dict) and key is not None:
+        return sample, record["item"]
+    item = {k: v for k, v in record.items() if k not in (*SAMPLE_KEYS, "output_text", "output_json", "grade")}
+    return sample, item
+
+
+def read_lines(path: Path) -> tuple[list[dict[str, Any]], list[int], list[Any], list[dict[str, Any]]]:
+    """Records, their line numbers, samples and items of a JSONL file (blank lines skipped)."""
+    from graders.base import GraderInputError
+
+    records, numbers, samples, items = [], [], [], []
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise GraderInputError(f"cannot read {path}: {exc.strerror}") from exc
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise GraderInputError(f"{path}:{number}: invalid JSON at column {exc.colno}: {exc.msg}") from exc
+        sample, item = split_line(record, f"{path}:{number}")
+        records.append(record)
+        numbers.append(number)
+        samples.append(sample)
+        items.append(item)
+    return records, numbers, samples, items
+
+
+def _report(result: Any, grader: Any, numbers: list[int], samples: list[Any], seconds: float, show: int) -> None:
+    from graders.base import pass_threshold
+
+    threshold = pass_threshold(grader)
+    passed = sum(g.score >= threshold for g in result.grades) / max(1, len(result.grades))
+    typer.echo(f"graded {len(result.grades)} samples with {grader.name!r} ({result.mode}) in {seconds:.2f} s")
+    if result.fallback:
+        typer.echo(f"note: {result.fallback}")
+    typer.echo(f"mean score: {result.mean_score:.4f}   pass rate (score >= {threshold:g}): {passed:.4f}")
+    typer.echo(f"errors: {result.errors}   timeouts: {result.timeouts}")
+    for name, mean in result.sub_means().items():
+        typer.echo(f"  {name}: mean {mean:.4f}")
+    for name, lat in result.latency.items():
+        typer.echo(f"latency {name}: mean {lat.mean:.4f} s, p50 {lat.p50:.4f} s, max {lat.max:.4f} s")
+    order = sorted(range(len(result.grades)), key=lambda i: (result.grades[i].error is None, result.grades[i].score))
+    failures = [i for i in order if result.grades[i].score < threshold or result.grades[i].error][:show]
+    if failures:
+        typer.echo(f"failures (worst {len(failures)}):")
+    for i in failures:
+        grade = result.grades[i]
+        error = f" error={grade.error}" if grade.error else ""
+        typer.echo(f"  line {numbers[i]}: score {grade.score:.4f}{error} sample={samples[i].output_text[:80]!r}")
+
+
+def grade(
+    spec: str = typer.Argument(..., help="Grader spec JSON file, or a Python grader 'pkg.mod:attr'."),
+    data: Path = typer.Argument(None, help="JSONL file: item fields plus 'sample' (or 'output_text') per line."),
+    validate: bool = typer.Option(False, "--validate", help="Only check the spec (and DATA's lines if given)."),
+    out: Path = typer.Option(None, "--out", help="Write each line with its grade to this JSONL file."),
+    workers: int = typer.Option(None, help="Parallel graders (default: CPU count)."),
+    time_limit: float = typer.Option(30.0, help="Seconds per sample before it is graded 'timeout'."),
+    mode: str = typer.Option("auto", help="auto, async, thread or process."),
+    show: int = typer.Option(3, help="How many failures to print."),
+) -> None:
+    """Grade saved samples with a grader spec and print the mean score, sub-scores and failures."""
+    from graders.base import GraderInputError
+    from graders.runner import SampleInputError, grade_batch
+    from graders.spec import load_grader
+
+    try:
+        grader = load_grader(spec)
+        if data is None:
+            if not validate:
+                raise GraderInputError("DATA is required unless --validate is given")
+            typer.echo(f"spec ok: {type(grader).__name__} {grader.name!r}")
+            return
+        records, numbers, samples, items = read_lines(data)
+        if validate:
+            typer.echo(f"spec ok: {type(grader).__name__} {grader.name!r}; {len(records)} lines ok in {data}")
+            return
+        start = time.perf_counter()
+        try:
+            result = grade_batch(grader, samples, items, time_limit=time_limit, workers=workers, mode=mode)
+        except SampleInputError as exc:
+            raise GraderInputError(f"{data}:{numbers[exc.index]}: {exc.reason}") from exc
+    except (GraderInputError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    _report(result, grader, numbers, samples, time.perf_counter() - start, show)
+    if out is not None:
+        with out.open("w") as fh:
+            for record, one in zip(records, result.grades):
+                fh.write(json.dumps({**record, "grade": one.to_dict()}, ensure_ascii=False) + "\n")
+        typer.echo(f"wrote {len(records)} graded lines to {out}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("grade")(grade)
