@@ -1,0 +1,444 @@
+"""Run untrusted Python in a separate, isolated, resource-limited process that can never hang the grader.
+
+Layers, outermost first (see `graders/sandbox_boot.py` for the inside):
+- a new session and process group, stdin closed (or fed test input), a minimal environment without the
+  parent's secrets, `python -I -S`, stdout/stderr read concurrently and capped;
+- where `unshare` works: fresh network (no interface up, so no traffic at all), PID (a daemonised
+  grandchild dies with the run) and mount namespaces, with private size-capped tmpfs over /tmp,
+  /var/tmp, /dev/shm, /run/lock and the grader's home, the working directory inside that tmpfs;
+- a fresh unprivileged uid per run when the grader is root, so rlimits on processes apply and every
+  process of a run can be found and killed by uid;
+- rlimits for CPU, address space, processes, file size, open files and core dumps;
+- a wall-clock deadline enforced from outside with SIGKILL to the group and to every process of the uid.
+
+Without namespaces the sandbox still runs, with a loud warning, and an audit hook in the child blocks
+sockets, new programs, ctypes and writes outside its temporary working directory.
+"""
+
+from __future__ import annotations
+
+import builtins
+import itertools
+import json
+import logging
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import warnings
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field, replace
+from functools import cache
+from typing import Any
+
+from graders import sandbox_boot
+from graders.base import GraderInputError
+from graders.sandbox_boot import EXIT_MEMORY, decode, encode
+
+log = logging.getLogger(__name__)
+
+BOOT = os.path.abspath(sandbox_boot.__file__)
+STATUSES = ("ok", "timeout", "memory", "killed", "error")
+_UNSHARE = ["--net", "--pid", "--mount", "--fork", "--mount-proc", "--kill-child"]
+_HIDDEN = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock")
+_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "HOME": "/nonexistent"}
+_UID_BASE = 1_700_000_000
+_uids = itertools.count()
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits for one sandboxed execution (a run, or a whole session of calls)."""
+
+    wall_s: float = 10.0
+    cpu_s: int | None = None  # CPU seconds; None = the wall-clock limit rounded up
+    memory_mb: int = 1024  # address space
+    max_processes: int = 32
+    max_file_mb: int = 16
+    max_open_files: int = 64
+    max_output_bytes: int = 1 << 20  # per stream; exceeding it kills the run
+    max_reply_bytes: int = 16 << 20  # one encoded return value in a session
+    max_source_bytes: int = 256_000
+    tmpfs_mb: int = 64
+
+    def child(self) -> dict[str, int]:
+        cpu = self.cpu_s if self.cpu_s is not None else max(1, int(-(-self.wall_s // 1)))
+        keys = ("memory_mb", "max_processes", "max_file_mb", "max_open_files")
+        return {"cpu_s": cpu, **{k: getattr(self, k) for k in keys}}
+
+
+@dataclass
+class RunResult:
+    """What came out of one sandboxed execution; `status` is one of `STATUSES`."""
+
+    status: str
+    exit_code: int | None
+    stdout: str
+    stderr: str
+    wall_s: float
+    cpu_s: float
+    reason: str | None = None
+    isolation: str = "none"
+    uid: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class IsolationInfo:
+    """What containment this machine gives; reported by `rft doctor`."""
+
+    mode: str  # "namespaces" or "none"
+    drops_uid: bool
+    interpreter: str
+    unshare: str | None
+    bwrap: str | None
+    warnings: tuple[str, ...] = field(default_factory=tuple)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class SandboxUnavailable(RuntimeError):
+    """The sandbox cannot run submissions safely on this machine (e.g. no interpreter the uid can read)."""
+
+
+class SandboxDied(BaseException):
+    """The session's process ended (timeout, memory, crash). A BaseException so test code that catches
+    `Exception` around a candidate call cannot swallow it."""
+
+    def __init__(self, result: RunResult) -> None:
+        super().__init__(f"sandbox {result.status}: {result.reason or result.stderr[-300:]}")
+        self.result = result
+
+
+class CandidateError(Exception):
+    """The candidate raised an exception that is not a builtin one; the message names its type."""
+
+
+def _traversable(path: str) -> bool:
+    """True when a process of another uid can reach `path` (every parent directory has o+x)."""
+    path = os.path.realpath(path)
+    parts = path.split(os.sep)
+    for i in range(2, len(parts)):
+        if not os.stat(os.sep.join(parts[:i])).st_mode & 0o001:
+            return False
+    return True
+
+
+def _interpreter(need_traversable: bool) -> str:
+    candidates = [os.path.realpath(sys.executable), "/usr/bin/python3", "/usr/local/bin/python3"]
+    for exe in candidates:
+        if os.path.exists(exe) and (not need_traversable or _traversable(exe)):
+            prefix = subprocess.run([exe, "-I", "-S", "-c", "import os;print(os.__file__)"],
+                                    capture_output=True, text=True, check=False).stdout.strip()
+            if prefix and (not need_traversable or _traversable(prefix)):
+                return exe
+    raise SandboxUnavailable(
+        "no Python interpreter whose standard library an unprivileged uid can read; install python3 "
+        "system-wide or make the sandbox's namespaces available (see `rft doctor`)"
+    )
+
+
+def _unshare_argv(unshare: str) -> list[str]:
+    return [unshare, *(["--user", "--map-root-user"] if os.geteuid() != 0 else []), *_UNSHARE]
+
+
+@cache
+def isolation_info(requested: str = "auto") -> IsolationInfo:
+    """Detect (once) what isolation works here; warn loudly when falling back to none."""
+    requested = os.environ.get("RFT_SANDBOX_ISOLATION", requested)
+    unshare, bwrap = shutil.which("unshare"), shutil.which("bwrap")
+    mode, notes = "none", []
+    if requested not in ("auto", "namespaces", "none"):
+        raise ValueError(f"sandbox isolation must be auto, namespaces or none, got {requested!r}")
+    if requested != "none" and unshare:
+        probe = subprocess.run([*_unshare_argv(unshare), "true"], capture_output=True, text=True, check=False)
+        if probe.returncode == 0:
+            mode = "namespaces"
+        else:
+            notes.append(f"unshare failed: {probe.stderr.strip()[:200]}")
+    if mode == "none":
+        if requested == "namespaces":
+            raise SandboxUnavailable(f"namespace isolation requested but unavailable: {notes}")
+        notes.append(
+            "SANDBOX WARNING: no namespace isolation - untrusted code shares this machine's network, "
+            "PIDs and /tmp; only rlimits, a separate uid and an in-process audit hook contain it"
+        )
+    drops = os.geteuid() == 0
+    info = IsolationInfo(mode, drops, _interpreter(drops and mode == "none"), unshare, bwrap, tuple(notes))
+    for note in notes:
+        if "WARNING" in note:
+            warnings.warn(note, RuntimeWarning, stacklevel=2)
+            log.warning(note)
+    return info
+
+
+def _keep_paths(hidden: Sequence[str], interpreter: str) -> list[str]:
+    """Interpreter directories that lie under a hidden directory and must be bound back read-only."""
+    prefixes = {os.path.realpath(p) for p in (sys.base_prefix, sys.prefix, os.path.dirname(interpreter))}
+    return sorted(p for p in prefixes if any(p.startswith(h + os.sep) for h in hidden))
+
+
+def _uid_pids(uid: int) -> list[int]:
+    pids = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/status", "rb") as f:
+                    status = f.read()
+            except OSError:
+                continue
+            line = status[status.find(b"\nUid:") :].split(b"\n", 2)[1]
+            if int(line.split()[1]) == uid:
+                pids.append(int(name))
+    return pids
+
+
+def kill_uid(uid: int, within_s: float = 3.0) -> int:
+    """SIGKILL every process whose real uid is `uid` until none is left; returns how many were killed."""
+    killed, deadline = 0, time.monotonic() + within_s
+    while (pids := _uid_pids(uid)) and time.monotonic() < deadline:
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                killed += 1
+            except ProcessLookupError:
+                pass
+        time.sleep(0.005)
+    return killed
+
+
+class _Process:
+    """One sandboxed child: spawned, pumped, killed on deadline, reaped with its rusage, cleaned up."""
+
+    def __init__(self, info: IsolationInfo, limits: Limits, mode: str, files: dict[str, str], stdin: bytes):
+        self.info, self.limits = info, limits
+        self.uid = _UID_BASE + (os.getpid() % 100_000) * 1000 + next(_uids) % 1000 if info.drops_uid else None
+        self.workdir = None if info.mode == "namespaces" else tempfile.mkdtemp(prefix="rft-sbx-")
+        self.kill_reason: str | None = None
+        self.out = {1: bytearray(), 2: bytearray()}
+        req_r, self.req_w = os.pipe()
+        self.resp_r, resp_w = os.pipe()
+        argv = [info.interpreter, "-I", "-S", BOOT, str(req_r), str(resp_w)]
+        if info.mode == "namespaces":
+            argv = [*_unshare_argv(info.unshare or "unshare"), *argv]
+        self.start = time.monotonic()
+        self.deadline = self.start + limits.wall_s
+        self.popen = subprocess.Popen(
+            argv, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, env=dict(_ENV), pass_fds=(req_r, resp_w), start_new_session=True, cwd="/",
+        )
+        os.close(req_r)
+        os.close(resp_w)
+        self.pidfd = os.pidfd_open(self.popen.pid)
+        hidden = [p for p in (*_HIDDEN, os.path.realpath(os.path.expanduser("~"))) if os.path.isdir(p) and p != "/"]
+        cfg = {
+            "isolation": info.mode, "uid": self.uid, "mode": mode, "files": files, "workdir": self.workdir,
+            "limits": limits.child(), "hide": hidden, "home": hidden[-1] if hidden else "",
+            "keep": _keep_paths(hidden, info.interpreter), "tmpfs_mb": limits.tmpfs_mb,
+        }
+        self.send(json.dumps(cfg).encode() + b"\n")
+        self.pump = threading.Thread(target=self._pump, args=(stdin,), daemon=True)
+        self.pump.start()
+
+    def send(self, data: bytes) -> bool:
+        try:
+            sandbox_boot._write_all(self.req_w, data)
+            return True
+        except OSError:
+            return False
+
+    def _pump(self, stdin: bytes) -> None:
+        """Feed stdin and read stdout/stderr concurrently; kill the run once output exceeds its cap."""
+        streams = {self.popen.stdout.fileno(): 1, self.popen.stderr.fileno(): 2}
+        writer = self.popen.stdin.fileno() if self.popen.stdin else None
+        pending = memoryview(stdin)
+        while streams or writer is not None:
+            readable, writable, _ = select.select(list(streams), [writer] if writer is not None else [], [], 0.5)
+            for fd in readable:
+                chunk = os.read(fd, 65536)
+                buf = self.out[streams[fd]]
+                if not chunk:
+                    del streams[fd]
+                elif len(buf) + len(chunk) > self.limits.max_output_bytes:
+                    buf += chunk[: self.limits.max_output_bytes - len(buf)]
+                    self.kill("output limit exceeded")
+                    del streams[fd]
+                else:
+                    buf += chunk
+            if writable:
+                try:
+                    pending = pending[os.write(writer, pending[:65536]) :]
+                except OSError:
+                    pending = pending[:0]
+                if not pending:
+                    self.popen.stdin.close()
+                    writer = None
+
+    def kill(self, reason: str) -> None:
+        if self.kill_reason is None:
+            self.kill_reason = reason
+        try:
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        if self.uid is not None:
+            kill_uid(self.uid)
+
+    def remaining(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def finish(self) -> RunResult:
+        """Wait until the deadline, kill if needed, reap, remove every trace, map the outcome to a status."""
+        os.close(self.req_w)
+        if not select.select([self.pidfd], [], [], max(0.0, self.remaining()))[0]:
+            self.kill("wall-clock limit exceeded")
+        _, wait_status, usage = os.wait4(self.popen.pid, 0)
+        self.popen.returncode = rc = os.waitstatus_to_exitcode(wait_status)
+        wall = time.monotonic() - self.start
+        if self.uid is not None and (self.info.mode == "none" or self.kill_reason or rc < 0):
+            kill_uid(self.uid)
+        self.pump.join(timeout=2.0)
+        for fd in (self.pidfd, self.resp_r):
+            os.close(fd)
+        for stream in (self.popen.stdout, self.popen.stderr, self.popen.stdin):
+            if stream:
+                stream.close()
+        if self.workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+        status, reason = self._status(rc, usage.ru_utime + usage.ru_stime)
+        return RunResult(
+            status, rc, self.out[1].decode(errors="replace"), self.out[2].decode(errors="replace"), wall,
+            usage.ru_utime + usage.ru_stime, reason, self.info.mode, self.uid,
+        )
+
+    def _status(self, rc: int, cpu: float) -> tuple[str, str | None]:
+        if self.kill_reason and self.kill_reason.startswith("wall"):
+            return "timeout", self.kill_reason
+        if self.kill_reason:
+            return "killed", self.kill_reason
+        if rc == -signal.SIGXCPU or (rc == -signal.SIGKILL and cpu >= self.limits.child()["cpu_s"]):
+            return "timeout", "CPU time limit exceeded"
+        if rc == EXIT_MEMORY:
+            return "memory", "memory limit exceeded"
+        if rc < 0:
+            return "killed", f"killed by {signal.Signals(-rc).name}"
+        return ("error", f"exit status {rc}") if rc else ("ok", None)
+
+
+class Session:
+    """A loaded submission answering function calls; expected values stay in this (the parent) process."""
+
+    def __init__(self, proc: _Process) -> None:
+        self.proc = proc
+        self.result: RunResult | None = None
+        self.names: list[str] = []
+        self._buf = b""
+        ready = self._reply()
+        if "load_error" in ready:
+            self._die()
+        self.names = ready["ready"]
+
+    def _die(self, reason: str | None = None) -> None:
+        if reason:
+            self.proc.kill(reason)
+        result = self.close()
+        if result.status == "ok":
+            result.status, result.reason = "error", "the submission exited before answering every call"
+        raise SandboxDied(result)
+
+    def _reply(self) -> dict[str, Any]:
+        """Read one JSON line from the child before the deadline; a dead or silent child ends the session."""
+        if self.result is not None:
+            raise SandboxDied(self.result)
+        while b"\n" not in self._buf:
+            if not select.select([self.proc.resp_r], [], [], max(0.0, self.proc.remaining()))[0]:
+                self._die("wall-clock limit exceeded")
+            chunk = os.read(self.proc.resp_r, 1 << 20)
+            if not chunk:
+                self._die()
+            self._buf += chunk
+            if len(self._buf) > self.proc.limits.max_reply_bytes:
+                self._die("reply size limit exceeded")
+        line, self._buf = self._buf.split(b"\n", 1)
+        try:
+            return json.loads(line)
+        except (ValueError, RecursionError):
+            self._die("unreadable reply")
+            raise
+
+    def call(self, fn: str, *args: Any, **kwargs: Any) -> Any:
+        """Call `fn` inside the sandbox; its exception is re-raised as the same builtin type when it is one."""
+        if self.result is not None:
+            raise SandboxDied(self.result)
+        try:
+            msg = json.dumps({"fn": fn, "args": encode(list(args)), "kwargs": encode(kwargs)}).encode() + b"\n"
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise GraderInputError(f"cannot pass the arguments of {fn}() into the sandbox: {exc}") from exc
+        if not self.proc.send(msg):
+            self._die()
+        reply = self._reply()
+        if "ok" in reply:
+            try:
+                return decode(reply["ok"])
+            except (ValueError, TypeError, RecursionError):
+                self._die("unreadable reply")
+        name, _, text = str(reply.get("exc", "")).partition(": ")
+        builtin = getattr(builtins, name, None)
+        if isinstance(builtin, type) and issubclass(builtin, Exception):
+            raise builtin(text)
+        raise CandidateError(reply.get("exc", "malformed reply"))
+
+    def close(self) -> RunResult:
+        if self.result is None:
+            self.result = self.proc.finish()
+        return self.result
+
+
+class Sandbox:
+    """Runs submissions under `limits` with the best isolation this machine offers."""
+
+    def __init__(self, limits: Limits | None = None, isolation: str = "auto") -> None:
+        self.limits = limits or Limits()
+        self.info = isolation_info(isolation)
+
+    def _check(self, source: str) -> None:
+        if not isinstance(source, str):
+            raise TypeError(f"sandbox source must be a string, got {type(source).__name__}")
+
+    def run(self, source: str, stdin: str | bytes = b"", files: dict[str, str] | None = None) -> RunResult:
+        """Run `source` as a program with `stdin` as its input."""
+        self._check(source)
+        if len(source.encode()) > self.limits.max_source_bytes:
+            return RunResult("error", None, "", "", 0.0, 0.0, "source size limit exceeded", self.info.mode)
+        data = stdin.encode() if isinstance(stdin, str) else stdin
+        return _Process(self.info, self.limits, "run", {**(files or {}), "main.py": source}, data).finish()
+
+    def session(self, source: str) -> Session:
+        """Load `source` as a module and serve calls to its functions; raises `SandboxDied` if loading fails."""
+        self._check(source)
+        if len(source.encode()) > self.limits.max_source_bytes:
+            raise SandboxDied(RunResult("error", None, "", "", 0.0, 0.0, "source size limit exceeded", self.info.mode))
+        return Session(_Process(self.info, self.limits, "serve", {"main.py": source}, b""))
+
+    def run_many(self, jobs: Iterable[tuple[str, str | bytes]], workers: int | None = None) -> list[RunResult]:
+        """Run (source, stdin) jobs concurrently, one per core by default, in order."""
+        with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+            return list(pool.map(lambda job: self.run(*job), jobs))
+
+    def with_limits(self, **changes: Any) -> Sandbox:
+        out = Sandbox.__new__(Sandbox)
+        out.limits, out.info = replace(self.limits, **changes), self.info
+        return out

@@ -1,0 +1,236 @@
+"""In-sandbox bootstrap: isolate, drop privileges, apply rlimits, then run or serve the submission.
+
+Runs as `python -I -S sandbox_boot.py REQ_FD RESP_FD` (standard library only, no package imports) as
+the first program inside the sandbox, still as the grader's user. Its configuration arrives as the
+first JSON line on REQ_FD. The parent imports this same module for `encode`/`decode`, so both sides
+share one value codec.
+
+Why results cannot be forged: expected values never enter the sandbox. In "serve" mode this process
+only answers `call(fn, args)` requests with the *actual* return value, encoded with exact builtin
+types (an object overriding `__eq__` is not encodable), and the parent does every comparison. A
+submission that exits early, patches this loop or writes fake replies can at most claim return
+values it could have returned honestly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import sys
+from typing import Any
+
+EXIT_MEMORY = 86  # exit status of a run that died of MemoryError (mapped to status "memory")
+MAX_REQUEST = 64 << 20
+
+_MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_REMOUNT, _MS_BIND, _MS_REC = 1, 2, 4, 32, 4096, 16384
+_PR_SET_PDEATHSIG, _PR_SET_NO_NEW_PRIVS = 1, 38
+_PATH_EVENTS = ("os.mkdir", "os.rename", "os.symlink", "os.link", "os.remove", "os.rmdir", "os.chmod")
+_BLOCKED_EVENTS = ("socket.", "ctypes.", "os.exec", "os.posix_spawn", "os.system", "subprocess.", "os.fork")
+
+
+def encode(value: Any) -> Any:
+    """A JSON-able form of `value` that keeps exact builtin types; anything else raises TypeError.
+
+    >>> encode((1, 2.5, {"a": {3}}))
+    {'~t': [1, 2.5, {'~d': [['a', {'~s': [3]}]]}]}
+    """
+    kind = type(value)
+    if value is None or kind in (bool, int, str):
+        return value
+    if kind is float:
+        return value if value == value and value not in (float("inf"), float("-inf")) else {"~f": repr(value)}
+    if kind is list:
+        return [encode(v) for v in value]
+    if kind is tuple:
+        return {"~t": [encode(v) for v in value]}
+    if kind is dict:
+        return {"~d": [[encode(k), encode(v)] for k, v in value.items()]}
+    if kind in (set, frozenset):
+        return {"~s" if kind is set else "~fs": [encode(v) for v in value]}
+    if kind is bytes:
+        return {"~b": value.hex()}
+    if kind is complex:
+        return {"~c": [encode(value.real), encode(value.imag)]}
+    raise TypeError(f"a value of type {kind.__name__} cannot cross the sandbox boundary")
+
+
+def decode(data: Any) -> Any:
+    """Inverse of `encode`.
+
+    >>> decode(encode([(1, "x"), {2: None}, {b"\\x00"}, float("nan")]))
+    [(1, 'x'), {2: None}, {b'\\x00'}, nan]
+    """
+    if isinstance(data, list):
+        return [decode(v) for v in data]
+    if not isinstance(data, dict):
+        return data
+    ((tag, body),) = data.items()
+    if tag == "~t":
+        return tuple(decode(v) for v in body)
+    if tag == "~d":
+        return {decode(k): decode(v) for k, v in body}
+    if tag in ("~s", "~fs"):
+        return (set if tag == "~s" else frozenset)(decode(v) for v in body)
+    if tag == "~b":
+        return bytes.fromhex(body)
+    if tag == "~c":
+        return complex(decode(body[0]), decode(body[1]))
+    if tag == "~f":
+        return float(body)
+    raise ValueError(f"unknown tag {tag!r} in sandbox reply")
+
+
+def _libc() -> Any:
+    import ctypes
+
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def _bytes(text: str | None) -> bytes | None:
+    return None if text is None else text.encode()
+
+
+def _mount(libc: Any, src: str | None, target: str, fstype: str | None, flags: int, data: str | None) -> None:
+    if libc.mount(_bytes(src), _bytes(target), _bytes(fstype), flags, _bytes(data)) != 0:
+        import ctypes
+
+        err = ctypes.get_errno()
+        raise OSError(err, f"mount {target}: {os.strerror(err)}")
+
+
+def _isolate_filesystem(libc: Any, cfg: dict) -> str:
+    """Private tmpfs over every world-writable place and the grader's home; keep the interpreter reachable."""
+    keep = {p: os.open(p, os.O_PATH | os.O_DIRECTORY) for p in cfg["keep"]}
+    size = f"size={cfg['tmpfs_mb']}m,nr_inodes=4096"
+    for path in cfg["hide"]:
+        mode = "1777" if path != cfg["home"] else "0755"
+        _mount(libc, "tmpfs", path, "tmpfs", _MS_NOSUID | _MS_NODEV, f"{size},mode={mode}")
+    for path, fd in keep.items():
+        os.makedirs(path, exist_ok=True)
+        _mount(libc, f"/proc/self/fd/{fd}", path, None, _MS_BIND | _MS_REC, None)
+        _mount(libc, None, path, None, _MS_BIND | _MS_REMOUNT | _MS_RDONLY | _MS_NOSUID, None)
+        os.close(fd)
+    workdir = "/tmp/work"
+    os.mkdir(workdir, 0o700)
+    return workdir
+
+
+def _drop_privileges(libc: Any, cfg: dict, workdir: str) -> None:
+    uid = cfg["uid"]
+    if uid is not None:
+        os.chown(workdir, uid, uid)
+        os.setgroups([])
+        os.setresgid(uid, uid, uid)
+        os.setresuid(uid, uid, uid)
+    if libc is not None:
+        libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+        libc.prctl(_PR_SET_PDEATHSIG, 9, 0, 0, 0)  # changing uid cleared unshare's --kill-child
+
+
+def _apply_limits(limits: dict) -> None:
+    cpu = limits["cpu_s"]
+    for name, soft, hard in (
+        ("RLIMIT_CPU", cpu, cpu + 1),
+        ("RLIMIT_AS", limits["memory_mb"] << 20, limits["memory_mb"] << 20),
+        ("RLIMIT_NPROC", limits["max_processes"], limits["max_processes"]),
+        ("RLIMIT_FSIZE", limits["max_file_mb"] << 20, limits["max_file_mb"] << 20),
+        ("RLIMIT_NOFILE", limits["max_open_files"], limits["max_open_files"]),
+        ("RLIMIT_CORE", 0, 0),
+    ):
+        resource.setrlimit(getattr(resource, name), (soft, hard))
+
+
+def _opens_for_writing(mode: Any, flags: int) -> bool:
+    if isinstance(mode, str):
+        return any(c in mode for c in "wax+")
+    return bool(flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT))
+
+
+def _audit_hook(workdir: str) -> Any:
+    """Fallback containment without namespaces: no sockets, programs, ctypes or writes outside `workdir`."""
+    root = os.path.realpath(workdir) + os.sep
+
+    def hook(event: str, args: tuple) -> None:
+        if event.startswith(_BLOCKED_EVENTS):
+            raise PermissionError(f"{event} is blocked in the sandbox")
+        writes = event in _PATH_EVENTS or (event == "open" and _opens_for_writing(args[1], args[2]))
+        if writes and isinstance(args[0], (str, bytes)):
+            path = os.path.realpath(os.fsdecode(args[0]))
+            if not (path + os.sep).startswith(root):
+                raise PermissionError(f"{event} outside the working directory is blocked: {path}")
+
+    return hook
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _serve(module: dict, req: Any, resp_fd: int) -> None:
+    """Answer one JSON call request per line with the encoded return value or the exception text."""
+    names = sorted(k for k, v in module.items() if callable(v) and not k.startswith("__"))
+    _write_all(resp_fd, json.dumps({"ready": names}).encode() + b"\n")
+    for line in iter(lambda: req.readline(MAX_REQUEST), b""):
+        msg = json.loads(line)
+        try:
+            value = module[msg["fn"]](*decode(msg["args"]), **decode(msg["kwargs"]))
+            reply = {"ok": encode(value)}
+        except MemoryError:
+            raise
+        except BaseException as exc:  # the submission's failure is data, reported to the parent
+            reply = {"exc": f"{type(exc).__name__}: {exc}"[:2000]}
+        try:
+            out = json.dumps(reply, allow_nan=False)
+        except (ValueError, RecursionError) as exc:
+            out = json.dumps({"exc": f"unencodable return value: {exc}"[:2000]})
+        _write_all(resp_fd, out.encode() + b"\n")
+
+
+def _run(cfg: dict, req: Any, resp_fd: int) -> None:
+    source = cfg["files"]["main.py"]
+    namespace = {"__name__": "__main__" if cfg["mode"] == "run" else "solution", "__builtins__": __builtins__}
+    if cfg["mode"] == "run":
+        req.close()
+        os.close(resp_fd)
+        exec(compile(source, "main.py", "exec"), namespace)
+        return
+    try:
+        exec(compile(source, "main.py", "exec"), namespace)
+    except MemoryError:
+        raise
+    except BaseException as exc:
+        _write_all(resp_fd, json.dumps({"load_error": f"{type(exc).__name__}: {exc}"[:2000]}).encode() + b"\n")
+        raise
+    _serve(namespace, req, resp_fd)
+
+
+def main(argv: list[str]) -> None:
+    sys.dont_write_bytecode = True
+    req, resp_fd = os.fdopen(int(argv[1]), "rb"), int(argv[2])
+    cfg = json.loads(req.readline())
+    namespaces = cfg["isolation"] == "namespaces"
+    libc = _libc() if namespaces or cfg["uid"] is not None else None
+    workdir = _isolate_filesystem(libc, cfg) if namespaces else cfg["workdir"]
+    for name, text in cfg["files"].items():
+        if name != "main.py":
+            with open(os.path.join(workdir, name), "w", encoding="utf-8") as fh:
+                fh.write(text)
+    os.chdir(workdir)
+    os.environ.update(HOME=workdir, TMPDIR="/tmp" if namespaces else workdir)
+    _drop_privileges(libc, cfg, workdir)
+    _apply_limits(cfg["limits"])
+    if not namespaces:
+        sys.addaudithook(_audit_hook(workdir))
+    try:
+        _run(cfg, req, resp_fd)
+    except MemoryError:
+        sys.stderr.write("MemoryError: the submission ran out of memory\n")
+        os._exit(EXIT_MEMORY)
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main(sys.argv)
