@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from graders.code import CodeGrader
+from graders.sandbox import Limits
 from tasks.base import Item, Task, split_items
 
 INSTRUCTION = (
@@ -25,8 +26,8 @@ def problems() -> list[Item]:
     return list(read_problems().values())
 
 
-def humaneval(n_test: int = 64, seed: int = 0, instruction: str = INSTRUCTION, timeout: float = 5.0) -> Task:
-    """HumanEval with `n_test` problems held out by `seed` and the rest for training."""
+def humaneval(n_test: int = 64, seed: int = 0, instruction: str = INSTRUCTION, timeout: float = 10.0) -> Task:
+    """HumanEval with `n_test` problems held out by `seed` and the rest for training; `timeout` per answer."""
     train, test = split_items(problems(), n_test, seed)
 
     def prompt(item: Any) -> str:
@@ -37,7 +38,7 @@ def humaneval(n_test: int = 64, seed: int = 0, instruction: str = INSTRUCTION, t
         train=train,
         test=test,
         prompt=prompt,
-        grader=CodeGrader(timeout=timeout),
+        grader=CodeGrader(limits=Limits(wall_s=timeout)),
         reference=lambda item: f"```python\n{item['prompt']}{item['canonical_solution']}```",
         description="the 164 HumanEval problems, graded by their unit tests",
     )

@@ -87,6 +87,22 @@ def test_hugging_face_dataset_object_and_saved_directory(tmp_path: Path) -> None
         load_items(tmp_path / "saved", mapping={"prompt": "q"})
 
 
+def test_folder_of_data_files_is_read_by_load_dataset(tmp_path: Path) -> None:
+    folder = tmp_path / "raw"
+    folder.mkdir()
+    (folder / "train.csv").write_text("q,answer\nx?,1\ny?,2\n")
+    items, _ = load_items(folder, mapping={"prompt": "q"}, split="train")
+    assert [(i["q"], i["answer"]) for i in items] == [("x?", 1), ("y?", 2)]
+
+
+def test_dataset_line_schema_is_a_valid_json_schema() -> None:
+    import jsonschema
+
+    from tasks.datasets import SCHEMA_PATH
+
+    jsonschema.Draft202012Validator.check_schema(json.loads(SCHEMA_PATH.read_text()))
+
+
 def test_unsupported_and_missing_files(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unsupported dataset format '.txt'"):
         load_items(tmp_path / "d.txt")
