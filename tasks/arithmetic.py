@@ -57,6 +57,7 @@ def arithmetic(
         raise ValueError(f"arithmetic: steps must be >= 1, got {steps}")
     if "{expression}" not in template:
         raise ValueError(f"arithmetic: template must contain {{expression}}, got {template!r}")
+    size = str(span[0]) if span[0] == span[1] else f"{span[0]} to {span[1]}"
     train, test = generate_splits(
         lambda rng: make_item(rng, span, ops, steps), n_train, n_test, seed, key="expression"
     )
@@ -72,5 +73,5 @@ def arithmetic(
         grader=MathGrader(reference_field="answer"),
         reference=lambda item: item["answer"],
         system_prompt=system_prompt,
-        description=f"integer arithmetic: {span[0]}-{span[1]} digit operands, ops {ops!r}, {steps} step(s)",
+        description=f"integer arithmetic: {size}-digit operands, ops {ops!r}, {steps} step(s)",
     )

@@ -7,6 +7,7 @@ A well-formed expression with the wrong value earns `format_score` (0 unless con
 
 from __future__ import annotations
 
+import ast
 import operator
 import random
 import re
@@ -18,7 +19,7 @@ from typing import Any
 from graders.base import Grade, GraderInputError, Sample
 from graders.extract import extract_boxed
 from tasks.base import Item, Task, generate_splits
-from tasks.expressions import ExpressionError, evaluate, literals
+from tasks.expressions import ExpressionError, evaluate, literals, parse
 
 TEMPLATE = (
     "Using the numbers {numbers}, write an arithmetic expression that equals {target}. "
@@ -99,7 +100,7 @@ def make_item(rng: random.Random, count: int, max_number: int, max_target: int) 
         expression, target = atoms[0]
         if 1 <= target <= max_target:
             break
-    expression = expression[1:-1] if count > 1 else expression
+    expression = ast.unparse(parse(expression))  # drop redundant parentheses
     return {
         "numbers": numbers,
         "target": target,

@@ -54,6 +54,12 @@ def test_load_task_errors(spec: str, options: dict, message: str) -> None:
         load_task(spec, **options)
 
 
+def test_directory_without_grader_is_rejected(tmp_path: Path) -> None:
+    (tmp_path / "train.jsonl").write_text('{"messages": [{"role": "user", "content": "hi"}]}\n')
+    with pytest.raises(ValueError, match="a task directory needs grader.json"):
+        load_task(str(tmp_path))
+
+
 def test_fixed_task_rejects_options(tmp_path: Path) -> None:
     path = tmp_path / "fixed_task.py"
     path.write_text(TASK_FILE.format(name="fixed"))
