@@ -32,8 +32,8 @@ _EMPTY = {"\\emptyset", "\\lbrace \\rbrace", "\\lbrace\\rbrace", "{}", "empty se
 _MATRIX = re.compile(r"\\begin\{([pbBvV]?matrix|array)\}(?:\{[^}]*\})?(.*)\\end\{\1\}", re.S)
 _LHS = re.compile(r"[A-Za-z](?:_\{?\w+\}?)?'?|[A-Za-z]\(\s*[A-Za-z]\s*\)")
 _INEQUALITY = re.compile(r"\\le|\\ge|<=|>=|<|>|\\ne")
-_UNIT_TAIL = re.compile(r"(?P<value>.*?[\d}%])\s*(?P<unit>(?:(?<=\s)[A-Za-z]+|cm|mm|km|kg|mg|ml|m|g|s|h|L)"
-                        r"(?:\^\{?-?\d\}?|\d)?(?:\s*/\s*[A-Za-z]+(?:\^\{?-?\d\}?)?)?(?:\s+[A-Za-z]+)*)")
+_UNIT_TAIL = re.compile(r"(?P<value>.*?[\d}%])\s*(?P<unit>(?:(?<=\s)[A-Za-z]{2,}|cm|mm|km|kg|mg|ml|m|g|s|h|L)"
+                        r"(?:\s*\^\{?-?\d\}?|\d)?(?:\s*/\s*[A-Za-z]+(?:\^\{?-?\d\}?)?)?(?:\s+[A-Za-z]+)*)")
 _TEXT = re.compile(r"[A-Za-z][A-Za-z ,'\-]*[A-Za-z]")
 _WORD_SPLIT = re.compile(r"\s+(?:or|and)\s+|\\(?:text\s*)?(?:or|and)\b")
 
@@ -89,8 +89,9 @@ def scalar(s: str) -> Node:
         value = scalar(unit.group("value").strip())
         if value[0] in ("num", "alt"):
             return value
-    if _TEXT.fullmatch(s) and any(len(w) > 2 and w not in FUNCTIONS for w in re.findall(r"[A-Za-z]+", s)):
-        return ("text", " ".join(s.lower().replace(",", " ").split()))
+    if _TEXT.fullmatch(re.sub(r"^\([A-Ea-e]\)\s*", "", s)) and any(len(w) > 2 and w not in FUNCTIONS for w in re.findall(r"[A-Za-z]+", s)):
+        words = re.sub(r"^\([A-Ea-e]\)\s*", "", s.lower()).replace(",", " ")
+        return ("text", " ".join(words.split()))
     try:
         return ("expr", to_sympy_syntax(s))
     except LatexError as exc:
