@@ -63,15 +63,15 @@ def read_spec(spec: Mapping[str, Any] | str | Path) -> dict[str, Any]:
     An OpenAI request body holding the spec under `"grader"` (as for /graders/run) is unwrapped.
     """
     source = "spec"
-    if isinstance(spec, (str, Path)) and not str(spec).lstrip().startswith("{"):
+    if isinstance(spec, Path) or (isinstance(spec, str) and not spec.lstrip().startswith(("{", "["))):
         source = str(spec)
         try:
             spec = Path(spec).read_text()
         except OSError as exc:
             raise GraderInputError(f"cannot read grader spec {source}: {exc.strerror}") from exc
-    if isinstance(spec, (str, Path)):
+    if isinstance(spec, str):
         try:
-            spec = json.loads(str(spec))
+            spec = json.loads(spec)
         except json.JSONDecodeError as exc:
             raise GraderInputError(f"{source}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}")
     if not isinstance(spec, Mapping):
@@ -133,7 +133,7 @@ def import_grader(ref: str) -> Grader:
         raise GraderInputError(f"cannot import grader {ref!r}: {exc}") from exc
     if isinstance(obj, Mapping):
         return load_grader(obj)
-    if not hasattr(obj, "grade") and callable(obj):
+    if isinstance(obj, type) or (callable(obj) and not hasattr(obj, "grade")):
         obj = obj()
     if not hasattr(obj, "grade"):
         raise GraderInputError(f"{ref!r} is a {type(obj).__name__}, not a grader (it has no grade method)")

@@ -1,0 +1,109 @@
+"""text_similarity metrics against values worked out by hand, pass_threshold, and offline-only metrics."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from graders.base import GraderInputError, Sample, pass_threshold
+from graders.similarity import TextSimilarityGrader
+
+REF = "the cat sat on the mat"
+
+
+@pytest.mark.parametrize(
+    ("metric", "output", "reference", "expected"),
+    [
+        # Indel similarity: "abcd" -> "abce" needs 1 deletion + 1 insertion over 8 chars: 1 - 2/8.
+        ("fuzzy_match", "abcd", "abce", 0.75),
+        ("fuzzy_match", "abc", "xyz", 0.0),
+        ("bleu", REF, REF, 1.0),
+        ("bleu", "dogs run fast", REF, 0.0),
+        # GLEU = min(precision, recall) over 1..4-grams: hyp has 3 n-grams, ref 6, all 3 match -> 0.5.
+        ("gleu", "the cat", "the cat sat", 0.5),
+        ("gleu", "dogs run", REF, 0.0),
+        # ROUGE-1: 3 of 3 hyp unigrams match, 3 of 6 ref unigrams covered: F = 2PR/(P+R) = 2/3.
+        ("rouge_1", "the cat sat", REF, 2 / 3),
+        # ROUGE-2: hyp bigrams {the cat, cat sat} both in ref (5 bigrams): P=1, R=0.4, F=4/7.
+        ("rouge_2", "the cat sat", REF, 4 / 7),
+        # ROUGE-3: one trigram, found among 4: P=1, R=0.25, F=0.4.
+        ("rouge_3", "the cat sat", REF, 0.4),
+        ("rouge_4", "the cat sat", REF, 0.0),  # no 4-gram in a 3-word answer
+        ("rouge_5", REF, REF, 1.0),
+        # ROUGE-L: LCS("the mat sat", ref) = "the sat" or "the mat" = 2: P=2/3, R=1/3, F=4/9.
+        ("rouge_l", "the mat sat", REF, 4 / 9),
+        ("rouge_l", "mat the on sat cat the", REF, None),  # reordering lowers L below 1 (checked below)
+    ],
+)
+def test_metric_values(metric: str, output: str, reference: str, expected: float | None) -> None:
+    grader = TextSimilarityGrader("sim", "{{sample.output_text}}", "{{item.ref}}", metric)
+    grade = grader.grade(Sample(output), {"ref": reference})
+    assert 0.0 <= grade.score <= 1.0
+    if expected is None:
+        assert grade.score < 0.7
+    else:
+        assert grade.score == pytest.approx(expected, abs=1e-9)
+    assert grade.details["metric"] == metric
+
+
+def test_pass_threshold_drives_pass_flag_and_accuracy_threshold() -> None:
+    grader = TextSimilarityGrader(reference="{{item.ref}}", evaluation_metric="rouge_1", pass_threshold=0.6)
+    assert pass_threshold(grader) == 0.6
+    assert grader.grade("the cat sat", {"ref": REF}).details["passed"] is True  # 0.667
+    assert grader.grade("the dog", {"ref": REF}).details["passed"] is False  # 1/1 P, 1/6 R -> 0.286
+
+
+def letter_counts(texts: list[str]) -> list[list[float]]:
+    """A real (if crude) embedding: counts of a-z, enough to check the cosine arithmetic."""
+    return [[float(t.count(chr(c))) for c in range(ord("a"), ord("z") + 1)] for t in texts]
+
+
+def test_cosine_with_an_embedding_function_and_by_dotted_path() -> None:
+    # "ab" -> (1,1,0..), "a" -> (1,0,..): cos = 1/sqrt(2).
+    for embed in (letter_counts, f"{__name__}:letter_counts"):
+        grader = TextSimilarityGrader(reference="{{item.ref}}", evaluation_metric="cosine", embed=embed)
+        assert grader.grade("ab", {"ref": "a"}).score == pytest.approx(1 / math.sqrt(2))
+        assert grader.grade("zz", {"ref": "a"}).score == 0.0
+
+
+def test_cosine_without_embeddings_is_refused_at_construction() -> None:
+    with pytest.raises(GraderInputError, match="'cosine' needs an embedding model"):
+        TextSimilarityGrader(evaluation_metric="cosine")
+
+
+def test_meteor_needs_wordnet_offline() -> None:
+    import nltk
+
+    try:
+        nltk.data.find("corpora/wordnet.zip")
+        has_wordnet = True
+    except LookupError:
+        has_wordnet = False
+    if has_wordnet:
+        grader = TextSimilarityGrader(reference="{{item.ref}}", evaluation_metric="meteor")
+        assert grader.grade(REF, {"ref": REF}).score > 0.99
+    else:
+        with pytest.raises(GraderInputError, match="WordNet corpus"):
+            TextSimilarityGrader(evaluation_metric="meteor")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"evaluation_metric": "rouge_6"}, "evaluation_metric: 'rouge_6' is not one of"),
+        ({"pass_threshold": 1.5}, "pass_threshold must be in"),
+        ({"reference": "{{answer}}"}, "must start with item. or sample."),
+    ],
+)
+def test_bad_configuration(kwargs: dict, message: str) -> None:
+    with pytest.raises(GraderInputError, match=message):
+        TextSimilarityGrader(**kwargs)
+
+
+def test_bad_inputs() -> None:
+    grader = TextSimilarityGrader(reference="{{item.ref}}")
+    with pytest.raises(GraderInputError, match="must be a string"):
+        grader.grade(None, {"ref": "x"})
+    with pytest.raises(GraderInputError, match="'item.ref' is missing"):
+        grader.grade("x", {"reference": "x"})

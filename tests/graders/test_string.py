@@ -1,0 +1,113 @@
+"""string_check (OpenAI eq/ne/like/ilike) and exact/normalised match, with hard negatives."""
+
+from __future__ import annotations
+
+import pytest
+
+from graders.base import GraderInputError, Sample, pass_threshold
+from graders.string import ExactMatchGrader, StringCheckGrader, normalize_text
+
+
+@pytest.mark.parametrize(
+    ("operation", "output", "reference", "expected"),
+    [
+        ("eq", "Paris", "Paris", 1.0),
+        ("eq", "Paris", "paris", 0.0),  # eq is case-sensitive
+        ("eq", "Paris ", "Paris", 0.0),  # and whitespace-sensitive
+        ("ne", "Paris", "Rome", 1.0),
+        ("ne", "Paris", "Paris", 0.0),
+        ("like", "It is Paris.", "Paris", 1.0),  # like = input contains reference
+        ("like", "It is PARIS.", "Paris", 0.0),
+        ("like", "Par", "Paris", 0.0),  # the reference inside the input, not the other way round
+        ("ilike", "It is PARIS.", "paris", 1.0),
+        ("ilike", "It is Lyon.", "paris", 0.0),
+    ],
+)
+def test_string_check_operations(operation: str, output: str, reference: str, expected: float) -> None:
+    grader = StringCheckGrader("city", "{{sample.output_text}}", "{{item.city}}", operation)
+    grade = grader.grade(Sample(output), {"city": reference})
+    assert grade.score == expected
+    assert grade.error is None
+    assert grade.details["reference"] == reference
+
+
+def test_string_check_nested_item_and_output_json_templates() -> None:
+    grader = StringCheckGrader("n", "{{sample.output_json.answer.city}}", "{{item.gold.city}}", "eq")
+    sample = Sample('Sure: {"answer": {"city": "Oslo"}}')
+    assert grader.grade(sample, {"gold": {"city": "Oslo"}}).score == 1.0
+    assert grader.grade(sample, {"gold": {"city": "Bergen"}}).score == 0.0
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("  Hello,   World! ", "hello world"),
+        ("1,234,567", "1234567"),
+        ("$1,234.50", "1234.5"),
+        ("3.0", "3"),
+        ("+7", "7"),
+        ("-0.00", "0"),
+        ("-12", "-12"),
+        ("12,34", "12 34"),  # not a thousands grouping: two numbers
+        ("5, 6 and 7.", "5 6 and 7"),
+        ("state-of-the-art", "state of the art"),
+        ("snake_case", "snake case"),
+        ("Ünïcode", "ünïcode"),
+    ],
+)
+def test_normalize_text(text: str, expected: str) -> None:
+    assert normalize_text(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("output", "answer", "normalize", "expected"),
+    [
+        ("The answer is 1,234.", "the answer is 1234", True, 1.0),
+        ("2.50", "2.5", True, 1.0),
+        ("  42\n", "42", False, 1.0),  # strict mode still strips surrounding whitespace
+        ("42.", "42", False, 0.0),
+        ("Forty-two", "forty two", True, 1.0),
+        ("25", "2.5", True, 0.0),  # hard negatives: digits kept, signs and decimals matter
+        ("-5", "5", True, 0.0),
+        ("1234", "12,34", True, 0.0),
+        ("New York", "York", True, 0.0),
+        ("the answer is 7", "7", True, 0.0),  # exact match compares the whole text
+    ],
+)
+def test_exact_match(output: str, answer: str, normalize: bool, expected: float) -> None:
+    assert ExactMatchGrader(normalize=normalize).grade(Sample(output), {"answer": answer}).score == expected
+
+
+def test_exact_match_list_reference_matches_any_alias() -> None:
+    grader = ExactMatchGrader(reference="{{item.aliases}}")
+    item = {"aliases": ["NYC", "New York City"]}
+    assert grader.grade("new york city", item).score == 1.0
+    assert grader.grade("Boston", item).score == 0.0
+    assert pass_threshold(grader) == 1.0
+
+
+@pytest.mark.parametrize(
+    ("build", "sample", "item", "message"),
+    [
+        (lambda: ExactMatchGrader(), 123, {"answer": "1"}, "must be a string"),
+        (lambda: ExactMatchGrader(), Sample("x"), {"reply": "1"}, "'item.answer' is missing"),
+        (lambda: ExactMatchGrader(), Sample("x"), ["1"], "item must be a mapping"),
+        (lambda: StringCheckGrader(reference="{{item.a.b}}"), "x", {"a": {"c": 1}}, "'item.a.b' is missing"),
+    ],
+)
+def test_bad_input_raises_naming_the_problem(build, sample, item, message: str) -> None:
+    with pytest.raises(GraderInputError, match=message):
+        build().grade(sample, item)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"operation": "equals"}, r"operation: 'equals' is not one of \['eq', 'ne', 'like', 'ilike'\]"),
+        ({"input": "{{output_text}}"}, "must start with item. or sample."),
+        ({"reference": 5}, "reference must be a template string"),
+    ],
+)
+def test_bad_configuration_fails_at_construction(kwargs: dict, message: str) -> None:
+    with pytest.raises(GraderInputError, match=message):
+        StringCheckGrader("check", **kwargs)
