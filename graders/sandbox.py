@@ -158,7 +158,8 @@ def _unshare_argv(unshare: str) -> list[str]:
 @cache
 def isolation_info(requested: str = "auto") -> IsolationInfo:
     """Detect (once) what isolation works here; warn loudly when falling back to none."""
-    requested = os.environ.get("RFT_SANDBOX_ISOLATION", requested)
+    if requested == "auto":
+        requested = os.environ.get("RFT_SANDBOX_ISOLATION", "auto")
     unshare, bwrap = shutil.which("unshare"), shutil.which("bwrap")
     mode, notes = "none", []
     if requested not in ("auto", "namespaces", "none"):
@@ -191,7 +192,14 @@ def _keep_paths(hidden: Sequence[str], interpreter: str) -> list[str]:
     return sorted(p for p in prefixes if any(p.startswith(h + os.sep) for h in hidden))
 
 
-def _uid_pids(uid: int) -> list[int]:
+def uid_range(pid: int | None = None) -> range:
+    """The uids that sandbox runs started by process `pid` (default: this one) execute as."""
+    start = _UID_BASE + ((os.getpid() if pid is None else pid) % 100_000) * 1000
+    return range(start, start + 1000)
+
+
+def pids_of(uids: range) -> list[int]:
+    """Processes whose real uid lies in `uids` (read from /proc, so hidden or renamed ones count too)."""
     pids = []
     for name in os.listdir("/proc"):
         if name.isdigit():
@@ -201,7 +209,7 @@ def _uid_pids(uid: int) -> list[int]:
             except OSError:
                 continue
             line = status[status.find(b"\nUid:") :].split(b"\n", 2)[1]
-            if int(line.split()[1]) == uid:
+            if int(line.split()[1]) in uids:
                 pids.append(int(name))
     return pids
 
@@ -209,7 +217,7 @@ def _uid_pids(uid: int) -> list[int]:
 def kill_uid(uid: int, within_s: float = 3.0) -> int:
     """SIGKILL every process whose real uid is `uid` until none is left; returns how many were killed."""
     killed, deadline = 0, time.monotonic() + within_s
-    while (pids := _uid_pids(uid)) and time.monotonic() < deadline:
+    while (pids := pids_of(range(uid, uid + 1))) and time.monotonic() < deadline:
         for pid in pids:
             try:
                 os.kill(pid, signal.SIGKILL)
@@ -225,7 +233,7 @@ class _Process:
 
     def __init__(self, info: IsolationInfo, limits: Limits, mode: str, files: dict[str, str], stdin: bytes):
         self.info, self.limits = info, limits
-        self.uid = _UID_BASE + (os.getpid() % 100_000) * 1000 + next(_uids) % 1000 if info.drops_uid else None
+        self.uid = uid_range()[next(_uids) % 1000] if info.drops_uid else None
         self.workdir = None if info.mode == "namespaces" else tempfile.mkdtemp(prefix="rft-sbx-")
         self.kill_reason: str | None = None
         self.out = {1: bytearray(), 2: bytearray()}
@@ -307,6 +315,8 @@ class _Process:
             self.kill("wall-clock limit exceeded")
         _, wait_status, usage = os.wait4(self.popen.pid, 0)
         self.popen.returncode = rc = os.waitstatus_to_exitcode(wait_status)
+        if self.info.mode == "namespaces" and 128 < rc < 128 + signal.NSIG and not self.kill_reason:
+            rc = 128 - rc  # the namespace's init reports a signal death of the submission as 128 + signal
         wall = time.monotonic() - self.start
         if self.uid is not None and (self.info.mode == "none" or self.kill_reason or rc < 0):
             kill_uid(self.uid)

@@ -116,6 +116,20 @@ def _isolate_filesystem(libc: Any, cfg: dict) -> str:
     return workdir
 
 
+def _stay_init() -> None:
+    """Fork: the child runs the submission, this process stays PID 1 of the namespace and only waits.
+
+    The submission must not be PID 1, which ignores its own default-action signals (a SIGSEGV raised
+    by `raise()`, SIGALRM, SIGTERM). When PID 1 exits every process left in the namespace is killed.
+    """
+    child = os.fork()
+    if child == 0:
+        return
+    os.closerange(0, 1 << 16)
+    status = os.waitpid(child, 0)[1]
+    os._exit(128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status))
+
+
 def _drop_privileges(libc: Any, cfg: dict, workdir: str) -> None:
     uid = cfg["uid"]
     if uid is not None:
@@ -214,6 +228,8 @@ def main(argv: list[str]) -> None:
     namespaces = cfg["isolation"] == "namespaces"
     libc = _libc() if namespaces or cfg["uid"] is not None else None
     workdir = _isolate_filesystem(libc, cfg) if namespaces else cfg["workdir"]
+    if namespaces:
+        _stay_init()
     for name, text in cfg["files"].items():
         if name != "main.py":
             with open(os.path.join(workdir, name), "w", encoding="utf-8") as fh:
