@@ -168,6 +168,14 @@ def extract_code_block(text: str, language: str | None = None) -> str | None:
     return None
 
 
+def _end_of_bracket_run(text: str, start: int) -> int:
+    """Skip a run of opening brackets: a start inside it would nest just as deeply (keeps the scan linear)."""
+    end = start
+    while end < len(text) and text[end] in "[{ \t\n":
+        end += 1
+    return end
+
+
 def _json_values(text: str, first_only: bool) -> list[Any]:
     """Top-level JSON objects/arrays in `text`, left to right, found by `raw_decode` at each bracket."""
     values: list[Any] = []
@@ -179,8 +187,11 @@ def _json_values(text: str, first_only: bool) -> list[Any]:
         start = min(starts)
         try:
             value, end = _JSON.raw_decode(text, start)
-        except (ValueError, RecursionError):
+        except ValueError:
             pos = start + 1
+            continue
+        except RecursionError:
+            pos = _end_of_bracket_run(text, start)
             continue
         values.append(value)
         if first_only:

@@ -26,9 +26,9 @@ from typing import Any
 
 from graders.base import Grade, GraderInputError, Sample
 from graders.extract import extract_choice, extract_final_answer
-from graders.math_latex import LatexError, clean
+from graders.math_latex import TooComplex, clean
 from graders.math_parse import NeedsSympy, Node, compare, parse
-from graders.math_sympy import SympyTimeout, symbolic_compare
+from graders.math_sympy import SympyFailure, SympyTimeout, symbolic_compare
 from graders.string import check_template, prepare
 from graders.templates import resolve
 
@@ -53,9 +53,9 @@ def _parse_side(text: str, side: str) -> Node:
     try:
         return parse(text)
     except RecursionError:
-        raise LatexError(f"{side} is nested too deeply to parse") from None
-    except LatexError as exc:
-        raise LatexError(f"{side}: {exc}") from None
+        raise TooComplex(f"{side} is nested too deeply to parse") from None
+    except TooComplex as exc:
+        raise TooComplex(f"{side}: {exc}") from None
 
 
 def grade_answer(response: str, reference: str, timeout: float = 1.0) -> Grade:
@@ -77,7 +77,7 @@ def grade_answer(response: str, reference: str, timeout: float = 1.0) -> Grade:
         return Grade(1.0, {**details, "rule": "string"})
     try:
         parsed_answer, parsed_reference = _parse_side(answer, "answer"), _parse_side(reference, "reference")
-    except LatexError as exc:
+    except TooComplex as exc:
         return Grade.failure(str(exc), **details)
     details.update(parsed_answer=parsed_answer, parsed_reference=parsed_reference)
     try:
@@ -88,6 +88,8 @@ def grade_answer(response: str, reference: str, timeout: float = 1.0) -> Grade:
             rule, error = symbolic_compare(parsed_answer, parsed_reference, remaining)
         except SympyTimeout as exc:
             return Grade.failure(f"timeout: {exc}", **details)
+        except SympyFailure as exc:
+            return Grade.failure(str(exc), **details)
         if error is not None:
             details["sympy_error"] = error
     details.update(rule=rule, seconds=round(time.perf_counter() - started, 6))

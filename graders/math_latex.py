@@ -129,6 +129,10 @@ class LatexError(ValueError):
     """The text is not an arithmetic expression the grader can hand to sympy."""
 
 
+class TooComplex(LatexError):
+    """The text is too long, too deeply nested or too large to evaluate safely: an error grade."""
+
+
 class _Translator:
     """A small recursive-descent pass over LaTeX: groups, `\\frac`, `\\sqrt`, `^`, known commands."""
 
@@ -173,7 +177,7 @@ class _Translator:
 
     def run(self, depth: int = 0, closer: str | None = None) -> str:
         if depth > MAX_DEPTH:
-            raise LatexError(f"nested more than {MAX_DEPTH} levels deep")
+            raise TooComplex(f"nested more than {MAX_DEPTH} levels deep")
         out: list[str] = []
         while self.i < len(self.s):
             ch = self.s[self.i]
@@ -220,10 +224,10 @@ def _decimals_exact(expr: str) -> str:
 def _check_powers(expr: str) -> None:
     """Reject towers such as 9^(9^(9^9)) before sympy tries to expand them."""
     if re.search(r"\*\*\s*\(*\s*\d+\s*\)*\s*\*\*", expr):
-        raise LatexError("exponent tower is too large to evaluate")
+        raise TooComplex("exponent tower is too large to evaluate")
     for m in re.finditer(r"\*\*\s*\(*\s*(\d+)", expr):
         if len(m.group(1)) > 4 and int(m.group(1)) > MAX_POWER_DIGITS:
-            raise LatexError("exponent is too large to evaluate")
+            raise TooComplex("exponent is too large to evaluate")
 
 
 def to_sympy_syntax(text: str) -> str:
@@ -235,7 +239,7 @@ def to_sympy_syntax(text: str) -> str:
     '(1/2) E **(- x )'
     """
     if len(text) > 500:
-        raise LatexError("expression longer than 500 characters")
+        raise TooComplex("expression longer than 500 characters")
     expr = _Translator(text).run()
     expr = _identifiers(expr)
     expr = re.sub(r"\s+", " ", expr).strip()

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from fractions import Fraction
 from typing import Any
 
-from graders.math_latex import FUNCTIONS, LatexError, clean, parse_number, to_sympy_syntax
+from graders.math_latex import FUNCTIONS, LatexError, TooComplex, clean, parse_number, to_sympy_syntax
 
 Node = tuple[Any, ...]
 MAX_LENGTH = 1000
@@ -94,9 +94,9 @@ def scalar(s: str) -> Node:
         return ("text", " ".join(words.split()))
     try:
         return ("expr", to_sympy_syntax(s))
-    except LatexError as exc:
-        if "too large" in str(exc) or "nested more" in str(exc):
-            raise
+    except TooComplex:
+        raise
+    except LatexError:
         return ("text", " ".join(s.lower().split()))
 
 
@@ -190,7 +190,7 @@ def parse(text: str) -> Node:
     """
     s = clean(text)
     if len(s) > MAX_LENGTH:
-        raise LatexError(f"answer longer than {MAX_LENGTH} characters")
+        raise TooComplex(f"answer longer than {MAX_LENGTH} characters")
     s = re.sub(r"^[A-Za-z]\s*\\in\s*", "", s)
     if (node := _brackets(s)) is not None:
         return node

@@ -24,8 +24,12 @@ REL_TOL = 1e-9
 MEMORY_LIMIT = 2 * 1024**3
 
 
-class SympyTimeout(Exception):
-    """The comparison ran past its time limit; the worker was killed."""
+class SympyFailure(Exception):
+    """The symbolic comparison could not finish (time limit, or the worker died); the worker was replaced."""
+
+
+class SympyTimeout(SympyFailure):
+    """The comparison ran past its time limit."""
 
 
 class _Worker:
@@ -97,12 +101,18 @@ def warm_up() -> None:
 
 
 def symbolic_compare(a: Node, b: Node, timeout: float) -> tuple[str | None, str | None]:
-    """(rule, error) from comparing two parsed answers with sympy; raises `SympyTimeout` after `timeout` s."""
+    """(rule, error) from comparing two parsed answers with sympy; raises `SympyTimeout` after `timeout` s.
+
+    A worker that overran or died is killed and a fresh one is started at once, ready for the next call.
+    """
     worker = _acquire()
     try:
         result = worker.call((a, b), timeout)
-    except BaseException:
+    except BaseException as exc:
         worker.kill()
+        _release(_Worker())
+        if isinstance(exc, (EOFError, OSError)):
+            raise SympyFailure(f"sympy worker died: {type(exc).__name__}") from None
         raise
     _release(worker)
     return result
