@@ -35,7 +35,9 @@ def math_verify(reference: str, response: str) -> bool:
     return bool(verify(parse(f"${reference}$"), parse(response)))
 
 
-def run(name: str, judge: Callable[[str, str], bool], rows: list[dict[str, Any]], repeat: int) -> dict[str, Any]:
+def run(
+    name: str, judge: Callable[[str, str], bool], rows: list[dict[str, Any]], repeat: int
+) -> dict[str, Any]:
     """Accuracy per category and overall, and verifications per second over `repeat` passes."""
     for row in rows[:5]:
         judge(row["reference"], row["response"])
@@ -62,7 +64,10 @@ def main() -> None:
     args = parser.parse_args()
     rows = [json.loads(line) for line in args.data.read_text().splitlines() if line.strip()]
     warm_up()
-    results = [run("rft graders.math", ours, rows, args.repeat), run("math-verify", math_verify, rows, args.repeat)]
+    results = [
+        run("rft graders.math", ours, rows, args.repeat),
+        run("math-verify", math_verify, rows, args.repeat),
+    ]
     print(f"{len(rows)} labelled pairs, {sum(r['label'] for r in rows)} positive, one core\n")
     print(f"{'category':<22}" + "".join(f"{r['name']:>20}" for r in results))
     for category in sorted(results[0]["categories"]):

@@ -13,9 +13,7 @@ import re
 from typing import Any
 
 _BOX_COMMANDS = re.compile(r"\\(?:boxed|fbox)\b\s*")
-_ANSWER_PHRASE = re.compile(
-    r"\banswer\s*(?:is\s*:?|:|=)[ \t]*", re.IGNORECASE
-)
+_ANSWER_PHRASE = re.compile(r"\banswer\s*(?:is\s*:?|:|=)[ \t]*", re.IGNORECASE)
 _SENTENCE_END = re.compile(r"(?<!\.)\.(?!\.)(?=\s|$)|\n")
 _NUMBER = re.compile(
     r"(?<![\w.])(?:(?<![\w)\]}])(?P<sign>[-+\u2212]\s?))?"
@@ -23,14 +21,16 @@ _NUMBER = re.compile(
     r"(?:(?P<exp>[eE][-+\u2212]?\d+)|/(?P<den>\d+(?:\.\d+)?))?"
     r"(?![\w])"
 )
-_FENCE = re.compile(r"^[ \t]*```[ \t]*(?P<lang>[\w+#.-]*)[^\n]*\n(?P<body>.*?)(?:^[ \t]*```|\Z)", re.M | re.S)
+_FENCE = re.compile(
+    r"^[ \t]*```[ \t]*(?P<lang>[\w+#.-]*)[^\n]*\n(?P<body>.*?)(?:^[ \t]*```|\Z)", re.MULTILINE | re.DOTALL
+)
 _JSON = json.JSONDecoder()
 _CHOICE_PHRASE = re.compile(
     r"(?i:answer|option|choice)\s*(?i:is|:|=)?\s*(?i:option|choice)?\s*:?\s*[*_(\[{]*\s*(?:\\text(?:bf)?\{\s*\(?)?"
     r"(?P<letter>[A-Z](?![A-Za-z])|[a-z](?=\)|\.?\s*$))",
-    re.M,
+    re.MULTILINE,
 )
-_CHOICE_ALONE = re.compile(r"^\W*(?:\\text(?:bf)?\{\W*)?(?P<letter>[A-Z])(?:\W.*)?$", re.S)
+_CHOICE_ALONE = re.compile(r"^\W*(?:\\text(?:bf)?\{\W*)?(?P<letter>[A-Z])(?:\W.*)?$", re.DOTALL)
 
 
 def _braced(text: str, start: int) -> tuple[str, int] | None:
@@ -100,6 +100,13 @@ def extract_hash_answer(text: str) -> str | None:
     return tail.splitlines()[0].strip() if tail else None
 
 
+def _last_match(pattern: re.Pattern[str], text: str) -> re.Match[str] | None:
+    last = None
+    for last in pattern.finditer(text):
+        pass
+    return last
+
+
 def extract_answer_phrase(text: str) -> str | None:
     """The answer after the last "The answer is", "Answer:" or "final answer is", up to the sentence end.
 
@@ -110,9 +117,7 @@ def extract_answer_phrase(text: str) -> str | None:
     >>> extract_answer_phrase("nothing to see") is None
     True
     """
-    last = None
-    for last in _ANSWER_PHRASE.finditer(text):
-        pass
+    last = _last_match(_ANSWER_PHRASE, text)
     if last is None:
         return None
     rest = text[last.end() :]
@@ -132,7 +137,7 @@ def _clean_number(m: re.Match[str]) -> str:
 
 
 def extract_last_number(text: str) -> str | None:
-    """The last number in the text, normalised to a plain literal (`-1234.5`, `3/4`, `1.2e-06`).
+    """The last number in the text, normalised to a plain literal (`-1234.5`, `3/4`, `1.2e-6`).
 
     Signs (also the Unicode minus), thousands separators, decimals, scientific notation and
     simple fractions are recognised; separators are dropped and the minus made ASCII.
@@ -144,9 +149,7 @@ def extract_last_number(text: str) -> str | None:
     >>> extract_last_number("no digits") is None
     True
     """
-    last = None
-    for last in _NUMBER.finditer(text):
-        pass
+    last = _last_match(_NUMBER, text)
     return _clean_number(last) if last is not None else None
 
 

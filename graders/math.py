@@ -110,7 +110,9 @@ class MathGrader:
 
     def __post_init__(self) -> None:
         if not isinstance(self.timeout, (int, float)) or self.timeout <= 0:
-            raise GraderInputError(f"math grader '{self.name}': timeout must be a positive number, got {self.timeout!r}")
+            raise GraderInputError(
+                f"math grader '{self.name}': timeout must be a positive number, got {self.timeout!r}"
+            )
         if self.reference is not None:
             check_template(self.reference, f"math grader '{self.name}': reference")
 
@@ -121,7 +123,9 @@ class MathGrader:
             raise GraderInputError(f"math grader spec: type must be 'math', got {spec.get('type')!r}")
         unknown = sorted(set(spec) - _SPEC_KEYS)
         if unknown:
-            raise GraderInputError(f"math grader spec: unknown field(s) {unknown}; allowed: {sorted(_SPEC_KEYS)}")
+            raise GraderInputError(
+                f"math grader spec: unknown field(s) {unknown}; allowed: {sorted(_SPEC_KEYS)}"
+            )
         return cls(
             name=spec.get("name", "math"),
             timeout=spec.get("timeout", 1.0),
@@ -139,7 +143,9 @@ class MathGrader:
                 f"(fields: {sorted(item)})"
             )
         if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-            raise GraderInputError(f"math grader '{self.name}': reference must be a string or number, got {value!r}")
+            raise GraderInputError(
+                f"math grader '{self.name}': reference must be a string or number, got {value!r}"
+            )
         return str(value)
 
     def grade(self, sample: Sample | str, item: Mapping[str, Any]) -> Grade:

@@ -14,16 +14,40 @@ from fractions import Fraction
 MAX_DEPTH = 40
 MAX_POWER_DIGITS = 5000
 
-_TEXT_COMMANDS = re.compile(r"\\(?:text|textbf|textit|textrm|mathrm|mathbf|mathit|mbox|operatorname)\s*\{([^{}]*)\}")
+_TEXT_COMMANDS = re.compile(
+    r"\\(?:text|textbf|textit|textrm|mathrm|mathbf|mathit|mbox|operatorname)\s*\{([^{}]*)\}"
+)
 _SPACING = re.compile(r"(?<!\\)\\[,;:! ]|\\quad|\\qquad|\\displaystyle|\\left|\\right|\\big|\\Big|~")
 _DEGREES = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|°|\\degree|\^\s*\{\s*\\text\{\s*o\s*\}\s*\}")
 _SIMPLE_REPLACEMENTS = {
-    "\u2212": "-", "\u2013": "-", "\u00d7": "\\times ", "\u00b7": "\\cdot ", "\u00f7": "\\div ",
-    "\u221e": "\\infty ", "\u03c0": "\\pi ", "\u2264": "\\le ", "\u2265": "\\ge ", "\u2205": "\\emptyset ",
-    "\u222a": "\\cup ", "\u221a": "\\sqrt", "\\dfrac": "\\frac", "\\tfrac": "\\frac", "\\cfrac": "\\frac",
-    "\\leq": "\\le", "\\geq": "\\ge", "\\leqslant": "\\le", "\\geqslant": "\\ge", "\\lt": "<", "\\gt": ">",
-    "\\varnothing": "\\emptyset", "\\%": "%", "\\$": "", "\\{": "\\lbrace ", "\\}": "\\rbrace ",
-    "\\lbrace": "\\lbrace ", "\\rbrace": "\\rbrace ",
+    "\u2212": "-",
+    "\u2013": "-",
+    "\u00d7": "\\times ",
+    "\u00b7": "\\cdot ",
+    "\u00f7": "\\div ",
+    "\u221e": "\\infty ",
+    "\u03c0": "\\pi ",
+    "\u2264": "\\le ",
+    "\u2265": "\\ge ",
+    "\u2205": "\\emptyset ",
+    "\u222a": "\\cup ",
+    "\u221a": "\\sqrt",
+    "\\dfrac": "\\frac",
+    "\\tfrac": "\\frac",
+    "\\cfrac": "\\frac",
+    "\\leq": "\\le",
+    "\\geq": "\\ge",
+    "\\leqslant": "\\le",
+    "\\geqslant": "\\ge",
+    "\\lt": "<",
+    "\\gt": ">",
+    "\\varnothing": "\\emptyset",
+    "\\%": "%",
+    "\\$": "",
+    "\\{": "\\lbrace ",
+    "\\}": "\\rbrace ",
+    "\\lbrace": "\\lbrace ",
+    "\\rbrace": "\\rbrace ",
 }
 _REPLACE = re.compile("|".join(re.escape(k) for k in sorted(_SIMPLE_REPLACEMENTS, key=len, reverse=True)))
 
@@ -32,10 +56,13 @@ _PLAIN_NUMBER = re.compile(rf"(?P<sign>[-+]?)(?P<num>{_DECIMAL})(?:[eE](?P<exp>[
 _SCI_LATEX = re.compile(
     rf"(?P<sign>[-+]?)(?P<num>{_DECIMAL})\s*(?:\\times|\\cdot|\*|x)\s*10\s*(?:\^|\*\*)\s*\{{?\s*(?P<exp>[-+]?\d+)\s*\}}?"
 )
+_POWER_OF_TEN = re.compile(r"(?P<sign>[-+]?)10\s*\^\s*\{?\s*(?P<exp>[-+]?\d+)\s*\}?")
 _FRACTION = re.compile(rf"(?P<sign>[-+]?)(?P<num>-?{_DECIMAL})\s*/\s*(?P<den>-?{_DECIMAL})")
 _LATEX_FRACTION = re.compile(r"(?P<sign>[-+]?)\\frac\s*\{\s*(?P<num>-?\d+)\s*\}\s*\{\s*(?P<den>-?\d+)\s*\}")
 _SHORT_FRACTION = re.compile(r"(?P<sign>[-+]?)\\frac\s*(?P<num>\d)(?P<den>\d)")
-_MIXED = re.compile(r"(?P<sign>[-+]?)(?P<whole>\d+)\s*\\frac\s*\{\s*(?P<num>\d+)\s*\}\s*\{\s*(?P<den>\d+)\s*\}")
+_MIXED = re.compile(
+    r"(?P<sign>[-+]?)(?P<whole>\d+)\s*\\frac\s*\{\s*(?P<num>\d+)\s*\}\s*\{\s*(?P<den>\d+)\s*\}"
+)
 _REPEATING = re.compile(
     r"(?P<sign>[-+]?)(?P<int>\d*)\.(?P<fixed>\d*)\s*(?:\\overline|\\dot)\s*\{?\s*(?P<rep>\d+)\s*\}?"
 )
@@ -97,6 +124,9 @@ def parse_number(text: str) -> Fraction | None:
             if abs(exp) > MAX_POWER_DIGITS:
                 return None
             return _signed(m.group("sign"), Fraction(m.group("num")) * Fraction(10) ** exp)
+        if m := _POWER_OF_TEN.fullmatch(s):
+            exp = int(m.group("exp"))
+            return None if abs(exp) > MAX_POWER_DIGITS else _signed(m.group("sign"), Fraction(10) ** exp)
         if m := _SCI_LATEX.fullmatch(s):
             exp = int(m.group("exp"))
             if abs(exp) > MAX_POWER_DIGITS:
@@ -115,12 +145,51 @@ def parse_number(text: str) -> Fraction | None:
 
 
 FUNCTIONS = frozenset(
-    "sqrt root log sin cos tan cot sec csc asin acos atan sinh cosh tanh exp pi oo Abs binomial factorial".split()
+    [
+        "sqrt",
+        "root",
+        "log",
+        "sin",
+        "cos",
+        "tan",
+        "cot",
+        "sec",
+        "csc",
+        "asin",
+        "acos",
+        "atan",
+        "sinh",
+        "cosh",
+        "tanh",
+        "exp",
+        "pi",
+        "oo",
+        "Abs",
+        "binomial",
+        "factorial",
+    ]
 )
 _LATEX_FUNCTIONS = {
-    "ln": "log", "log": "log", "exp": "exp", "sin": "sin", "cos": "cos", "tan": "tan", "cot": "cot",
-    "sec": "sec", "csc": "csc", "arcsin": "asin", "arccos": "acos", "arctan": "atan", "sinh": "sinh",
-    "cosh": "cosh", "tanh": "tanh", "pi": "pi", "infty": "oo", "cdot": "*", "times": "*", "div": "/",
+    "ln": "log",
+    "log": "log",
+    "exp": "exp",
+    "sin": "sin",
+    "cos": "cos",
+    "tan": "tan",
+    "cot": "cot",
+    "sec": "sec",
+    "csc": "csc",
+    "arcsin": "asin",
+    "arccos": "acos",
+    "arctan": "atan",
+    "sinh": "sinh",
+    "cosh": "cosh",
+    "tanh": "tanh",
+    "pi": "pi",
+    "infty": "oo",
+    "cdot": "*",
+    "times": "*",
+    "div": "/",
 }
 _CONSTANTS = {"e": "E", "i": "I", "E": "E", "I": "I"}
 

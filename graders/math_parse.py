@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from fractions import Fraction
 from typing import Any
 
 from graders.math_latex import FUNCTIONS, LatexError, TooComplex, clean, parse_number, to_sympy_syntax
@@ -29,11 +28,14 @@ MAX_LENGTH = 1000
 
 _INFINITY = {"\\infty": 1, "+\\infty": 1, "infinity": 1, "inf": 1, "oo": 1, "-\\infty": -1, "-infinity": -1}
 _EMPTY = {"\\emptyset", "\\lbrace \\rbrace", "\\lbrace\\rbrace", "{}", "empty set"}
-_MATRIX = re.compile(r"\\begin\{([pbBvV]?matrix|array)\}(?:\{[^}]*\})?(.*)\\end\{\1\}", re.S)
+_MATRIX = re.compile(r"\\begin\{([pbBvV]?matrix|array)\}(?:\{[^}]*\})?(.*)\\end\{\1\}", re.DOTALL)
 _LHS = re.compile(r"[A-Za-z](?:_\{?\w+\}?)?'?|[A-Za-z]\(\s*[A-Za-z]\s*\)")
 _INEQUALITY = re.compile(r"\\le|\\ge|<=|>=|<|>|\\ne")
-_UNIT_TAIL = re.compile(r"(?P<value>.*?[\d}%])\s*(?P<unit>(?:(?<=\s)[A-Za-z]{2,}|cm|mm|km|kg|mg|ml|m|g|s|h|L)"
-                        r"(?:\s*\^\{?-?\d\}?|\d)?(?:\s*/\s*[A-Za-z]+(?:\^\{?-?\d\}?)?)?(?:\s+[A-Za-z]+)*)")
+_UNIT_TAIL = re.compile(
+    r"(?P<value>.*?[\d}%])\s*(?P<unit>(?:(?<=\s)[A-Za-z]{2,}|cm|mm|km|kg|mg|ml|m|g|s|h|L)"
+    r"(?:\s*\^\{?-?\d\}?|\d)?(?:\s*/\s*[A-Za-z]+(?:\^\{?-?\d\}?)?)?(?:\s+[A-Za-z]+)*)"
+)
+_FLIP = {"<": ">", ">": "<", "\\le": "\\ge", "\\ge": "\\le", "<=": ">=", ">=": "<="}
 _TEXT = re.compile(r"[A-Za-z][A-Za-z ,'\-]*[A-Za-z]")
 _WORD_SPLIT = re.compile(r"\s+(?:or|and)\s+|\\(?:text\s*)?(?:or|and)\b")
 
@@ -89,7 +91,9 @@ def scalar(s: str) -> Node:
         value = scalar(unit.group("value").strip())
         if value[0] in ("num", "alt"):
             return value
-    if _TEXT.fullmatch(re.sub(r"^\([A-Ea-e]\)\s*", "", s)) and any(len(w) > 2 and w not in FUNCTIONS for w in re.findall(r"[A-Za-z]+", s)):
+    if _TEXT.fullmatch(re.sub(r"^\([A-Ea-e]\)\s*", "", s)) and any(
+        len(w) > 2 and w not in FUNCTIONS for w in re.findall(r"[A-Za-z]+", s)
+    ):
         words = re.sub(r"^\([A-Ea-e]\)\s*", "", s.lower()).replace(",", " ")
         return ("text", " ".join(words.split()))
     try:
@@ -116,12 +120,15 @@ def _inequality(s: str) -> Node | None:
     for piece in pieces:
         tokens = [t.strip() for t in re.split(f"({_INEQUALITY.pattern})", piece)]
         variable = [i for i in range(0, len(tokens), 2) if re.fullmatch(r"[A-Za-z]", tokens[i])]
-        if len(tokens) not in (3, 5) or variable != ([2] if len(tokens) == 5 else variable[:1]) or not variable:
+        if (
+            len(tokens) not in (3, 5)
+            or variable != ([2] if len(tokens) == 5 else variable[:1])
+            or not variable
+        ):
             return None
         values, ops = tokens[0::2], tokens[1::2]
         if len(tokens) == 3 and re.fullmatch(r"[A-Za-z]", values[1]):
-            values, ops = values[::-1], [{"<": ">", ">": "<", "\\le": "\\ge", "\\ge": "\\le", "<=": ">=", ">=": "<="}
-                                         .get(ops[0], ops[0])]
+            values, ops = values[::-1], [_FLIP.get(ops[0], ops[0])]
         if "\\ne" in ops:
             return None
         lower = any(o in ("<", "\\le", "<=") for o in ops)
@@ -144,8 +151,10 @@ def _brackets(s: str) -> Node | None:
         matrix = tuple(tuple(parse(c) for c in r.split("&")) for r in rows)
         if len({len(r) for r in matrix}) != 1:
             return None
-        vector = [row[0] for row in matrix] if len(matrix[0]) == 1 else list(matrix[0]) if len(matrix) == 1 else None
-        return _alt([("matrix", matrix)] + ([("tuple", tuple(vector))] if vector else []))
+        forms: list[Node] = [("matrix", matrix)]
+        if len(matrix[0]) == 1 or len(matrix) == 1:
+            forms.append(("tuple", tuple(c for row in matrix for c in row)))
+        return _alt(forms)
     if s.startswith("\\lbrace") and s.endswith("\\rbrace"):
         inner = s[len("\\lbrace") : -len("\\rbrace")].strip()
         return ("set", tuple(parse(p) for p in split_top(inner))) if inner else ("set", ())
@@ -292,7 +301,9 @@ def _compare_one(a: Node, b: Node, scalar_eq: Symbolic, eq: Callable[[Node, Node
         if kind == "tuple":
             return "tuple" if len(a[1]) == len(b[1]) and all(map(eq, a[1], b[1])) else None
         if kind == "matrix":
-            same = len(a[1]) == len(b[1]) and all(len(r) == len(s) and all(map(eq, r, s)) for r, s in zip(a[1], b[1]))
+            same = len(a[1]) == len(b[1]) and all(
+                len(r) == len(s) and all(map(eq, r, s)) for r, s in zip(a[1], b[1])
+            )
             return "matrix" if same else None
         if kind == "intervals":
 
@@ -308,7 +319,12 @@ def _compare_one(a: Node, b: Node, scalar_eq: Symbolic, eq: Callable[[Node, Node
 
 
 def _same_equation(a: Node, b: Node, scalar_eq: Symbolic, eq: Callable[[Node, Node], bool]) -> bool:
-    """Same sides (either order), else lhs - rhs proportional (2x + 2y = 4 vs x + y = 2)."""
+    """Same sides (either order), else lhs - rhs proportional (2x + 2y = 4 vs x + y = 2).
+
+    With the same non-constant left side L, L - r1 = c (L - r2) forces c = 1, so the right sides decide.
+    """
+    if eq(a[1], b[1]) and a[1][0] == "expr":
+        return eq(a[2], b[2])
     if (eq(a[1], b[1]) and eq(a[2], b[2])) or (eq(a[1], b[2]) and eq(a[2], b[1])):
         return True
     sides = [side for side in (a[1], a[2], b[1], b[2]) if side[0] in ("num", "expr")]

@@ -14,6 +14,7 @@ import random
 import subprocess
 import sys
 import threading
+from fractions import Fraction
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -129,6 +130,9 @@ def _serve() -> None:
     except (ImportError, ValueError, OSError):
         pass
     equality = _SympyEquality()
+    equality(
+        ("expr", "sqrt(2)"), ("num", Fraction(1414, 1000))
+    )  # first numeric evaluation loads mpmath paths
     conn.send("ready")
     while True:
         try:
@@ -140,7 +144,7 @@ def _serve() -> None:
             continue
         try:
             conn.send((compare(request[0], request[1], equality), None))
-        except (Exception, RecursionError, MemoryError) as exc:
+        except (Exception, RecursionError, MemoryError) as exc:  # noqa: BLE001 - report any sympy failure, keep serving
             conn.send((None, f"{type(exc).__name__}: {exc}"[:300]))
 
 
@@ -191,7 +195,9 @@ class _SympyEquality:
 
     def _points(self, free: list[Any]) -> list[dict[Any, Any]]:
         rng = random.Random(1234)
-        return [{s: self.sympy.Rational(rng.randint(11, 97), rng.randint(7, 23)) for s in free} for _ in range(4)]
+        return [
+            {s: self.sympy.Rational(rng.randint(11, 97), rng.randint(7, 23)) for s in free} for _ in range(4)
+        ]
 
     def _close(self, x: Any, y: Any) -> bool:
         """Equal as numbers: exactly for rationals, else within a relative tolerance at 30 digits."""

@@ -116,9 +116,13 @@ def test_extract_code_block(text: str, language: str | None, expected: str | Non
     ("text", "first", "last"),
     [
         ('{"a": 1}', {"a": 1}, {"a": 1}),
-        ('Here you go:\n```json\n{"x": [1, {"y": 2}]}\n```\nThanks', {"x": [1, {"y": 2}]}, {"x": [1, {"y": 2}]}),
+        (
+            'Here you go:\n```json\n{"x": [1, {"y": 2}]}\n```\nThanks',
+            {"x": [1, {"y": 2}]},
+            {"x": [1, {"y": 2}]},
+        ),
         ('draft [1, 2] final {"ok": true}', [1, 2], {"ok": True}),
-        ("set {a, b} then {\"k\": null}", {"k": None}, {"k": None}),
+        ('set {a, b} then {"k": null}', {"k": None}, {"k": None}),
         ("braces { but no json }", None, None),
         ("[" * 3000, None, None),
     ],
