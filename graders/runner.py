@@ -105,23 +105,31 @@ def _grade_one(grader: Grader, sample: Sample, item: Mapping[str, Any]) -> tuple
 
 
 def _worker_main(fd: int) -> None:
-    """Worker process loop: keep the latest grader, grade what the parent sends, send results back."""
+    """Worker process loop: load the grader it is sent (acknowledged), grade samples, send results back."""
     conn = Connection(fd)
-    graders: dict[str, Any] = {}
+    grader: Any = None
     while True:
         try:
             msg = conn.recv()
         except (EOFError, OSError):
             return
         if msg[0] == "grader":
-            graders = {msg[1]: pickle.loads(msg[2])}
+            try:
+                grader, problem = pickle.loads(msg[1]), None
+            except Exception as exc:  # noqa: BLE001 - reported to the parent, which falls back to threads
+                problem = f"{type(exc).__name__}: {exc}"
+            conn.send(("loaded", problem))
             continue
-        _, key, index, sample, item = msg
-        status, value, seconds = _grade_one(graders[key], sample, item)
+        _, index, sample, item = msg
+        status, value, seconds = _grade_one(grader, sample, item)
         try:
-            conn.send((index, status, value, seconds))
+            conn.send(("result", index, status, value, seconds))
         except (pickle.PicklingError, TypeError, AttributeError) as exc:
-            conn.send((index, "ok", Grade.failure(f"grade could not be sent back: {exc}"), seconds))
+            conn.send(("result", index, "ok", Grade.failure(f"grade could not be sent back: {exc}"), seconds))
+
+
+class _LoadError(Exception):
+    """A worker process could not load the grader (e.g. its module is not importable there)."""
 
 
 class _Worker:
@@ -143,11 +151,24 @@ class _Worker:
         self.index: int | None = None
         self.started = 0.0
 
-    def assign(self, key: str, payload: bytes, index: int, sample: Sample, item: Any) -> None:
-        if self.grader_key != key:
-            self.conn.send(("grader", key, payload))
-            self.grader_key = key
-        self.conn.send(("grade", key, index, sample, item))
+    def load(self, key: str, payload: bytes) -> None:
+        """Send the grader; the worker is `loading` until it acknowledges (its boot time is not timed)."""
+        self.conn.send(("grader", payload))
+        self.grader_key = key
+
+    def loaded(self) -> None:
+        """Read the load acknowledgement; raise `_LoadError` when the grader could not be loaded."""
+        try:
+            _, problem = self.conn.recv()
+        except (EOFError, OSError):
+            self.kill()
+            problem = f"worker exited with code {self.proc.returncode} while starting"
+        if problem is not None:
+            self.grader_key = None
+            raise _LoadError(problem)
+
+    def assign(self, index: int, sample: Sample, item: Any) -> None:
+        self.conn.send(("grade", index, sample, item))
         self.index, self.started = index, time.perf_counter()
 
     def kill(self) -> None:
@@ -195,8 +216,11 @@ class GradingPool:
             mode = "process" if fallback is None else "thread"
         with self._lock:
             if mode == "process":
-                outcomes = self._run_processes(payload, coerced, items, time_limit)
-            else:
+                try:
+                    outcomes = self._run_processes(payload, coerced, items, time_limit)
+                except _LoadError as exc:
+                    fallback, mode = f"worker processes cannot load the grader ({exc}); graded on threads", "thread"
+            if mode != "process":
                 outcomes = self._run_async(grader, coerced, items, time_limit, native=mode == "async")
         return _result(grader, outcomes, mode, fallback)
 
@@ -247,18 +271,27 @@ class GradingPool:
         while len(self._procs) < min(self.workers, len(samples)):
             self._procs.append(_Worker())
         outcomes: list[tuple[Grade, float] | None] = [None] * len(samples)
-        pending, busy = deque(range(len(samples))), {}
+        pending, busy, loading = deque(range(len(samples))), {}, {}
         try:
-            while pending or busy:
+            while pending or busy or loading:
                 for worker in self._procs:
-                    if pending and worker.conn not in busy:
-                        index = pending.popleft()
-                        worker.assign(key, payload, index, samples[index], items[index])
-                        busy[worker.conn] = worker
-                wait_s = None if limit is None else max(0.0, min(w.started for w in busy.values()) + limit
-                                                         - time.perf_counter())
-                for conn in wait(list(busy), wait_s):
-                    self._collect(busy.pop(conn), outcomes)
+                    if not pending or worker.conn in busy or worker.conn in loading:
+                        continue
+                    if worker.grader_key != key:
+                        worker.load(key, payload)
+                        loading[worker.conn] = worker
+                        continue
+                    index = pending.popleft()
+                    worker.assign(index, samples[index], items[index])
+                    busy[worker.conn] = worker
+                wait_s = None
+                if limit is not None and busy:
+                    wait_s = max(0.0, min(w.started for w in busy.values()) + limit - time.perf_counter())
+                for conn in wait([*busy, *loading], wait_s):
+                    if conn in loading:
+                        loading.pop(conn).loaded()
+                    else:
+                        self._collect(busy.pop(conn), outcomes)
                 now = time.perf_counter()
                 for conn, worker in list(busy.items()):
                     if limit is not None and now - worker.started >= limit:
@@ -266,15 +299,16 @@ class GradingPool:
                         outcomes[worker.index] = (Grade.failure("timeout", time_limit_s=limit), limit)
                         self._replace(worker)
         finally:
-            for worker in busy.values():
+            for worker in [*busy.values(), *loading.values()]:
                 self._replace(worker)
         return [o for o in outcomes if o is not None]
 
     def _collect(self, worker: _Worker, outcomes: list[tuple[Grade, float] | None]) -> None:
         try:
-            index, status, value, seconds = worker.conn.recv()
+            _, index, status, value, seconds = worker.conn.recv()
         except (EOFError, OSError):
-            code = worker.proc.poll()
+            worker.kill()
+            code = worker.proc.returncode
             outcomes[worker.index] = (Grade.failure(f"grader process died (exit code {code})"), 0.0)
             self._replace(worker)
             return
@@ -285,6 +319,10 @@ class GradingPool:
     def _replace(self, worker: _Worker) -> None:
         worker.kill()
         self._procs[self._procs.index(worker)] = _Worker()
+
+    def worker_pids(self) -> list[int]:
+        """Process ids of the live grading workers (they persist between calls)."""
+        return [w.proc.pid for w in self._procs]
 
     def close(self) -> None:
         """Stop the worker processes, the event loop and the threads."""
