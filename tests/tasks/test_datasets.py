@@ -8,6 +8,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from graders.base import Sample
 from graders.string import ExactMatchGrader
 from tasks.datasets import load_items, task_from_files
 
@@ -129,3 +130,30 @@ def test_train_prompts_leaking_into_test_file_are_dropped(tmp_path: Path) -> Non
     assert [i["messages"][0]["content"] for i in task.train] == ["a", "c"]
     assert task.issues == [f"{train}:2: duplicate prompt of the held-out split, dropped"]
     assert task.messages(task.test[0])[0] == {"role": "system", "content": "Be brief."}
+
+
+def test_task_directory_with_response_format_and_issues_in_cli(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from rft.cli import app
+    from tasks.base import load_task
+
+    rows = [_line(f"Give {i} as JSON", reference={"n": i}) for i in range(12)] + [_line("Give 0 as JSON")]
+    _write_jsonl(tmp_path / "train.jsonl", rows)
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
+    (tmp_path / "response_format.json").write_text(json.dumps(schema))
+    spec = {"type": "json_schema", "name": "n", "schema": schema, "reference": "{{item.reference}}"}
+    (tmp_path / "grader.json").write_text(json.dumps(spec))
+    task = load_task(str(tmp_path), n_test=3, seed=1)
+    assert (len(task.train), len(task.test), task.response_format) == (9, 3, schema)
+    assert task.issues == [
+        f"{tmp_path / 'train.jsonl'}:13: duplicate prompt of {tmp_path / 'train.jsonl'}:1, dropped"
+    ]
+    item = task.test[0]
+    assert task.grader.grade(Sample(task.reference(item)), item).score == 1.0
+    assert task.grader.grade(Sample('{"n": -1}'), item).score == 0.0
+    shown = CliRunner().invoke(
+        app, ["tasks", "show", str(tmp_path), "-o", "n_test=3"], env={"COLUMNS": "300"}
+    )
+    assert shown.exit_code == 0, shown.output
+    assert "duplicate prompt" in shown.output and "response_format:" in shown.output
