@@ -24,8 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from graders.base import Grade, GraderInputError, Sample
-from graders.string import DEFAULT_INPUT, check_template, normalize_text, prepare
-from graders.templates import render, resolve
+from graders.string import DEFAULT_INPUT, check_template, normalize_text, prepare, render_field
 
 _MISSING = object()
 
@@ -157,7 +156,7 @@ class JsonSchemaGrader:
         sample, item = prepare(sample, item)
         answer = self._parse(sample, item)
         if answer is _MISSING:
-            return Grade.failure("unparseable", input=render(self.input, sample, item)[:500])
+            return Grade.failure("unparseable", input=render_field(self.input, sample, item, "input")[:500])
         violations = [
             f"{'.'.join(str(p) for p in e.absolute_path) or '(root)'}: {e.message}"
             for e in sorted(self._validator.iter_errors(answer), key=lambda e: list(map(str, e.path)))
@@ -166,14 +165,17 @@ class JsonSchemaGrader:
             return Grade.failure("schema_violation", answer=answer, violations=violations)
         if self.reference is None:
             return Grade(1.0, {"answer": answer})
-        return self._score_fields(answer, resolve(self.reference, sample, item))
+        reference = self.reference
+        if isinstance(reference, str):
+            reference = render_field(reference, sample, item, f"{self.name}.reference", keep_type=True)
+        return self._score_fields(answer, reference)
 
     def _parse(self, sample: Sample, item: Mapping[str, Any]) -> Any:
         from graders.extract import extract_json
 
         if self.input == DEFAULT_INPUT and sample.output_json is not None:
             return sample.output_json
-        text = render(self.input, sample, item)
+        text = render_field(self.input, sample, item, f"{self.name}.input")
         try:
             return json.loads(text)
         except json.JSONDecodeError:

@@ -21,8 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from graders.base import Grade, GraderInputError, Sample
-from graders.string import DEFAULT_INPUT, DEFAULT_REFERENCE, check_template, prepare
-from graders.templates import render
+from graders.string import DEFAULT_INPUT, DEFAULT_REFERENCE, check_template, prepare, render_field
 
 Embed = Callable[[list[str]], Sequence[Sequence[float]]]
 _WORDS = re.compile(r"\w+|[^\w\s]")
@@ -169,6 +168,7 @@ class TextSimilarityGrader:
 
     def grade(self, sample: Sample, item: Mapping[str, Any]) -> Grade:
         sample, item = prepare(sample, item)
-        hyp, ref = render(self.input, sample, item), render(self.reference, sample, item)
+        hyp = render_field(self.input, sample, item, f"{self.name}.input")
+        ref = render_field(self.reference, sample, item, f"{self.name}.reference")
         score = min(1.0, max(0.0, self._score(hyp, ref)))
         return Grade(score, {"metric": self.evaluation_metric, "passed": score >= self.pass_threshold})

@@ -47,6 +47,14 @@ def check_template(template: Any, field: str) -> str:
     return template
 
 
+def render_field(template: str, sample: Sample, item: Mapping[str, Any], where: str, keep_type: bool = False) -> Any:
+    """Render one template, naming the grader field (`where`) when a reference cannot be resolved."""
+    try:
+        return resolve(template, sample, item) if keep_type else render(template, sample, item)
+    except GraderInputError as exc:
+        raise GraderInputError(f"{where}: {exc}") from exc
+
+
 def prepare(sample: Any, item: Any) -> tuple[Sample, Mapping[str, Any]]:
     """Coerce the sample (str / dict / Sample) and reject a non-mapping item with a clear error."""
     if not isinstance(item, Mapping):
@@ -96,7 +104,8 @@ class StringCheckGrader:
 
     def grade(self, sample: Sample, item: Mapping[str, Any]) -> Grade:
         sample, item = prepare(sample, item)
-        inp, ref = render(self.input, sample, item), render(self.reference, sample, item)
+        inp = render_field(self.input, sample, item, f"{self.name}.input")
+        ref = render_field(self.reference, sample, item, f"{self.name}.reference")
         ok = OPERATIONS[self.operation](inp, ref)
         return Grade(float(ok), {"input": inp, "reference": ref, "operation": self.operation})
 
@@ -128,8 +137,8 @@ class ExactMatchGrader:
 
     def grade(self, sample: Sample, item: Mapping[str, Any]) -> Grade:
         sample, item = prepare(sample, item)
-        inp = render(self.input, sample, item)
-        ref = resolve(self.reference, sample, item)
+        inp = render_field(self.input, sample, item, f"{self.name}.input")
+        ref = render_field(self.reference, sample, item, f"{self.name}.reference", keep_type=True)
         refs = [r if isinstance(r, str) else str(r) for r in (ref if isinstance(ref, list) else [ref])]
         fix = normalize_text if self.normalize else (lambda s: s.strip())
         got = fix(inp)

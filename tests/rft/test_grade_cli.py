@@ -1,0 +1,102 @@
+"""`rft grade` run as a real subprocess (`python -m rft.cli grade ...`) on real spec and JSONL files."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from rft.cli import app
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+ROOT = Path(__file__).resolve().parents[2]
+INVOICE_SPEC = {
+    "type": "json_schema",
+    "name": "invoice",
+    "schema": {"type": "object", "required": ["vendor", "total"]},
+    "reference": "{{item.expected}}",
+    "fields": {"vendor": "normalized", "total": {"mode": "numeric", "tolerance": 0.5}},
+}
+
+
+def rft(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "rft.cli", "grade", *map(str, args)]
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=180)
+
+
+def _lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_grade_openai_multi_spec_prints_means_and_writes_grades(tmp_path: Path) -> None:
+    out = tmp_path / "graded.jsonl"
+    run = rft(DATA / "grade_openai_spec.json", DATA / "grade_capitals.jsonl", "--out", out, "--workers", "2")
+    assert run.returncode == 0, run.stderr
+    # exact: Paris and Madrid match (2/4); mentions (ilike): all but "Milan" (3/4)
+    assert "  exact: mean 0.5000" in run.stdout
+    assert "  mentions: mean 0.7500" in run.stdout
+    assert "errors: 0   timeouts: 0" in run.stdout
+    assert "line 4: score 0.0000 sample='Milan'" in run.stdout  # blank line 3 skipped, numbering kept
+    graded = _lines(out)
+    assert [g["grade"]["sub_grades"]["exact"]["score"] for g in graded] == [1.0, 0.0, 0.0, 1.0]
+    assert graded[3]["item"]["country"] == "Spain"  # the input line is kept as it was
+    mean = sum(g["grade"]["score"] for g in graded) / 4
+    assert f"mean score: {mean:.4f}" in run.stdout
+
+
+def test_grade_json_schema_spec_counts_unparseable_as_error(tmp_path: Path) -> None:
+    spec = tmp_path / "invoice.json"
+    spec.write_text(json.dumps(INVOICE_SPEC))
+    out = tmp_path / "graded.jsonl"
+    run = rft(spec, DATA / "grade_invoices.jsonl", "--out", out, "--mode", "thread")
+    assert run.returncode == 0, run.stderr
+    # line 1: both fields right (1.0); line 2: total 98 vs 99 outside 0.5 (0.5); line 3: unparseable (0.0)
+    assert [g["grade"]["score"] for g in _lines(out)] == [1.0, 0.5, 0.0]
+    assert "mean score: 0.5000" in run.stdout
+    assert "errors: 1   timeouts: 0" in run.stdout
+    assert "line 3: score 0.0000 error=unparseable" in run.stdout
+
+
+def test_python_grader_reference_and_validate(tmp_path: Path) -> None:
+    data = tmp_path / "answers.jsonl"
+    data.write_text('{"answer": "1,000", "sample": "1000"}\n{"answer": "7", "sample": "eight"}\n')
+    run = rft("graders.string:ExactMatchGrader", data, "--mode", "thread")
+    assert run.returncode == 0, run.stderr
+    assert "mean score: 0.5000" in run.stdout
+    check = rft(DATA / "grade_openai_spec.json", "--validate")
+    assert (check.returncode, check.stdout.strip()) == (0, "spec ok: MultiGrader 'capital_city'")
+
+
+@pytest.mark.parametrize(
+    ("spec", "lines", "message"),
+    [
+        ({"type": "multi", "graders": {"correct": {"type": "string_check", "input": "a", "reference": "b",
+                                                   "operation": "equals"}}},
+         None, "graders.correct.operation: 'equals' is not one of ['eq', 'ne', 'like', 'ilike']"),
+        ({"type": "fuzzy"}, None, "grader spec type 'fuzzy' is unknown; known types: string_check"),
+        ({"type": "exact_match"}, '{"answer": "1", "sample": "1"}\n{"answer": 2, "sample": \n',
+         "data.jsonl:2: invalid JSON at column"),
+        ({"type": "exact_match"}, '{"answer": "1", "sample": "1"}\n\n{"answer": "2"}\n',
+         "data.jsonl:3: no sample: give 'sample', 'model_sample' or 'output_text'"),
+        ({"type": "exact_match"}, '{"answer": "1", "sample": 5}\n', "data.jsonl:1: a sample must be a string"),
+        ({"type": "exact_match"}, '{"answer": "1", "sample": "1"}\n{"reply": "2", "sample": "2"}\n',
+         "data.jsonl:2: exact_match.reference: template reference '{{item.answer}}': 'item.answer' is missing"),
+    ],
+)
+def test_bad_specs_and_lines_exit_2_naming_file_and_line(
+    tmp_path: Path, spec: dict, lines: str | None, message: str
+) -> None:
+    """In-process (typer's CliRunner) to keep the table fast; the tests above run the real subprocess."""
+    spec_path = tmp_path / "spec.json"
+    spec_path.write_text(json.dumps(spec))
+    args = [str(spec_path), "--validate"]
+    if lines is not None:
+        (tmp_path / "data.jsonl").write_text(lines)
+        args = [str(spec_path), str(tmp_path / "data.jsonl"), "--mode", "thread"]
+    result = CliRunner().invoke(app, ["grade", *args])
+    assert result.exit_code == 2
+    assert message in result.stderr
