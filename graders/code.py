@@ -259,17 +259,19 @@ class CodeGrader:
         except SandboxDied as died:
             reason = _failure_reason(died, "", "")
             return [{"name": n, "passed": False, "reason": reason} for n in names], died.result
-        ns = _trusted_namespace(item, session)
         results = []
-        for name, (_, case) in zip(names, cases):
-            if case is None:
-                reason = _run_source_test(item["test"], "<check>", ns, entry)
-            elif isinstance(case, str):
-                reason = _run_source_test(case, "<assert>", ns, entry)
-            else:
-                reason = _call_case(case, session, entry)
-            results.append({"name": name, "passed": reason is None, "reason": reason})
-        run = session.close()
+        try:
+            ns = _trusted_namespace(item, session)
+            for name, (_, case) in zip(names, cases):
+                if case is None:
+                    reason = _run_source_test(item["test"], "<check>", ns, entry)
+                elif isinstance(case, str):
+                    reason = _run_source_test(case, "<assert>", ns, entry)
+                else:
+                    reason = _call_case(case, session, entry)
+                results.append({"name": name, "passed": reason is None, "reason": reason})
+        finally:
+            run = session.close()
         if not run.ok:  # a test that "passed" after the sandbox died was swallowed by test code
             for r in results:
                 r["passed"], r["reason"] = False, r["reason"] or f"sandbox {run.status}: {run.reason}"
@@ -326,7 +328,8 @@ class PythonGrader:
             if isinstance(exc, GraderInputError):
                 raise
             return Grade.failure(f"grade() failed: {_failure_reason(exc, '', '')}", stderr=run.stderr[-2000:])
-        session.close()
+        finally:
+            session.close()
         if type(value) not in (int, float) or not 0.0 <= value <= 1.0:
             return Grade.failure(f"grade() must return a number in [0, 1], got {value!r:.200}", returned=repr(value)[:200])
         return Grade(float(value), {"returned": value})

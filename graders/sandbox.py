@@ -21,6 +21,7 @@ import builtins
 import itertools
 import json
 import logging
+import marshal
 import os
 import select
 import shutil
@@ -39,7 +40,7 @@ from typing import Any
 
 from graders import sandbox_boot
 from graders.base import GraderInputError
-from graders.sandbox_boot import EXIT_MEMORY, decode, encode
+from graders.sandbox_boot import EXIT_MEMORY, decode, send_frame
 
 log = logging.getLogger(__name__)
 
@@ -257,13 +258,13 @@ class _Process:
             "limits": limits.child(), "hide": hidden, "home": hidden[-1] if hidden else "",
             "keep": _keep_paths(hidden, info.interpreter), "tmpfs_mb": limits.tmpfs_mb,
         }
-        self.send(json.dumps(cfg).encode() + b"\n")
+        self.send(marshal.dumps(cfg))
         self.pump = threading.Thread(target=self._pump, args=(stdin,), daemon=True)
         self.pump.start()
 
-    def send(self, data: bytes) -> bool:
+    def send(self, payload: bytes) -> bool:
         try:
-            sandbox_boot._write_all(self.req_w, data)
+            send_frame(self.req_w, payload)
             return True
         except OSError:
             return False
@@ -357,9 +358,10 @@ class Session:
         self.names: list[str] = []
         self._buf = b""
         ready = self._reply()
-        if "load_error" in ready:
-            self._die()
-        self.names = ready["ready"]
+        names = ready.get("ready")
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            self._die(None if "load_error" in ready else "malformed ready message")
+        self.names = names
 
     def _die(self, reason: str | None = None) -> None:
         if reason:
@@ -384,18 +386,20 @@ class Session:
                 self._die("reply size limit exceeded")
         line, self._buf = self._buf.split(b"\n", 1)
         try:
-            return json.loads(line)
+            reply = json.loads(line)
         except (ValueError, RecursionError):
+            reply = None
+        if not isinstance(reply, dict):
             self._die("unreadable reply")
-            raise
+        return reply
 
     def call(self, fn: str, *args: Any, **kwargs: Any) -> Any:
         """Call `fn` inside the sandbox; its exception is re-raised as the same builtin type when it is one."""
         if self.result is not None:
             raise SandboxDied(self.result)
         try:
-            msg = json.dumps({"fn": fn, "args": encode(list(args)), "kwargs": encode(kwargs)}).encode() + b"\n"
-        except (TypeError, ValueError, RecursionError) as exc:
+            msg = marshal.dumps((fn, args, kwargs))
+        except ValueError as exc:
             raise GraderInputError(f"cannot pass the arguments of {fn}() into the sandbox: {exc}") from exc
         if not self.proc.send(msg):
             self._die()
@@ -411,7 +415,14 @@ class Session:
             raise builtin(text)
         raise CandidateError(reply.get("exc", "malformed reply"))
 
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def close(self) -> RunResult:
+        """End the session (idempotent) and return how the process ended."""
         if self.result is None:
             self.result = self.proc.finish()
         return self.result

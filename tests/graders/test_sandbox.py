@@ -3,6 +3,7 @@ process of its run alive and no file outside its (removed) working directory."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import textwrap
@@ -14,7 +15,7 @@ import pytest
 from graders.base import GraderInputError
 from graders.code import CodeGrader
 from graders.sandbox import Limits, Sandbox, SandboxDied, isolation_info, pids_of, uid_range
-from graders.sandbox_boot import decode, encode
+from graders.sandbox_boot import decode, dump
 
 FAST = Limits(wall_s=3.0, memory_mb=256)
 MARK = "rft-escape-probe"
@@ -241,10 +242,10 @@ def test_session_timeout_raises_sandbox_died(sandbox: Sandbox) -> None:
 
 
 @pytest.mark.parametrize(
-    "value", [None, True, 3, -2**70, 2.5, float("inf"), "s", [1, [2]], (1, "a"), {1: (2,)}, {3}, frozenset({4}), b"\x00", 1j]
+    "value", [None, True, 3, -2**70, 2.5, 1e-7, float("-inf"), "s\"\\\n\x00\ud800é", [1, [2]], (1, "a"), {1: (2,)}, {3}, frozenset({4}), b"\x00", 1j]
 )
 def test_codec_round_trip_keeps_types(value: object) -> None:
-    back = decode(encode(value))
+    back = decode(json.loads(dump(value)))
     assert type(back) is type(value) and back == value
 
 
@@ -254,7 +255,7 @@ def test_codec_rejects_subclasses_that_could_lie() -> None:
             return True
 
     with pytest.raises(TypeError):
-        encode([Liar(1)])
+        dump([Liar(1)])
 
 
 def test_source_size_limit(sandbox: Sandbox) -> None:

