@@ -1,0 +1,25 @@
+"""`rft serve`: an OpenAI-compatible chat-completions endpoint for a model, optionally with a LoRA adapter."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("serve")
+    def serve_command(
+        model: str = typer.Option("default", "--model", help="packaged name ('default'), local path or hub id"),
+        adapter: Path | None = typer.Option(None, "--adapter", help="LoRA adapter directory to apply"),
+        host: str = typer.Option("127.0.0.1", "--host", help="interface to bind (0.0.0.0 exposes it)"),
+        port: int = typer.Option(8000, "--port", help="TCP port; 0 picks a free one (printed at start)"),
+        name: str | None = typer.Option(None, "--name", help="model id clients send (default: --model)"),
+        verbose: bool = typer.Option(False, "--verbose", help="log every request"),
+    ) -> None:
+        """Serve POST /v1/chat/completions and GET /v1/models, e.g. for a judge grader or an eval."""
+        if adapter is not None and not (adapter / "adapter_config.json").is_file():
+            raise typer.BadParameter(f"{adapter} holds no adapter_config.json", param_hint="--adapter")
+        from rft.serve import serve  # heavy imports stay out of `rft --help`
+
+        serve(model, adapter=str(adapter) if adapter else None, host=host, port=port, name=name, verbose=verbose)

@@ -1,0 +1,348 @@
+"""Judge graders end to end: a tiny model trained in the test answers as a judge, locally and over HTTP.
+
+The HTTP judge talks to real servers on 127.0.0.1: a `rft serve` subprocess (the full path) and, for
+failures, an in-process `rft.serve.ChatServer` whose handler injects a 500, a stall, a prose verdict or a
+garbage body, chosen by a URL prefix `/<mode>/<token>/v1` so every test counts its own requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tiny_chat import build_chat_model
+
+from graders.base import GraderInputError, Sample
+from graders.judge import LabelModelGrader, ScoreModelGrader, parse_verdict, rubric_score
+from graders.judge_backends import Completion
+
+ROOT = Path(__file__).resolve().parents[2]
+ITEM = {"question": "What is the capital of France?"}
+INPUT = [
+    {"role": "system", "content": "You grade answers to geography questions."},
+    {"role": "user", "content": "Question: {{item.question}}\nAnswer: {{sample.output_text}}"},
+]
+RUBRIC = [
+    {"criterion": "Names Paris", "points": 5},
+    {"criterion": "Is one word", "points": 3},
+    {"criterion": "Names a wrong city", "points": -2},
+]
+# What the tiny judge is trained to say: answer -> (score verdict, label, rubric verdicts).
+VERDICTS = {
+    "Paris": ('{"steps": ["names the capital"], "result": 9}', "correct", [True, True, False]),
+    "Lyon": ('{"steps": ["a different city"], "result": 2}', "incorrect", [False, True, True]),
+}
+NOWHERE = {"base_url": "http://127.0.0.1:9/v1", "model": "judge"}
+
+
+def score_spec(**extra: Any) -> dict[str, Any]:
+    return {"type": "score_model", "name": "geo", "input": INPUT, "range": [0, 10], "pass_threshold": 7, **extra}
+
+
+def label_spec(**extra: Any) -> dict[str, Any]:
+    return {"type": "label_model", "name": "geo_label", "input": INPUT, "labels": ["correct", "incorrect"],
+            "passing_labels": ["correct"], **extra}
+
+
+def rubric_spec(**extra: Any) -> dict[str, Any]:
+    return {"type": "score_model", "name": "geo_rubric", "input": INPUT, "rubric": RUBRIC, **extra}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """Tiny models run fastest on one thread; more only contend with other work on a 2-core machine."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def judge_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny Llama trained to give the `VERDICTS` for exactly the prompts the graders render."""
+    score = ScoreModelGrader.from_spec(score_spec(**NOWHERE))
+    label = LabelModelGrader.from_spec(label_spec(**NOWHERE))
+    examples = []
+    for answer, (verdict, chosen, met) in VERDICTS.items():
+        sample = Sample(answer)
+        examples.append((score.prompt(sample, ITEM), verdict))
+        examples.append((label.prompt(sample, ITEM), json.dumps({"steps": [], "result": chosen})))
+        for criterion, ok in zip(RUBRIC, met):
+            prompt = score.criterion_prompt(sample, ITEM, criterion)
+            examples.append((prompt, json.dumps({"steps": [], "result": ok})))
+    return build_chat_model(tmp_path_factory.mktemp("judge"), examples, max_steps=400)
+
+
+def make_fault_handler() -> type:
+    """A `ChatHandler` whose `/<mode>/<token>/v1/chat/completions` prefix picks an injected behaviour."""
+    from rft.serve import ChatHandler
+
+    class Handler(ChatHandler):
+        def do_POST(self) -> None:
+            _, mode, token, _rest = self.path.split("/", 3)
+            body = json.loads(self.read_body())
+            server = self.server
+            with server.state_lock:
+                calls = server.calls.setdefault(token, [])
+                calls.append(body)
+                server.inflight += 1
+                server.max_inflight = max(server.max_inflight, server.inflight)
+            try:
+                self.answer(mode, len(calls), body)
+            finally:
+                with server.state_lock:
+                    server.inflight -= 1
+
+        def answer(self, mode: str, call: int, body: dict[str, Any]) -> None:
+            if mode == "fail-once" and call == 1:
+                self.send_error_json(500, "injected failure")
+            elif mode == "slow":
+                time.sleep(1.0)
+                self.send_error_json(503, "too late")
+            elif mode == "garbage":
+                data = b"<html>upstream proxy error</html>"
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+            elif mode in ("prose", "refusal"):
+                message = {"role": "assistant", "content": "The answer looks fine to me."}
+                if mode == "refusal":
+                    message = {"role": "assistant", "content": None, "refusal": "I can't help with that."}
+                self.send_json(200, {"choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+                                     "usage": {"prompt_tokens": 5, "completion_tokens": 7}})
+            else:
+                if mode == "hold":
+                    time.sleep(0.2)
+                self.send_json(200, self.server.chat.complete(body))
+
+    return Handler
+
+
+@pytest.fixture(scope="module")
+def fault_server(judge_dir: Path):
+    from rft.serve import ChatModel, ChatServer
+
+    server = ChatServer(ChatModel.load(str(judge_dir), name="judge"), port=0, handler=make_fault_handler())
+    server.calls, server.state_lock, server.inflight, server.max_inflight = {}, threading.Lock(), 0, 0
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def http_spec(server: Any, mode: str, token: str, **extra: Any) -> dict[str, Any]:
+    host, port = server.server_address[:2]
+    return {"base_url": f"http://{host}:{port}/{mode}/{token}/v1", "model": "judge", "retry_backoff_s": 0.01,
+            **extra}
+
+
+@pytest.fixture(scope="module")
+def served(judge_dir: Path):
+    """`rft serve` as a real subprocess on a free port; yields its base URL."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rft.cli", "serve", "--model", str(judge_dir), "--name", "judge", "--port", "0"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if "listening on" in line:
+            break
+    else:
+        pytest.fail("rft serve exited before listening:\n" + "".join(lines))
+    threading.Thread(target=proc.stdout.read, daemon=True).start()  # keep draining the pipe
+    yield line.rsplit(" ", 1)[-1].strip()
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+@pytest.mark.parametrize(
+    "points, met, expected",
+    [
+        ([5, 3, -2], [True, True, False], 1.0),
+        ([5, 3, -2], [False, True, True], 0.125),  # (3 - 2) / 8
+        ([5, 3, -4], [False, False, True], 0.0),  # -4 / 8 clipped to 0
+        ([2, 2], [True, False], 0.5),
+    ],
+)
+def test_rubric_score(points: list[float], met: list[bool], expected: float) -> None:
+    assert rubric_score(points, met) == expected
+
+
+@pytest.mark.parametrize(
+    "completion, result, error",
+    [
+        (Completion('```json\n{"steps": ["a"], "result": 4}\n```'), 4, None),
+        (Completion('draft {"result": 1} final {"result": 2, "steps": []}'), 2, None),
+        (Completion("Looks good to me."), None, "no JSON object with 'result'"),
+        (Completion('{"steps": ["a", "b"', finish_reason="length"), None, "cut off at max_tokens"),
+        (Completion("", refusal="I cannot grade this."), None, "judge refused"),
+        (Completion('{"result": 1}', finish_reason="content_filter"), None, "content filter"),
+    ],
+)
+def test_parse_verdict(completion: Completion, result: Any, error: str | None) -> None:
+    if error is None:
+        assert parse_verdict(completion)[0] == result
+    else:
+        with pytest.raises(Exception, match=error):
+            parse_verdict(completion)
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        (score_spec(backend="grpc", model="m"), "unknown judge backend 'grpc'"),
+        (score_spec(backend="http", base_url="http://x/v1", model="m", api_key_env="RFT_TEST_NO_SUCH_KEY"),
+         r"\$RFT_TEST_NO_SUCH_KEY, which is not set"),
+        (score_spec(range=[5, 5], model="/no/such/model"), r"range must have min < max, got \[5, 5\]"),
+        (score_spec(range=[0, 10], pass_threshold=11, model="/no/such/model"), "outside range"),
+        (score_spec(backend="http", model="m"), "needs base_url"),
+        (score_spec(model="m", sampling_params={"temprature": 0}), r"unknown keys \['temprature'\]"),
+        (score_spec(model="m", base_url="http://x/v1", rubric=RUBRIC), "give 'range' or 'rubric'"),
+        (rubric_spec(model="m", rubric=[{"criterion": "bad", "points": -1}]), "positive points"),
+        (label_spec(model="m", passing_labels=["great"]), r"passing_labels \['great'\] are not among"),
+        ({**score_spec(model="m"), "input": [{"role": "judge", "content": "x"}]}, r"input\[0\] must be"),
+    ],
+)
+def test_bad_config_fails_before_grading(spec: dict[str, Any], message: str) -> None:
+    """Each is rejected by from_spec; the /no/such/model cases prove the check runs before loading."""
+    cls = LabelModelGrader if spec["type"] == "label_model" else ScoreModelGrader
+    with pytest.raises(GraderInputError, match=message):
+        cls.from_spec(spec)
+
+
+def test_full_path_through_rft_serve_process(served: str) -> None:
+    grader = ScoreModelGrader.from_spec(score_spec(base_url=served, model="judge", max_retries=0))
+    good, bad = grader.grade(Sample("Paris"), ITEM), grader.grade(Sample("Lyon"), ITEM)
+    assert (good.error, bad.error) == (None, None)
+    assert (good.score, bad.score) == (0.9, 0.2)
+    assert grader.pass_threshold == 0.7 and good.details["steps"] == ["names the capital"]
+    usage = grader.usage()
+    assert usage["requests"] == 2 and usage["errors"] == 0
+    assert usage["prompt_tokens"] > 100 and usage["completion_tokens"] > 10
+
+
+def test_label_and_rubric_over_http(fault_server: Any) -> None:
+    label = LabelModelGrader.from_spec(label_spec(**http_spec(fault_server, "ok", "label")))
+    rubric = ScoreModelGrader.from_spec(rubric_spec(**http_spec(fault_server, "ok", "rubric")))
+    assert [label.grade(Sample(a), ITEM).score for a in ("Paris", "Lyon")] == [1.0, 0.0]
+    assert label.grade(Sample("Lyon"), ITEM).details["label"] == "incorrect"
+    paris, lyon = rubric.grade(Sample("Paris"), ITEM), rubric.grade(Sample("Lyon"), ITEM)
+    assert (paris.score, lyon.score) == (1.0, 0.125)
+    assert [c["met"] for c in lyon.details["criteria"]] == [False, True, True]
+    assert len(fault_server.calls["rubric"]) == 6
+
+
+def test_retry_after_500_then_success(fault_server: Any) -> None:
+    grader = ScoreModelGrader.from_spec(score_spec(**http_spec(fault_server, "fail-once", "retry")))
+    grade = grader.grade(Sample("Paris"), ITEM)
+    assert (grade.error, grade.score) == (None, 0.9)
+    assert len(fault_server.calls["retry"]) == 2 and grader.usage()["retries"] == 1
+
+
+def test_timeout_becomes_counted_error(fault_server: Any) -> None:
+    spec = http_spec(fault_server, "slow", "timeout", timeout_s=0.2, max_retries=1)
+    grader = ScoreModelGrader.from_spec(score_spec(**spec))
+    grade = grader.grade(Sample("Paris"), ITEM)
+    assert grade.score == 0.0 and "timed out after 0.2s" in grade.error and "2 attempts" in grade.error
+    assert len(fault_server.calls["timeout"]) == 2
+    assert grader.usage()["errors"] == 1 and grader.usage()["requests"] == 0
+
+
+@pytest.mark.parametrize(
+    "mode, error",
+    [("prose", "no JSON object with 'result'"), ("refusal", "judge refused"), ("garbage", "not JSON")],
+)
+def test_malformed_judge_replies_are_counted_errors(fault_server: Any, mode: str, error: str) -> None:
+    grader = ScoreModelGrader.from_spec(score_spec(**http_spec(fault_server, mode, f"bad-{mode}")))
+    grade = grader.grade(Sample("Paris"), ITEM)
+    assert grade.score == 0.0 and error in grade.error
+    assert grader.usage()["errors"] == 1
+    if mode == "prose":
+        assert grade.details["raw"] == "The answer looks fine to me."
+
+
+def test_cached_repeat_costs_nothing(fault_server: Any) -> None:
+    grader = ScoreModelGrader.from_spec(score_spec(**http_spec(fault_server, "ok", "cache")))
+    first, second = grader.grade(Sample("Paris"), ITEM), grader.grade(Sample("Paris"), ITEM)
+    assert first.score == second.score == 0.9
+    assert (first.details["cached"], second.details["cached"]) == (False, True)
+    assert len(fault_server.calls["cache"]) == 1
+    usage = grader.usage()
+    assert (usage["requests"], usage["cache_hits"]) == (1, 1)
+
+
+def test_concurrency_limit_and_sampling_params(fault_server: Any) -> None:
+    params = {"temperature": 0.5, "top_p": 0.9, "max_completions_tokens": 40, "seed": 7}
+    spec = http_spec(fault_server, "hold", "limit", max_concurrency=2, sampling_params=params)
+    grader = ScoreModelGrader.from_spec(score_spec(**spec))
+    fault_server.max_inflight = 0
+
+    async def grade_all() -> list[Any]:
+        return await asyncio.gather(*(grader.agrade(Sample(f"City {i}"), ITEM) for i in range(6)))
+
+    asyncio.run(grade_all())
+    assert fault_server.max_inflight == 2
+    sent = fault_server.calls["limit"][0]
+    assert {k: sent[k] for k in ("temperature", "top_p", "max_tokens", "seed")} == {
+        "temperature": 0.5, "top_p": 0.9, "max_tokens": 40, "seed": 7}
+
+
+def test_sync_grade_inside_running_loop(fault_server: Any) -> None:
+    grader = LabelModelGrader.from_spec(label_spec(**http_spec(fault_server, "ok", "inloop")))
+
+    async def call_sync() -> float:
+        return grader.grade(Sample("Paris"), ITEM).score
+
+    assert asyncio.run(call_sync()) == 1.0
+
+
+def test_wrong_model_name_is_a_config_error(served: str) -> None:
+    grader = ScoreModelGrader.from_spec(score_spec(base_url=served, model="gpt-x"))
+    with pytest.raises(GraderInputError, match="refused model 'gpt-x' with HTTP 404"):
+        grader.grade(Sample("Paris"), ITEM)
+
+
+def test_local_backend_with_tiny_model(judge_dir: Path) -> None:
+    grader = ScoreModelGrader.from_spec(score_spec(backend="local", model=str(judge_dir)))
+    assert [grader.grade(Sample(a), ITEM).score for a in ("Paris", "Lyon")] == [0.9, 0.2]
+    assert grader.usage()["requests"] == 2
+
+
+def test_spec_loader_runner_and_multi(judge_dir: Path) -> None:
+    """The judge plugs into `load_grader`, the batch runner and `multi` like any other grader."""
+    from graders.runner import grade_batch
+    from graders.spec import load_grader
+
+    judge = score_spec(backend="local", model=str(judge_dir))
+    multi = load_grader({"type": "multi", "name": "both", "calculate_output": "0.5 * geo + 0.5 * exact",
+                         "graders": {"geo": judge, "exact": {"type": "string_check", "name": "exact",
+                                     "operation": "eq", "input": "{{sample.output_text}}", "reference": "Paris"}}})
+    result = grade_batch(multi, ["Paris", "Lyon"], [ITEM, ITEM])
+    assert [g.score for g in result.grades] == [0.95, 0.1]
+    assert result.grades[1].sub_grades["geo"].score == 0.2
+
+
+@pytest.mark.slow
+def test_local_backend_with_default_packaged_model() -> None:
+    """SmolLM2-135M may or may not produce the JSON verdict; either way the outcome is accounted for."""
+    grader = ScoreModelGrader.from_spec(score_spec(model="default", sampling_params={"max_tokens": 80}))
+    grade = grader.grade(Sample("Paris"), ITEM)
+    usage = grader.usage()
+    assert usage["requests"] == 1 and usage["completion_tokens"] > 0
+    assert (grade.error is None) == (usage["errors"] == 0)
+    if grade.error is None:
+        assert 0.0 <= grade.score <= 1.0 and "result" in grade.details
