@@ -29,7 +29,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import warnings
 from collections.abc import Iterable, Sequence
@@ -200,7 +199,7 @@ def uid_range(pid: int | None = None) -> range:
 
 
 def pids_of(uids: range) -> list[int]:
-    """Processes whose real uid lies in `uids` (read from /proc, so hidden or renamed ones count too)."""
+    """Live processes whose real uid lies in `uids` (read from /proc, so renamed ones count too)."""
     pids = []
     for name in os.listdir("/proc"):
         if name.isdigit():
@@ -210,7 +209,7 @@ def pids_of(uids: range) -> list[int]:
             except OSError:
                 continue
             line = status[status.find(b"\nUid:") :].split(b"\n", 2)[1]
-            if int(line.split()[1]) in uids:
+            if int(line.split()[1]) in uids and b"\nState:\tZ" not in status:  # zombies are dead already
                 pids.append(int(name))
     return pids
 
@@ -259,8 +258,9 @@ class _Process:
             "keep": _keep_paths(hidden, info.interpreter), "tmpfs_mb": limits.tmpfs_mb,
         }
         self.send(marshal.dumps(cfg))
-        self.pump = threading.Thread(target=self._pump, args=(stdin,), daemon=True)
-        self.pump.start()
+        self.streams = {self.popen.stdout.fileno(): 1, self.popen.stderr.fileno(): 2}
+        self.writer = self.popen.stdin.fileno() if self.popen.stdin else None
+        self.pending = memoryview(stdin)
 
     def send(self, payload: bytes) -> bool:
         try:
@@ -269,32 +269,45 @@ class _Process:
         except OSError:
             return False
 
-    def _pump(self, stdin: bytes) -> None:
-        """Feed stdin and read stdout/stderr concurrently; kill the run once output exceeds its cap."""
-        streams = {self.popen.stdout.fileno(): 1, self.popen.stderr.fileno(): 2}
-        writer = self.popen.stdin.fileno() if self.popen.stdin else None
-        pending = memoryview(stdin)
-        while streams or writer is not None:
-            readable, writable, _ = select.select(list(streams), [writer] if writer is not None else [], [], 0.5)
-            for fd in readable:
-                chunk = os.read(fd, 65536)
-                buf = self.out[streams[fd]]
-                if not chunk:
-                    del streams[fd]
-                elif len(buf) + len(chunk) > self.limits.max_output_bytes:
-                    buf += chunk[: self.limits.max_output_bytes - len(buf)]
-                    self.kill("output limit exceeded")
-                    del streams[fd]
-                else:
-                    buf += chunk
+    def wait_for(self, fd: int) -> bool:
+        """Pump stdin/stdout/stderr until `fd` is readable (True) or the deadline passes (False).
+
+        All I/O happens in the caller's thread: output is drained whenever the grader waits on the child,
+        and a child that fills its pipe while the grader is busy merely blocks until the next wait.
+        """
+        while True:
+            remaining = self.remaining()
+            writers = [self.writer] if self.writer is not None else []
+            readable, writable, _ = select.select([fd, *self.streams], writers, [], max(0.0, remaining))
+            for stream in (r for r in readable if r in self.streams):
+                self._read(stream)
             if writable:
-                try:
-                    pending = pending[os.write(writer, pending[:65536]) :]
-                except OSError:
-                    pending = pending[:0]
-                if not pending:
-                    self.popen.stdin.close()
-                    writer = None
+                self._write()
+            if fd in readable:
+                return True
+            if remaining <= 0:
+                return False
+
+    def _read(self, fd: int) -> None:
+        chunk = os.read(fd, 65536)
+        buf = self.out[self.streams[fd]]
+        if not chunk:
+            del self.streams[fd]
+        elif len(buf) + len(chunk) > self.limits.max_output_bytes:
+            buf += chunk[: self.limits.max_output_bytes - len(buf)]
+            del self.streams[fd]
+            self.kill("output limit exceeded")
+        else:
+            buf += chunk
+
+    def _write(self) -> None:
+        try:
+            self.pending = self.pending[os.write(self.writer, self.pending[:65536]) :]
+        except OSError:
+            self.pending = self.pending[:0]
+        if not self.pending:
+            self.popen.stdin.close()
+            self.writer = None
 
     def kill(self, reason: str) -> None:
         if self.kill_reason is None:
@@ -312,7 +325,7 @@ class _Process:
     def finish(self) -> RunResult:
         """Wait until the deadline, kill if needed, reap, remove every trace, map the outcome to a status."""
         os.close(self.req_w)
-        if not select.select([self.pidfd], [], [], max(0.0, self.remaining()))[0]:
+        if not self.wait_for(self.pidfd):
             self.kill("wall-clock limit exceeded")
         _, wait_status, usage = os.wait4(self.popen.pid, 0)
         self.popen.returncode = rc = os.waitstatus_to_exitcode(wait_status)
@@ -321,7 +334,10 @@ class _Process:
         wall = time.monotonic() - self.start
         if self.uid is not None and (self.info.mode == "none" or self.kill_reason or rc < 0):
             kill_uid(self.uid)
-        self.pump.join(timeout=2.0)
+        end = time.monotonic() + 1.0  # read what is still in the pipes; a leftover writer cannot stall us
+        while self.streams and (left := end - time.monotonic()) > 0:
+            for fd in select.select(list(self.streams), [], [], left)[0]:
+                self._read(fd)
         for fd in (self.pidfd, self.resp_r):
             os.close(fd)
         for stream in (self.popen.stdout, self.popen.stderr, self.popen.stdin):
@@ -376,7 +392,7 @@ class Session:
         if self.result is not None:
             raise SandboxDied(self.result)
         while b"\n" not in self._buf:
-            if not select.select([self.proc.resp_r], [], [], max(0.0, self.proc.remaining()))[0]:
+            if not self.proc.wait_for(self.proc.resp_r):
                 self._die("wall-clock limit exceeded")
             chunk = os.read(self.proc.resp_r, 1 << 20)
             if not chunk:

@@ -13,14 +13,14 @@ submission that exits early, patches this loop or writes fake replies can at mos
 values it could have returned honestly.
 """
 
-from __future__ import annotations
 
 import marshal
 import os
 import resource
 import sys
-from typing import Any
 
+# Annotations use `object` rather than typing.Any: importing typing (and with it re and enum) would
+# cost more than the rest of the sandbox's start-up.
 EXIT_MEMORY = 86  # exit status of a run that died of MemoryError (mapped to status "memory")
 
 _MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_REMOUNT, _MS_BIND, _MS_REC = 1, 2, 4, 32, 4096, 16384
@@ -29,7 +29,7 @@ _PATH_EVENTS = ("os.mkdir", "os.rename", "os.symlink", "os.link", "os.remove", "
 _BLOCKED_EVENTS = ("socket.", "ctypes.", "os.exec", "os.posix_spawn", "os.system", "subprocess.", "os.fork")
 
 
-def dump(value: Any) -> str:
+def dump(value: object) -> str:
     """JSON text for `value` keeping exact builtin types; any other type raises TypeError.
 
     Hand-written rather than `json.dumps` because importing `json` (and with it `re` and `enum`) would
@@ -77,14 +77,14 @@ def send_frame(fd: int, payload: bytes) -> None:
     _write_all(fd, len(payload).to_bytes(8, "big") + payload)
 
 
-def read_frame(stream: Any) -> bytes | None:
+def read_frame(stream: object) -> bytes | None:
     head = stream.read(8)
     if len(head) < 8:
         return None
     return stream.read(int.from_bytes(head, "big"))
 
 
-def decode(data: Any) -> Any:
+def decode(data: object) -> object:
     """Inverse of `dump`, applied to its parsed JSON.
 
     >>> import json
@@ -111,7 +111,7 @@ def decode(data: Any) -> Any:
     raise ValueError(f"unknown tag {tag!r} in sandbox reply")
 
 
-def _libc() -> Any:
+def _libc() -> object:
     import ctypes
 
     return ctypes.CDLL(None, use_errno=True)
@@ -121,7 +121,7 @@ def _bytes(text: str | None) -> bytes | None:
     return None if text is None else text.encode()
 
 
-def _mount(libc: Any, src: str | None, target: str, fstype: str | None, flags: int, data: str | None) -> None:
+def _mount(libc: object, src: str | None, target: str, fstype: str | None, flags: int, data: str | None) -> None:
     if libc.mount(_bytes(src), _bytes(target), _bytes(fstype), flags, _bytes(data)) != 0:
         import ctypes
 
@@ -129,7 +129,7 @@ def _mount(libc: Any, src: str | None, target: str, fstype: str | None, flags: i
         raise OSError(err, f"mount {target}: {os.strerror(err)}")
 
 
-def _isolate_filesystem(libc: Any, cfg: dict) -> str:
+def _isolate_filesystem(libc: object, cfg: dict) -> str:
     """Private tmpfs over every world-writable place and the grader's home; keep the interpreter reachable."""
     keep = {p: os.open(p, os.O_PATH | os.O_DIRECTORY) for p in cfg["keep"]}
     size = f"size={cfg['tmpfs_mb']}m,nr_inodes=4096"
@@ -160,7 +160,7 @@ def _stay_init() -> None:
     os._exit(128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status))
 
 
-def _drop_privileges(libc: Any, cfg: dict, workdir: str) -> None:
+def _drop_privileges(libc: object, cfg: dict, workdir: str) -> None:
     uid = cfg["uid"]
     if uid is not None:
         os.chown(workdir, uid, uid)
@@ -185,13 +185,13 @@ def _apply_limits(limits: dict) -> None:
         resource.setrlimit(getattr(resource, name), (soft, hard))
 
 
-def _opens_for_writing(mode: Any, flags: int) -> bool:
+def _opens_for_writing(mode: object, flags: int) -> bool:
     if isinstance(mode, str):
         return any(c in mode for c in "wax+")
     return bool(flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT))
 
 
-def _audit_hook(workdir: str) -> Any:
+def _audit_hook(workdir: str) -> object:
     """Fallback containment without namespaces: no sockets, programs, ctypes or writes outside `workdir`."""
     root = os.path.realpath(workdir) + os.sep
 
@@ -213,7 +213,7 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-def _serve(module: dict, req: Any, resp_fd: int) -> None:
+def _serve(module: dict, req: object, resp_fd: int) -> None:
     """Answer each marshalled call request with one JSON line: the return value or the exception text."""
     names = sorted(k for k, v in module.items() if callable(v) and not k.startswith("__"))
     _write_all(resp_fd, ('{"ready":' + dump(names) + "}\n").encode())
@@ -233,7 +233,7 @@ def _text(message: str) -> str:
     return dump(message[:2000])
 
 
-def _run(cfg: dict, req: Any, resp_fd: int) -> None:
+def _run(cfg: dict, req: object, resp_fd: int) -> None:
     source = cfg["files"]["main.py"]
     namespace = {"__name__": "__main__" if cfg["mode"] == "run" else "solution", "__builtins__": __builtins__}
     if cfg["mode"] == "run":

@@ -17,7 +17,7 @@ from graders.code import CodeGrader
 from graders.sandbox import Limits, Sandbox, SandboxDied, isolation_info, pids_of, uid_range
 from graders.sandbox_boot import decode, dump
 
-FAST = Limits(wall_s=3.0, memory_mb=256)
+FAST = Limits(wall_s=2.0, memory_mb=256)
 MARK = "rft-escape-probe"
 WATCHED = ["/tmp", "/var/tmp", "/dev/shm", os.path.expanduser("~")]
 
