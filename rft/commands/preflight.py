@@ -1,0 +1,117 @@
+"""`rft preflight TASK [--model M] [--filter-out FILE.jsonl]`: share of training prompts that give GRPO no signal."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+
+def _hint(report: Any) -> str:
+    """Which way to move the task's difficulty when most prompts give no signal."""
+    always, never = report.share("always"), report.share("never")
+    if always + never < 0.5:
+        return "most prompts have mixed outcomes: GRPO gets signal from this task."
+    if never >= always:
+        return "most prompts are never solved: make the task easier, raise --max-new-tokens, or use --filter-out."
+    return "most prompts are always solved: make the task harder, or use --filter-out."
+
+
+def _summary_rows(report: Any, group_size: int) -> list[tuple[str, str]]:
+    n = len(report.prompts)
+
+    def pct(share: float) -> str:
+        return f"{100 * share:.1f}% ({round(share * n)}/{n})"
+
+    return [
+        ("prompts checked", f"{n} of {report.n_train}, {report.samples} samples each"),
+        ("always solved (no signal)", pct(report.share("always"))),
+        ("never solved (no signal)", pct(report.share("never"))),
+        ("mixed (has signal)", pct(report.share("mixed"))),
+        ("mean reward", f"{report.mean_reward:.4f}"),
+        (f"mean pass rate (score >= {report.threshold:g})", f"{report.mean_pass_rate:.4f}"),
+        (f"zero-variance groups (G={report.samples}, observed)", pct(report.zero_variance_share)),
+        (f"all-pass/all-fail groups (G={group_size}, estimated)", f"{100 * report.no_signal_estimate(group_size):.1f}%"),
+        ("truncated completions", f"{100 * report.truncated_share:.1f}%"),
+        ("grader errors", str(report.errors)),
+        ("seconds", f"{report.seconds:.1f}"),
+    ]
+
+
+def _print_report(task_name: str, report: Any, group_size: int) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    summary = Table(title=f"Pre-flight: {task_name}")
+    summary.add_column("measure")
+    summary.add_column("value", justify="right")
+    for label, value in _summary_rows(report, group_size):
+        summary.add_row(label, value)
+    console.print(summary)
+    histogram = Table(title="Prompts by passing samples")
+    histogram.add_column("passed")
+    histogram.add_column("prompts", justify="right")
+    for passed, count in enumerate(report.pass_histogram()):
+        histogram.add_row(f"{passed}/{report.samples}", str(count))
+    console.print(histogram)
+    console.print(_hint(report), markup=False)
+
+
+def preflight_command(
+    task: str = typer.Argument(..., help="built-in task name, pkg.module:attr, file.py:attr or a task directory"),
+    model: str = typer.Option("default", help="packaged model name, local path or hub id"),
+    prompts: int = typer.Option(32, help="training prompts to check (a seeded random subset); 0 = all"),
+    samples: int = typer.Option(8, help="completions sampled per prompt"),
+    temperature: float = typer.Option(1.0, help="sampling temperature (use the training temperature)"),
+    max_new_tokens: int = typer.Option(48, help="completion length cap"),
+    option: list[str] = typer.Option([], "--option", "-o", help="task option key=value, repeatable"),
+    filter_out: Optional[Path] = typer.Option(
+        None, "--filter-out", help="write the checked training items that have signal to this JSONL file"
+    ),
+    keep: str = typer.Option("mixed", help="with --filter-out: 'mixed' pass/fail, or 'varied' (any score spread)"),
+    group_size: Optional[int] = typer.Option(None, help="GRPO group size for the estimate (default: --samples)"),
+    batch_size: int = typer.Option(8, help="prompts per generate call"),
+    seed: int = typer.Option(0, help="seeds the prompt subset and the sampling"),
+    as_json: bool = typer.Option(False, "--json", help="print the report as JSON instead of tables"),
+) -> None:
+    """Sample the model on training prompts and report how many it always / never solves."""
+    from rft.commands.tasks import _options
+    from rft.models import load_model
+    from rft.preflight import KEEP, preflight, write_signal_items
+    from rft.sampling.hf import HFSampler
+    from tasks.base import load_task
+
+    try:
+        if keep not in KEEP:
+            raise ValueError(f"--keep must be one of {sorted(KEEP)}, got {keep!r}")
+        loaded = load_task(task, **_options(option))
+        policy, tokenizer = load_model(model)
+        report = preflight(
+            loaded, HFSampler(policy, tokenizer), n_prompts=prompts, samples=samples, temperature=temperature,
+            max_new_tokens=max_new_tokens, seed=seed, batch_size=batch_size,
+        )
+    except (ValueError, TypeError, OSError) as exc:
+        typer.secho(f"error: {exc}", err=True, fg="red")
+        raise typer.Exit(2) from exc
+    group = group_size or samples
+    if as_json:
+        typer.echo(json.dumps(report.to_dict(group)))
+    else:
+        _print_report(loaded.name, report, group)
+    if filter_out is not None:
+        written = write_signal_items(filter_out, loaded, report, keep)
+        partial = f" (only {len(report.prompts)} of {report.n_train} were checked; --prompts 0 checks all)"
+        typer.echo(
+            f"wrote {written} training items with signal to {filter_out}"
+            + (partial if len(report.prompts) < report.n_train else "")
+            + f"; train on them with task name 'rft.preflight:filtered_task' and options "
+            + json.dumps({"base_task": task, "train_file": str(filter_out), **_options(option)}),
+            err=as_json,
+        )
+
+
+def register(app: typer.Typer) -> None:
+    app.command(name="preflight")(preflight_command)
