@@ -21,7 +21,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from graders.sandbox import Limits, Sandbox  # noqa: E402
 
-PEERS = {"python -c pass": [sys.executable, "-c", "pass"], "python -I -S -c pass": [sys.executable, "-I", "-S", "-c", "pass"]}
+PEERS = {
+    "python -c pass": [sys.executable, "-c", "pass"],
+    "python -I -S -c pass": [sys.executable, "-I", "-S", "-c", "pass"],
+}
 
 
 def _timed(fn: object) -> float:
@@ -66,7 +69,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args()
     sandbox = Sandbox(Limits(wall_s=10.0))
-    print(f"isolation={sandbox.info.mode} drops_uid={sandbox.info.drops_uid} cpus={os.cpu_count()} load={os.getloadavg()}")
+    print(
+        f"isolation={sandbox.info.mode} drops_uid={sandbox.info.drops_uid} cpus={os.cpu_count()} load={os.getloadavg()}"
+    )
     sandbox.run("pass")
     times = overhead(sandbox, args.runs)
     median = {name: statistics.median(ts) * 1000 for name, ts in times.items()}

@@ -32,7 +32,7 @@ from typing import Any
 
 from graders.base import Grade, GraderInputError, Sample
 from graders.extract import extract_code_block
-from graders.sandbox import CandidateError, Limits, RunResult, Sandbox, SandboxDied, Session
+from graders.sandbox import Limits, RunResult, Sandbox, SandboxDied, Session
 
 _LANGS = ("python", "py", "python3", None)
 _TEST_FIELDS = ("prompt", "test", "entry_point", "tests")
@@ -143,7 +143,11 @@ def _call_case(case: Mapping[str, Any], session: Session, entry: str | None) -> 
         actual = session.call(fn, *case.get("args", []), **case.get("kwargs", {}))
     except (Exception, SandboxDied) as exc:
         return _failure_reason(exc, "", "")
-    return None if values_match(actual, case["expected"]) else f"returned {actual!r:.300}, expected {case['expected']!r:.300}"
+    return (
+        None
+        if values_match(actual, case["expected"])
+        else f"returned {actual!r:.300}, expected {case['expected']!r:.300}"
+    )
 
 
 def _case_name(case: Any, index: int) -> str:
@@ -193,7 +197,11 @@ class CodeGrader:
         _check_keys(spec, "code", {"language"})
         if spec.get("language", "python") != "python":
             raise GraderInputError(f"code grader 'language' must be 'python', got {spec['language']!r}")
-        return cls(name=spec.get("name", "code"), limits=_limits(spec), pass_threshold=float(spec.get("pass_threshold", 1.0)))
+        return cls(
+            name=spec.get("name", "code"),
+            limits=_limits(spec),
+            pass_threshold=float(spec.get("pass_threshold", 1.0)),
+        )
 
     def grade(self, sample: Sample | str, item: Mapping[str, Any]) -> Grade:
         sample = Sample.coerce(sample)
@@ -202,7 +210,9 @@ class CodeGrader:
         if isinstance(item.get("prompt"), str):
             program = item["prompt"] + "\n" + program
         key = hashlib.sha256(
-            json.dumps([program, {k: item.get(k) for k in _TEST_FIELDS}, repr(self.limits)], default=repr).encode()
+            json.dumps(
+                [program, {k: item.get(k) for k in _TEST_FIELDS}, repr(self.limits)], default=repr
+            ).encode()
         ).hexdigest()
         with self._lock:
             if key in self._cache:
@@ -228,8 +238,14 @@ class CodeGrader:
             outs = self.sandbox.run_many([(program, str(c["input"])) for _, c in stdio])
             runs += outs
             for (i, case), out in zip(stdio, outs):
-                reason = None if out.ok and _stdout_matches(out.stdout, str(case["output"])) else (
-                    f"sandbox {out.status}: {out.reason}" if not out.ok else f"printed {out.stdout[:300]!r}"
+                reason = (
+                    None
+                    if out.ok and _stdout_matches(out.stdout, str(case["output"]))
+                    else (
+                        f"sandbox {out.status}: {out.reason}"
+                        if not out.ok
+                        else f"printed {out.stdout[:300]!r}"
+                    )
                 )
                 results.append({"name": _case_name(case, i), "passed": reason is None, "reason": reason})
         in_session = [(i, c) for i, c in enumerate(tests) if not (isinstance(c, Mapping) and "input" in c)]
@@ -243,8 +259,13 @@ class CodeGrader:
             runs.append(run)
         passed = sum(r["passed"] for r in results)
         bad = next((r for r in runs if not r.ok), None)
-        details = {"tests": results, "passed": passed, "total": len(results),
-                   "status": bad.status if bad else "ok", "stderr": (bad or runs[-1]).stderr[-2000:]}
+        details = {
+            "tests": results,
+            "passed": passed,
+            "total": len(results),
+            "status": bad.status if bad else "ok",
+            "stderr": (bad or runs[-1]).stderr[-2000:],
+        }
         error = f"sandbox {bad.status}: {bad.reason}" if bad else None
         return Grade(passed / len(results), details, error)
 
@@ -313,7 +334,9 @@ class PythonGrader:
         _check_keys(spec, "python", {"source", "image_tag"})
         if "source" not in spec:
             raise GraderInputError("python grader spec needs 'source'")
-        return cls(spec["source"], spec.get("name", "python"), _limits(spec), float(spec.get("pass_threshold", 1.0)))
+        return cls(
+            spec["source"], spec.get("name", "python"), _limits(spec), float(spec.get("pass_threshold", 1.0))
+        )
 
     def grade(self, sample: Sample | str, item: Mapping[str, Any]) -> Grade:
         sample = Sample.coerce(sample)
@@ -331,7 +354,9 @@ class PythonGrader:
         finally:
             session.close()
         if type(value) not in (int, float) or not 0.0 <= value <= 1.0:
-            return Grade.failure(f"grade() must return a number in [0, 1], got {value!r:.200}", returned=repr(value)[:200])
+            return Grade.failure(
+                f"grade() must return a number in [0, 1], got {value!r:.200}", returned=repr(value)[:200]
+            )
         return Grade(float(value), {"returned": value})
 
 
@@ -346,7 +371,11 @@ def _check_keys(spec: dict[str, Any], kind: str, extra: set[str]) -> None:
 
 def _limits(spec: Mapping[str, Any]) -> Limits:
     base = Limits(wall_s=10.0)
-    return replace(base, wall_s=float(spec.get("timeout_s", base.wall_s)), memory_mb=int(spec.get("memory_mb", base.memory_mb)))
+    return replace(
+        base,
+        wall_s=float(spec.get("timeout_s", base.wall_s)),
+        memory_mb=int(spec.get("memory_mb", base.memory_mb)),
+    )
 
 
 def _copy(grade: Grade) -> Grade:

@@ -13,7 +13,6 @@ submission that exits early, patches this loop or writes fake replies can at mos
 values it could have returned honestly.
 """
 
-
 import marshal
 import os
 import resource
@@ -121,7 +120,9 @@ def _bytes(text: str | None) -> bytes | None:
     return None if text is None else text.encode()
 
 
-def _mount(libc: object, src: str | None, target: str, fstype: str | None, flags: int, data: str | None) -> None:
+def _mount(
+    libc: object, src: str | None, target: str, fstype: str | None, flags: int, data: str | None
+) -> None:
     if libc.mount(_bytes(src), _bytes(target), _bytes(fstype), flags, _bytes(data)) != 0:
         import ctypes
 

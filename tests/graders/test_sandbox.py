@@ -121,7 +121,10 @@ def test_attack_through_the_code_grader_scores_zero(name: str) -> None:
     """The same attacks as a submission loaded for function-call tests: score 0, the run's status."""
     source, statuses = ATTACKS[name]
     grader = CodeGrader(limits=FAST)
-    item = {"entry_point": "add", "tests": [{"args": [1, 2], "expected": 3}, {"args": [5, 7], "expected": 12}]}
+    item = {
+        "entry_point": "add",
+        "tests": [{"args": [1, 2], "expected": 3}, {"args": [5, 7], "expected": 12}],
+    }
     before, start = _snapshot(), time.monotonic()
     grade = grader.grade(f"```python\n{textwrap.dedent(source)}\n```", item)
     assert time.monotonic() - start < FAST.wall_s + 5
@@ -154,7 +157,9 @@ def test_writes_outside_the_working_directory_never_reach_the_host(sandbox: Sand
     assert result.status == "ok" and result.stdout.strip().endswith("True"), result.stderr
 
 
-def test_parent_environment_secrets_are_not_visible(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_parent_environment_secrets_are_not_visible(
+    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("RFT_TEST_SECRET", "hunter2-secret")
     source = """
         import os
@@ -224,7 +229,9 @@ def test_legal_programs_still_pass(name: str) -> None:
 
 
 def test_session_calls_return_exact_types_and_exceptions(sandbox: Sandbox) -> None:
-    session = sandbox.session("def f(x):\n    return [x, (x,), {x: {x}}, b'b', 1.5]\ndef g():\n    raise KeyError('k')\n")
+    session = sandbox.session(
+        "def f(x):\n    return [x, (x,), {x: {x}}, b'b', 1.5]\ndef g():\n    raise KeyError('k')\n"
+    )
     assert session.call("f", 2) == [2, (2,), {2: {2}}, b"b", 1.5]
     with pytest.raises(KeyError):
         session.call("g")
@@ -242,7 +249,24 @@ def test_session_timeout_raises_sandbox_died(sandbox: Sandbox) -> None:
 
 
 @pytest.mark.parametrize(
-    "value", [None, True, 3, -2**70, 2.5, 1e-7, float("-inf"), "s\"\\\n\x00\ud800é", [1, [2]], (1, "a"), {1: (2,)}, {3}, frozenset({4}), b"\x00", 1j]
+    "value",
+    [
+        None,
+        True,
+        3,
+        -(2**70),
+        2.5,
+        1e-7,
+        float("-inf"),
+        's"\\\n\x00\ud800é',
+        [1, [2]],
+        (1, "a"),
+        {1: (2,)},
+        {3},
+        frozenset({4}),
+        b"\x00",
+        1j,
+    ],
 )
 def test_codec_round_trip_keeps_types(value: object) -> None:
     back = decode(json.loads(dump(value)))

@@ -1,0 +1,396 @@
+"""One sandboxed child process and the call session built on it (see `graders.sandbox` for the design).
+
+`Process` spawns `python -I -S sandbox_boot.py` (inside `unshare` when namespaces are available), pumps its
+pipes in the caller's thread, enforces the wall-clock deadline, reaps it with its CPU usage and removes
+every trace. `Session` is a loaded submission answering calls; expected values never leave this process.
+"""
+
+from __future__ import annotations
+
+import builtins
+import itertools
+import json
+import marshal
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from graders import sandbox_boot
+from graders.base import GraderInputError
+from graders.sandbox_boot import EXIT_MEMORY, decode, send_frame
+
+BOOT = os.path.abspath(sandbox_boot.__file__)
+STATUSES = ("ok", "timeout", "memory", "killed", "error")
+_UNSHARE = ["--net", "--pid", "--mount", "--fork", "--mount-proc", "--kill-child"]
+_HIDDEN = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock")
+_ENV = {
+    "PATH": "/usr/local/bin:/usr/bin:/bin",
+    "LANG": "C.UTF-8",
+    "LC_ALL": "C.UTF-8",
+    "HOME": "/nonexistent",
+}
+_UID_BASE = 1_700_000_000
+_uids = itertools.count()
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits for one sandboxed execution (a run, or a whole session of calls)."""
+
+    wall_s: float = 10.0
+    cpu_s: int | None = None  # CPU seconds; None = the wall-clock limit rounded up
+    memory_mb: int = 1024  # address space
+    max_processes: int = 32
+    max_file_mb: int = 16
+    max_open_files: int = 64
+    max_output_bytes: int = 1 << 20  # per stream; exceeding it kills the run
+    max_reply_bytes: int = 16 << 20  # one encoded return value in a session
+    max_source_bytes: int = 256_000
+    tmpfs_mb: int = 64
+
+    def child(self) -> dict[str, int]:
+        cpu = self.cpu_s if self.cpu_s is not None else max(1, int(-(-self.wall_s // 1)))
+        keys = ("memory_mb", "max_processes", "max_file_mb", "max_open_files")
+        return {"cpu_s": cpu, **{k: getattr(self, k) for k in keys}}
+
+
+@dataclass
+class RunResult:
+    """What came out of one sandboxed execution; `status` is one of `STATUSES`."""
+
+    status: str
+    exit_code: int | None
+    stdout: str
+    stderr: str
+    wall_s: float
+    cpu_s: float
+    reason: str | None = None
+    isolation: str = "none"
+    uid: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class IsolationInfo:
+    """What containment this machine gives; reported by `rft doctor`."""
+
+    mode: str  # "namespaces" or "none"
+    drops_uid: bool
+    interpreter: str
+    unshare: str | None
+    bwrap: str | None
+    warnings: tuple[str, ...] = field(default_factory=tuple)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class SandboxDied(BaseException):
+    """The session's process ended (timeout, memory, crash). A BaseException so test code that catches
+    `Exception` around a candidate call cannot swallow it."""
+
+    def __init__(self, result: RunResult) -> None:
+        super().__init__(f"sandbox {result.status}: {result.reason or result.stderr[-300:]}")
+        self.result = result
+
+
+class CandidateError(Exception):
+    """The candidate raised an exception that is not a builtin one; the message names its type."""
+
+
+def unshare_argv(unshare: str) -> list[str]:
+    return [unshare, *(["--user", "--map-root-user"] if os.geteuid() != 0 else []), *_UNSHARE]
+
+
+def _keep_paths(hidden: Sequence[str], interpreter: str) -> list[str]:
+    """Interpreter directories that lie under a hidden directory and must be bound back read-only."""
+    prefixes = {os.path.realpath(p) for p in (sys.base_prefix, sys.prefix, os.path.dirname(interpreter))}
+    return sorted(p for p in prefixes if any(p.startswith(h + os.sep) for h in hidden))
+
+
+def uid_range(pid: int | None = None) -> range:
+    """The uids that sandbox runs started by process `pid` (default: this one) execute as."""
+    start = _UID_BASE + ((os.getpid() if pid is None else pid) % 100_000) * 1000
+    return range(start, start + 1000)
+
+
+def pids_of(uids: range) -> list[int]:
+    """Live processes whose real uid lies in `uids` (read from /proc, so renamed ones count too)."""
+    pids = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/status", "rb") as f:
+                    status = f.read()
+            except OSError:
+                continue
+            line = status[status.find(b"\nUid:") :].split(b"\n", 2)[1]
+            if int(line.split()[1]) in uids and b"\nState:\tZ" not in status:  # zombies are dead already
+                pids.append(int(name))
+    return pids
+
+
+def kill_uid(uid: int, within_s: float = 3.0) -> int:
+    """SIGKILL every process whose real uid is `uid` until none is left; returns how many were killed."""
+    killed, deadline = 0, time.monotonic() + within_s
+    while (pids := pids_of(range(uid, uid + 1))) and time.monotonic() < deadline:
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                killed += 1
+            except ProcessLookupError:
+                pass
+        time.sleep(0.005)
+    return killed
+
+
+class Process:
+    """One sandboxed child: spawned, pumped, killed on deadline, reaped with its rusage, cleaned up."""
+
+    def __init__(self, info: IsolationInfo, limits: Limits, mode: str, files: dict[str, str], stdin: bytes):
+        self.info, self.limits = info, limits
+        self.uid = uid_range()[next(_uids) % 1000] if info.drops_uid else None
+        self.workdir = None if info.mode == "namespaces" else tempfile.mkdtemp(prefix="rft-sbx-")
+        self.kill_reason: str | None = None
+        self.out = {1: bytearray(), 2: bytearray()}
+        req_r, self.req_w = os.pipe()
+        self.resp_r, resp_w = os.pipe()
+        argv = [info.interpreter, "-I", "-S", BOOT, str(req_r), str(resp_w)]
+        if info.mode == "namespaces":
+            argv = [*unshare_argv(info.unshare or "unshare"), *argv]
+        self.start = time.monotonic()
+        self.deadline = self.start + limits.wall_s
+        self.popen = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=dict(_ENV),
+            pass_fds=(req_r, resp_w),
+            start_new_session=True,
+            cwd="/",
+        )
+        os.close(req_r)
+        os.close(resp_w)
+        self.pidfd = os.pidfd_open(self.popen.pid)
+        hidden = [
+            p for p in (*_HIDDEN, os.path.realpath(os.path.expanduser("~"))) if os.path.isdir(p) and p != "/"
+        ]
+        cfg = {
+            "isolation": info.mode,
+            "uid": self.uid,
+            "mode": mode,
+            "files": files,
+            "workdir": self.workdir,
+            "limits": limits.child(),
+            "hide": hidden,
+            "home": hidden[-1] if hidden else "",
+            "keep": _keep_paths(hidden, info.interpreter),
+            "tmpfs_mb": limits.tmpfs_mb,
+        }
+        self.send(marshal.dumps(cfg))
+        self.streams = {self.popen.stdout.fileno(): 1, self.popen.stderr.fileno(): 2}
+        self.writer = self.popen.stdin.fileno() if self.popen.stdin else None
+        self.pending = memoryview(stdin)
+
+    def send(self, payload: bytes) -> bool:
+        try:
+            send_frame(self.req_w, payload)
+            return True
+        except OSError:
+            return False
+
+    def wait_for(self, fd: int) -> bool:
+        """Pump stdin/stdout/stderr until `fd` is readable (True) or the deadline passes (False).
+
+        All I/O happens in the caller's thread: output is drained whenever the grader waits on the child,
+        and a child that fills its pipe while the grader is busy merely blocks until the next wait.
+        """
+        while True:
+            remaining = self.remaining()
+            writers = [self.writer] if self.writer is not None else []
+            readable, writable, _ = select.select([fd, *self.streams], writers, [], max(0.0, remaining))
+            for stream in (r for r in readable if r in self.streams):
+                self._read(stream)
+            if writable:
+                self._write()
+            if fd in readable:
+                return True
+            if remaining <= 0:
+                return False
+
+    def _read(self, fd: int) -> None:
+        chunk = os.read(fd, 65536)
+        buf = self.out[self.streams[fd]]
+        if not chunk:
+            del self.streams[fd]
+        elif len(buf) + len(chunk) > self.limits.max_output_bytes:
+            buf += chunk[: self.limits.max_output_bytes - len(buf)]
+            del self.streams[fd]
+            self.kill("output limit exceeded")
+        else:
+            buf += chunk
+
+    def _write(self) -> None:
+        try:
+            self.pending = self.pending[os.write(self.writer, self.pending[:65536]) :]
+        except OSError:
+            self.pending = self.pending[:0]
+        if not self.pending:
+            self.popen.stdin.close()
+            self.writer = None
+
+    def kill(self, reason: str) -> None:
+        if self.kill_reason is None:
+            self.kill_reason = reason
+        try:
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        if self.uid is not None:
+            kill_uid(self.uid)
+
+    def remaining(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def finish(self) -> RunResult:
+        """Wait until the deadline, kill if needed, reap, remove every trace, map the outcome to a status."""
+        os.close(self.req_w)
+        if not self.wait_for(self.pidfd):
+            self.kill("wall-clock limit exceeded")
+        _, wait_status, usage = os.wait4(self.popen.pid, 0)
+        self.popen.returncode = rc = os.waitstatus_to_exitcode(wait_status)
+        if self.info.mode == "namespaces" and 128 < rc < 128 + signal.NSIG and not self.kill_reason:
+            rc = 128 - rc  # the namespace's init reports a signal death of the submission as 128 + signal
+        wall = time.monotonic() - self.start
+        if self.uid is not None and (self.info.mode == "none" or self.kill_reason or rc < 0):
+            kill_uid(self.uid)
+        end = time.monotonic() + 1.0  # read what is still in the pipes; a leftover writer cannot stall us
+        while self.streams and (left := end - time.monotonic()) > 0:
+            for fd in select.select(list(self.streams), [], [], left)[0]:
+                self._read(fd)
+        for fd in (self.pidfd, self.resp_r):
+            os.close(fd)
+        for stream in (self.popen.stdout, self.popen.stderr, self.popen.stdin):
+            if stream:
+                stream.close()
+        if self.workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+        status, reason = self._status(rc, usage.ru_utime + usage.ru_stime)
+        return RunResult(
+            status,
+            rc,
+            self.out[1].decode(errors="replace"),
+            self.out[2].decode(errors="replace"),
+            wall,
+            usage.ru_utime + usage.ru_stime,
+            reason,
+            self.info.mode,
+            self.uid,
+        )
+
+    def _status(self, rc: int, cpu: float) -> tuple[str, str | None]:
+        if self.kill_reason and self.kill_reason.startswith("wall"):
+            return "timeout", self.kill_reason
+        if self.kill_reason:
+            return "killed", self.kill_reason
+        if rc == -signal.SIGXCPU or (rc == -signal.SIGKILL and cpu >= self.limits.child()["cpu_s"]):
+            return "timeout", "CPU time limit exceeded"
+        if rc == EXIT_MEMORY:
+            return "memory", "memory limit exceeded"
+        if rc < 0:
+            return "killed", f"killed by {signal.Signals(-rc).name}"
+        return ("error", f"exit status {rc}") if rc else ("ok", None)
+
+
+class Session:
+    """A loaded submission answering function calls; expected values stay in this (the parent) process."""
+
+    def __init__(self, proc: Process) -> None:
+        self.proc = proc
+        self.result: RunResult | None = None
+        self.names: list[str] = []
+        self._buf = b""
+        ready = self._reply()
+        names = ready.get("ready")
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            self._die(None if "load_error" in ready else "malformed ready message")
+        self.names = names
+
+    def _die(self, reason: str | None = None) -> None:
+        if reason:
+            self.proc.kill(reason)
+        result = self.close()
+        if result.status == "ok":
+            result.status, result.reason = "error", "the submission exited before answering every call"
+        raise SandboxDied(result)
+
+    def _reply(self) -> dict[str, Any]:
+        """Read one JSON line from the child before the deadline; a dead or silent child ends the session."""
+        if self.result is not None:
+            raise SandboxDied(self.result)
+        while b"\n" not in self._buf:
+            if not self.proc.wait_for(self.proc.resp_r):
+                self._die("wall-clock limit exceeded")
+            chunk = os.read(self.proc.resp_r, 1 << 20)
+            if not chunk:
+                self._die()
+            self._buf += chunk
+            if len(self._buf) > self.proc.limits.max_reply_bytes:
+                self._die("reply size limit exceeded")
+        line, self._buf = self._buf.split(b"\n", 1)
+        try:
+            reply = json.loads(line)
+        except (ValueError, RecursionError):
+            reply = None
+        if not isinstance(reply, dict):
+            self._die("unreadable reply")
+        return reply
+
+    def call(self, fn: str, *args: Any, **kwargs: Any) -> Any:
+        """Call `fn` inside the sandbox; its exception is re-raised as the same builtin type when it is one."""
+        if self.result is not None:
+            raise SandboxDied(self.result)
+        try:
+            msg = marshal.dumps((fn, args, kwargs))
+        except ValueError as exc:
+            raise GraderInputError(f"cannot pass the arguments of {fn}() into the sandbox: {exc}") from exc
+        if not self.proc.send(msg):
+            self._die()
+        reply = self._reply()
+        if "ok" in reply:
+            try:
+                return decode(reply["ok"])
+            except (ValueError, TypeError, RecursionError):
+                self._die("unreadable reply")
+        name, _, text = str(reply.get("exc", "")).partition(": ")
+        builtin = getattr(builtins, name, None)
+        if isinstance(builtin, type) and issubclass(builtin, Exception):
+            raise builtin(text)
+        raise CandidateError(reply.get("exc", "malformed reply"))
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> RunResult:
+        """End the session (idempotent) and return how the process ended."""
+        if self.result is None:
+            self.result = self.proc.finish()
+        return self.result
