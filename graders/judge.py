@@ -27,7 +27,6 @@ from graders.judge_backends import (
     JudgeUnavailable,
     Messages,
     SamplingParams,
-    backend_name,
     make_backend,
     run_sync,
 )
@@ -196,7 +195,6 @@ def make_judge(spec: Mapping[str, Any], where: str) -> JudgeClient:
     concurrency = spec.get("max_concurrency", 8)
     if not isinstance(concurrency, int) or concurrency < 1:
         raise GraderInputError(f"{where}.max_concurrency must be a positive integer, got {concurrency!r}")
-    backend_name(spec, where)
     return JudgeClient(make_backend(spec, where), params, concurrency, int(spec.get("cache_size", 10_000)))
 
 

@@ -1,8 +1,10 @@
-"""Where a judge's chat completions come from: a model in this process, or an OpenAI-compatible server.
+"""How a judge is called: a model in this process or an OpenAI-compatible server, behind one client.
 
-Both backends take chat messages plus `SamplingParams` and return a `Completion`. Transient trouble
-(timeouts, 429/5xx after all retries, an unreadable response body) raises `JudgeUnavailable`, which the
-judge graders turn into a counted `Grade(error=...)`; settings a user must fix raise `GraderInputError`.
+Both backends take chat messages plus `SamplingParams` and return a `Completion`. `JudgeClient` adds what
+production grading needs on top: a concurrency limit, a response cache keyed by (judge, messages, params),
+and per-grader counts of requests, cache hits, errors, retries, tokens and latency. Transient trouble
+(timeouts, 429/5xx after all retries, an unreadable body) raises `JudgeUnavailable`, which the judge graders
+turn into a counted `Grade(error=...)`; settings a user must fix raise `GraderInputError`.
 torch and transformers are imported only when a local judge is built, so `graders` stays torch-free.
 """
 

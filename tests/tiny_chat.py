@@ -7,8 +7,10 @@ known judge verdict back. With no examples it saves the random model untrained (
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+
+import pytest
 
 Messages = list[dict[str, str]]
 CHAT_TEMPLATE = (
@@ -16,6 +18,20 @@ CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}<|assistant|>{% endif %}"
 )
 _BASE_CORPUS = ["The capital of France is Paris.", "Rate the answer from 0 to 10.", "<|user|> <|assistant|>"]
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """Tiny models run fastest on one thread; more only contend with other work on a 2-core machine.
+
+    Import it into a test module and list it in `pytestmark = pytest.mark.usefixtures(...)`.
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def build_tokenizer(corpus: Sequence[str]):  # -> PreTrainedTokenizerFast

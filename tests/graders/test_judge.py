@@ -18,12 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tiny_chat import build_chat_model
+from tiny_chat import build_chat_model, one_torch_thread
 
 from graders.base import GraderInputError, Sample
 from graders.judge import LabelModelGrader, ScoreModelGrader, parse_verdict, rubric_score
 from graders.judge_backends import Completion
 
+pytestmark = pytest.mark.usefixtures(one_torch_thread.__name__)
 ROOT = Path(__file__).resolve().parents[2]
 ITEM = {"question": "What is the capital of France?"}
 INPUT = [
@@ -56,17 +57,6 @@ def rubric_spec(**extra: Any) -> dict[str, Any]:
     return {"type": "score_model", "name": "geo_rubric", "input": INPUT, "rubric": RUBRIC, **extra}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny models run fastest on one thread; more only contend with other work on a 2-core machine."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def judge_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny Llama trained to give the `VERDICTS` for exactly the prompts the graders render."""
@@ -92,16 +82,16 @@ def make_fault_handler() -> type:
             _, mode, token, _rest = self.path.split("/", 3)
             body = json.loads(self.read_body())
             server = self.server
-            with server.state_lock:
+            with server.state_lock:  # per-token counts: a stalled earlier test cannot leak in
                 calls = server.calls.setdefault(token, [])
                 calls.append(body)
-                server.inflight += 1
-                server.max_inflight = max(server.max_inflight, server.inflight)
+                server.inflight[token] = server.inflight.get(token, 0) + 1
+                server.max_inflight[token] = max(server.max_inflight.get(token, 0), server.inflight[token])
             try:
                 self.answer(mode, len(calls), body)
             finally:
                 with server.state_lock:
-                    server.inflight -= 1
+                    server.inflight[token] -= 1
 
         def answer(self, mode: str, call: int, body: dict[str, Any]) -> None:
             if mode == "fail-once" and call == 1:
@@ -134,7 +124,7 @@ def fault_server(judge_dir: Path):
     from rft.serve import ChatModel, ChatServer
 
     server = ChatServer(ChatModel.load(str(judge_dir), name="judge"), port=0, handler=make_fault_handler())
-    server.calls, server.state_lock, server.inflight, server.max_inflight = {}, threading.Lock(), 0, 0
+    server.calls, server.state_lock, server.inflight, server.max_inflight = {}, threading.Lock(), {}, {}
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield server
@@ -289,13 +279,12 @@ def test_concurrency_limit_and_sampling_params(fault_server: Any) -> None:
     params = {"temperature": 0.5, "top_p": 0.9, "max_completions_tokens": 40, "seed": 7}
     spec = http_spec(fault_server, "hold", "limit", max_concurrency=2, sampling_params=params)
     grader = ScoreModelGrader.from_spec(score_spec(**spec))
-    fault_server.max_inflight = 0
 
     async def grade_all() -> list[Any]:
         return await asyncio.gather(*(grader.agrade(Sample(f"City {i}"), ITEM) for i in range(6)))
 
     asyncio.run(grade_all())
-    assert fault_server.max_inflight == 2
+    assert fault_server.max_inflight["limit"] == 2
     sent = fault_server.calls["limit"][0]
     assert {k: sent[k] for k in ("temperature", "top_p", "max_tokens", "seed")} == {
         "temperature": 0.5, "top_p": 0.9, "max_tokens": 40, "seed": 7}

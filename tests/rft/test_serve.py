@@ -8,22 +8,13 @@ from typing import Any
 
 import httpx
 import pytest
-from tiny_chat import build_chat_model
+from tiny_chat import build_chat_model, one_torch_thread
 from typer.testing import CliRunner
 
 from rft.serve import ChatModel, ChatRequest, ChatServer
 
+pytestmark = pytest.mark.usefixtures(one_torch_thread.__name__)
 MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Name a city."}]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
