@@ -33,6 +33,7 @@ from typing import Any
 from graders.base import Grade, GraderInputError, Sample
 from graders.extract import extract_code_block
 from graders.sandbox import Limits, RunResult, Sandbox, SandboxDied, Session
+from graders.templates import render
 
 _LANGS = ("python", "py", "python3", None)
 _TEST_FIELDS = ("prompt", "test", "entry_point", "tests")
@@ -184,6 +185,7 @@ class CodeGrader:
     pass_threshold: float = 1.0
     isolation: str = "auto"
     cache_size: int = 4096
+    input: str = "{{sample.output_text}}"  # template for the text holding the code (OpenAI-style)
 
     def __post_init__(self) -> None:
         self.sandbox = Sandbox(self.limits, self.isolation)
@@ -192,21 +194,26 @@ class CodeGrader:
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any]) -> CodeGrader:
-        """`{"type": "code", "name"?, "timeout_s"?, "memory_mb"?, "pass_threshold"?, "language"?: "python"}`."""
+        """`{"type": "code", "name"?, "input"?, "timeout_s"?, "memory_mb"?, "pass_threshold"?, "language"?}`.
+
+        `input` is a template for the text holding the code (default `{{sample.output_text}}`).
+        """
         spec = dict(spec)
-        _check_keys(spec, "code", {"language"})
+        _check_keys(spec, "code", {"language", "input"})
         if spec.get("language", "python") != "python":
             raise GraderInputError(f"code grader 'language' must be 'python', got {spec['language']!r}")
         return cls(
             name=spec.get("name", "code"),
             limits=_limits(spec),
             pass_threshold=float(spec.get("pass_threshold", 1.0)),
+            input=spec.get("input", cls.input),
         )
 
     def grade(self, sample: Sample | str, item: Mapping[str, Any]) -> Grade:
         sample = Sample.coerce(sample)
         tests = _validate_tests(item)
-        program = extract_program(sample.output_text)
+        text = sample.output_text if self.input == CodeGrader.input else render(self.input, sample, item)
+        program = extract_program(text)
         if isinstance(item.get("prompt"), str):
             program = item["prompt"] + "\n" + program
         key = hashlib.sha256(

@@ -169,6 +169,8 @@ def test_misuse_raises(grader: CodeGrader, item: dict, message: str) -> None:
 def test_code_from_spec() -> None:
     grader = CodeGrader.from_spec({"type": "code", "name": "unit", "timeout_s": 2, "memory_mb": 300})
     assert (grader.name, grader.limits.wall_s, grader.limits.memory_mb) == ("unit", 2.0, 300)
+    templated = CodeGrader.from_spec({"type": "code", "input": "{{item.solution}}", "timeout_s": 5})
+    assert templated.grade("ignored", {**CALLS, "solution": "def add(a, b):\n    return a + b"}).score == 1.0
     with pytest.raises(GraderInputError, match="unknown field"):
         CodeGrader.from_spec({"type": "code", "tests": []})
     with pytest.raises(GraderInputError, match="language"):
