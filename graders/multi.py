@@ -17,6 +17,7 @@ error is surfaced as the multi grade's `error` (so it is counted), never hidden 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -124,7 +125,7 @@ class MultiGrader:
         else:
             total = sum(self._weights.values())
             raw = sum(self._weights[k] * g.score for k, g in subs.items()) / total
-        if raw != raw:
+        if math.isnan(raw):
             return Grade(0.0, details, "calculate_output: result is NaN", subs)
         if not 0.0 <= raw <= 1.0:
             details["unclipped"] = raw

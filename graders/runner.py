@@ -3,9 +3,10 @@
 Two engines, both kept alive between calls because the trainer grades every step:
 - `async`: one event loop thread; graders with `agrade` (model judges) run natively, other IO-bound
   graders run on a thread pool. A timed-out thread cannot be killed, so it is only abandoned.
-- `process`: spawned worker processes for CPU-bound graders (the default for graders without
-  `agrade`). A sample over the limit gets its worker killed and replaced. The grader must be
-  picklable; when it is not, the batch runs on threads and `BatchResult.fallback` says why.
+- `process`: worker subprocesses (`graders.workers`) for CPU-bound graders, the default for graders
+  without `agrade`. A sample over the limit gets its worker killed and replaced. The grader must be
+  picklable and loadable in a fresh interpreter; when it is not, the batch runs on threads and
+  `BatchResult.fallback` says why.
 
 An unexpected exception becomes `Grade(error="ExcType: message")` for that sample only;
 `GraderInputError` (a misconfiguration) is re-raised as `SampleInputError` naming the sample index.
@@ -20,35 +21,21 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import hashlib
 import os
 import pickle
-import socket
 import statistics
-import subprocess
-import sys
 import threading
 import time
-from collections import deque
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from graders.base import Grade, Grader, GraderInputError, Sample
 from graders.multi import is_io_bound
+from graders.workers import LoadError, ProcessEngine, SampleInputError, grade_one
 
 MODES = ("auto", "async", "thread", "process")
-
-
-class SampleInputError(GraderInputError):
-    """A `GraderInputError` raised while grading sample `index` (so callers can name the input line)."""
-
-    def __init__(self, index: int, message: str) -> None:
-        super().__init__(f"sample {index}: {message}")
-        self.index = index
-        self.reason = message
 
 
 @dataclass(frozen=True)
@@ -93,96 +80,12 @@ class BatchResult:
         return {key: statistics.fmean(v) for key, v in by_name.items()}
 
 
-def _grade_one(grader: Grader, sample: Sample, item: Mapping[str, Any]) -> tuple[str, Any, float]:
-    """Run one grade, turning exceptions into ("input", msg) or an error Grade; shared by both engines."""
-    start = time.perf_counter()
-    try:
-        return "ok", grader.grade(sample, item), time.perf_counter() - start
-    except GraderInputError as exc:
-        return "input", str(exc), time.perf_counter() - start
-    except Exception as exc:  # noqa: BLE001 - one bad sample must not kill the batch; it is counted
-        return "ok", Grade.failure(f"{type(exc).__name__}: {exc}"), time.perf_counter() - start
-
-
-def _worker_main(fd: int) -> None:
-    """Worker process loop: load the grader it is sent (acknowledged), grade samples, send results back."""
-    conn = Connection(fd)
-    grader: Any = None
-    while True:
-        try:
-            msg = conn.recv()
-        except (EOFError, OSError):
-            return
-        if msg[0] == "grader":
-            try:
-                grader, problem = pickle.loads(msg[1]), None
-            except Exception as exc:  # noqa: BLE001 - reported to the parent, which falls back to threads
-                problem = f"{type(exc).__name__}: {exc}"
-            conn.send(("loaded", problem))
-            continue
-        _, index, sample, item = msg
-        status, value, seconds = _grade_one(grader, sample, item)
-        try:
-            conn.send(("result", index, status, value, seconds))
-        except (pickle.PicklingError, TypeError, AttributeError) as exc:
-            conn.send(("result", index, "ok", Grade.failure(f"grade could not be sent back: {exc}"), seconds))
-
-
-class _LoadError(Exception):
-    """A worker process could not load the grader (e.g. its module is not importable there)."""
-
-
-class _Worker:
-    """One grading subprocess and the socket to it.
-
-    A plain `python -c` child (not multiprocessing's spawn/fork) so the caller's `__main__` is never
-    re-imported and no threads of the parent (torch, the event loop) are forked.
-    """
-
-    def __init__(self) -> None:
-        mine, theirs = socket.socketpair()
-        paths = [p or os.getcwd() for p in sys.path]
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
-        code = f"from graders.runner import _worker_main; _worker_main({theirs.fileno()})"
-        self.proc = subprocess.Popen([sys.executable, "-c", code], pass_fds=[theirs.fileno()], env=env)
-        theirs.close()
-        self.conn = Connection(mine.detach())
-        self.grader_key: str | None = None
-        self.index: int | None = None
-        self.started = 0.0
-
-    def load(self, key: str, payload: bytes) -> None:
-        """Send the grader; the worker is `loading` until it acknowledges (its boot time is not timed)."""
-        self.conn.send(("grader", payload))
-        self.grader_key = key
-
-    def loaded(self) -> None:
-        """Read the load acknowledgement; raise `_LoadError` when the grader could not be loaded."""
-        try:
-            _, problem = self.conn.recv()
-        except (EOFError, OSError):
-            self.kill()
-            problem = f"worker exited with code {self.proc.returncode} while starting"
-        if problem is not None:
-            self.grader_key = None
-            raise _LoadError(problem)
-
-    def assign(self, index: int, sample: Sample, item: Any) -> None:
-        self.conn.send(("grade", index, sample, item))
-        self.index, self.started = index, time.perf_counter()
-
-    def kill(self) -> None:
-        self.proc.kill()
-        self.proc.wait()
-        self.conn.close()
-
-
 class GradingPool:
     """Reusable engines for `grade_batch`: an event loop + threads, and worker processes."""
 
     def __init__(self, workers: int | None = None) -> None:
         self.workers = workers or os.cpu_count() or 1
-        self._procs: list[_Worker] = []
+        self._procs = ProcessEngine(self.workers)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._threads = ThreadPoolExecutor(max(64, 4 * self.workers), thread_name_prefix="rft-grade")
         self._lock = threading.Lock()
@@ -217,8 +120,8 @@ class GradingPool:
         with self._lock:
             if mode == "process":
                 try:
-                    outcomes = self._run_processes(payload, coerced, items, time_limit)
-                except _LoadError as exc:
+                    outcomes = self._procs.run(payload, coerced, items, time_limit)
+                except LoadError as exc:
                     fallback, mode = f"worker processes cannot load the grader ({exc}); graded on threads", "thread"
             if mode != "process":
                 outcomes = self._run_async(grader, coerced, items, time_limit, native=mode == "async")
@@ -247,7 +150,7 @@ class GradingPool:
                     if use_native:
                         job = grader.agrade(samples[i], items[i])  # type: ignore[attr-defined]
                     else:
-                        job = loop.run_in_executor(self._threads, _grade_one, grader, samples[i], items[i])
+                        job = loop.run_in_executor(self._threads, grade_one, grader, samples[i], items[i])
                     outcome = await asyncio.wait_for(job, limit)
                 except asyncio.TimeoutError:
                     return Grade.failure("timeout", time_limit_s=limit), float(limit or 0.0)
@@ -264,71 +167,13 @@ class GradingPool:
 
         return list(await asyncio.gather(*(one(i) for i in range(len(samples)))))
 
-    def _run_processes(
-        self, payload: bytes, samples: list[Sample], items: Sequence[Any], limit: float | None
-    ) -> list[tuple[Grade, float]]:
-        key = hashlib.sha1(payload).hexdigest()
-        while len(self._procs) < min(self.workers, len(samples)):
-            self._procs.append(_Worker())
-        outcomes: list[tuple[Grade, float] | None] = [None] * len(samples)
-        pending, busy, loading = deque(range(len(samples))), {}, {}
-        try:
-            while pending or busy or loading:
-                for worker in self._procs:
-                    if not pending or worker.conn in busy or worker.conn in loading:
-                        continue
-                    if worker.grader_key != key:
-                        worker.load(key, payload)
-                        loading[worker.conn] = worker
-                        continue
-                    index = pending.popleft()
-                    worker.assign(index, samples[index], items[index])
-                    busy[worker.conn] = worker
-                wait_s = None
-                if limit is not None and busy:
-                    wait_s = max(0.0, min(w.started for w in busy.values()) + limit - time.perf_counter())
-                for conn in wait([*busy, *loading], wait_s):
-                    if conn in loading:
-                        loading.pop(conn).loaded()
-                    else:
-                        self._collect(busy.pop(conn), outcomes)
-                now = time.perf_counter()
-                for conn, worker in list(busy.items()):
-                    if limit is not None and now - worker.started >= limit:
-                        del busy[conn]
-                        outcomes[worker.index] = (Grade.failure("timeout", time_limit_s=limit), limit)
-                        self._replace(worker)
-        finally:
-            for worker in [*busy.values(), *loading.values()]:
-                self._replace(worker)
-        return [o for o in outcomes if o is not None]
-
-    def _collect(self, worker: _Worker, outcomes: list[tuple[Grade, float] | None]) -> None:
-        try:
-            _, index, status, value, seconds = worker.conn.recv()
-        except (EOFError, OSError):
-            worker.kill()
-            code = worker.proc.returncode
-            outcomes[worker.index] = (Grade.failure(f"grader process died (exit code {code})"), 0.0)
-            self._replace(worker)
-            return
-        if status == "input":
-            raise SampleInputError(index, value)
-        outcomes[index] = (value, seconds)
-
-    def _replace(self, worker: _Worker) -> None:
-        worker.kill()
-        self._procs[self._procs.index(worker)] = _Worker()
-
     def worker_pids(self) -> list[int]:
         """Process ids of the live grading workers (they persist between calls)."""
-        return [w.proc.pid for w in self._procs]
+        return [w.proc.pid for w in self._procs.procs]
 
     def close(self) -> None:
         """Stop the worker processes, the event loop and the threads."""
-        for worker in self._procs:
-            worker.kill()
-        self._procs.clear()
+        self._procs.close()
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._loop = None

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
@@ -89,14 +89,16 @@ def _report(result: Any, grader: Any, numbers: list[int], samples: list[Any], se
 
 
 def grade(
-    spec: str = typer.Argument(..., help="Grader spec JSON file, or a Python grader 'pkg.mod:attr'."),
-    data: Path = typer.Argument(None, help="JSONL file: item fields plus 'sample' (or 'output_text') per line."),
-    validate: bool = typer.Option(False, "--validate", help="Only check the spec (and DATA's lines if given)."),
-    out: Path = typer.Option(None, "--out", help="Write each line with its grade to this JSONL file."),
-    workers: int = typer.Option(None, help="Parallel graders (default: CPU count)."),
-    time_limit: float = typer.Option(30.0, help="Seconds per sample before it is graded 'timeout'."),
-    mode: str = typer.Option("auto", help="auto, async, thread or process."),
-    show: int = typer.Option(3, help="How many failures to print."),
+    spec: Annotated[str, typer.Argument(help="Grader spec JSON file, or a Python grader 'pkg.mod:attr'.")],
+    data: Annotated[
+        Path | None, typer.Argument(help="JSONL: item fields plus 'sample' (or 'output_text') per line.")
+    ] = None,
+    validate: Annotated[bool, typer.Option("--validate", help="Only check the spec (and DATA's lines).")] = False,
+    out: Annotated[Path | None, typer.Option(help="Write each line with its grade to this JSONL file.")] = None,
+    workers: Annotated[int | None, typer.Option(help="Parallel graders (default: CPU count).")] = None,
+    time_limit: Annotated[float, typer.Option(help="Seconds per sample before it is graded 'timeout'.")] = 30.0,
+    mode: Annotated[str, typer.Option(help="auto, async, thread or process.")] = "auto",
+    show: Annotated[int, typer.Option(help="How many failures to print.")] = 3,
 ) -> None:
     """Grade saved samples with a grader spec and print the mean score, sub-scores and failures."""
     from graders.base import GraderInputError

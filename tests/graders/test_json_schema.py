@@ -34,8 +34,8 @@ def _grader(**kwargs) -> JsonSchemaGrader:
     [
         ('{"vendor": "Acme Corp", "total": 1234.5, "currency": "EUR", "address": {"city": "Lyon"}}', 1.0, None, {}),
         # fenced and surrounded by prose; vendor matches after normalisation, total within 0.01
-        ('Here:\n```json\n{"vendor": "ACME corp.", "total": 1234.509, "currency": "EUR",'
-         ' "address": {"city": "Lyon"}}\n```', 1.0, None, {}),
+        (('Here:\n```json\n{"vendor": "ACME corp.", "total": 1234.509, "currency": "EUR",'
+          ' "address": {"city": "Lyon"}}\n```'), 1.0, None, {}),
         # two of four leaf fields wrong -> half credit, each failure explained
         ('{"vendor": "Acme Corp", "total": 1234.6, "currency": "USD", "address": {"city": "Lyon"}}', 0.5, None,
          {"total": "expected 1234.5, got 1234.6", "currency": "expected 'EUR', got 'USD'"}),

@@ -106,6 +106,18 @@ def test_process_pool_is_reused_and_recovers_from_timeouts_and_crashes(pool: Gra
     assert after.scores == [0.75] * 4
 
 
+def test_samples_queued_behind_a_hung_or_crashed_one_are_still_graded(pool: GradingPool) -> None:
+    """Samples go to workers in chunks; a killed worker's unfinished chunk is handed to the others."""
+    samples = [str(i / 20) for i in range(20)]
+    samples[3], samples[12] = "sleep:30", "exit"
+    result = pool.run(Scripted(), samples, [{}] * 20, time_limit=1.0, mode="process")
+    expected = [i / 20 for i in range(20)]
+    expected[3] = expected[12] = 0.0
+    assert result.scores == expected
+    assert (result.grades[3].error, result.grades[12].error) == ("timeout", "grader process died (exit code 3)")
+    assert (result.errors, result.timeouts) == (2, 1)
+
+
 @pytest.mark.parametrize("mode", ["process", "thread"])
 def test_misconfiguration_is_raised_with_the_sample_index(pool: GradingPool, mode: str) -> None:
     with pytest.raises(SampleInputError, match="sample 2: item field 'x' is missing") as info:

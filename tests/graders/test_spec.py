@@ -45,7 +45,7 @@ def test_importing_graders_never_imports_torch() -> None:
         "assert not bad, bad\n"
     )
     run = subprocess.run([sys.executable, "-c", code, str(DATA / "grade_openai_spec.json")],
-                         capture_output=True, text=True, timeout=120)
+                         check=False, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
 
 
