@@ -1,6 +1,7 @@
 """`rft grade SPEC DATA.jsonl`: run a grader over saved samples, like OpenAI's grader validate/run endpoints.
 
-SPEC is a grader spec JSON file or a Python grader `pkg.mod:attr`. Each JSONL line holds the item's
+SPEC is a grader spec JSON file or a Python grader `pkg.mod:attr`. Each JSONL line (or CSV/Parquet row,
+read by `tasks.datasets.read_rows`) holds the item's
 fields plus the sample: `"sample": "..."`, `"sample": {"output_text": ...}` or a top-level
 `"output_text"` (OpenAI's `{"item": {...}, "model_sample": "..."}` shape works too).
 """
@@ -40,31 +41,20 @@ def split_line(record: Any, where: str) -> tuple[Any, dict[str, Any]]:
     return sample, item
 
 
-def read_lines(path: Path) -> tuple[list[dict[str, Any]], list[int], list[Any], list[dict[str, Any]]]:
-    """Records, their line numbers, samples and items of a JSONL file (blank lines skipped)."""
+def read_lines(path: Path) -> tuple[list[dict[str, Any]], list[str], list[Any], list[dict[str, Any]]]:
+    """Records, their locations ("file:line"), samples and items of a JSONL (or CSV/Parquet) file."""
     from graders.base import GraderInputError
+    from tasks.datasets import read_rows
 
-    records, numbers, samples, items = [], [], [], []
     try:
-        text = path.read_text()
-    except OSError as exc:
-        raise GraderInputError(f"cannot read {path}: {exc.strerror}") from exc
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise GraderInputError(f"{path}:{number}: invalid JSON at column {exc.colno}: {exc.msg}") from exc
-        sample, item = split_line(record, f"{path}:{number}")
-        records.append(record)
-        numbers.append(number)
-        samples.append(sample)
-        items.append(item)
-    return records, numbers, samples, items
+        rows = read_rows(path)
+    except ValueError as exc:
+        raise GraderInputError(str(exc)) from exc
+    split = [split_line(record, where) for where, record in rows]
+    return [r for _, r in rows], [w for w, _ in rows], [s for s, _ in split], [i for _, i in split]
 
 
-def _report(result: Any, grader: Any, numbers: list[int], samples: list[Any], seconds: float, show: int) -> None:
+def _report(result: Any, grader: Any, where: list[str], samples: list[Any], seconds: float, show: int) -> None:
     from graders.base import pass_threshold
 
     threshold = pass_threshold(grader)
@@ -85,7 +75,7 @@ def _report(result: Any, grader: Any, numbers: list[int], samples: list[Any], se
     for i in failures:
         grade = result.grades[i]
         error = f" error={grade.error}" if grade.error else ""
-        typer.echo(f"  line {numbers[i]}: score {grade.score:.4f}{error} sample={samples[i].output_text[:80]!r}")
+        typer.echo(f"  {where[i]}: score {grade.score:.4f}{error} sample={samples[i].output_text[:80]!r}")
 
 
 def grade(
@@ -112,7 +102,7 @@ def grade(
                 raise GraderInputError("DATA is required unless --validate is given")
             typer.echo(f"spec ok: {type(grader).__name__} {grader.name!r}")
             return
-        records, numbers, samples, items = read_lines(data)
+        records, where, samples, items = read_lines(data)
         if validate:
             typer.echo(f"spec ok: {type(grader).__name__} {grader.name!r}; {len(records)} lines ok in {data}")
             return
@@ -120,11 +110,11 @@ def grade(
         try:
             result = grade_batch(grader, samples, items, time_limit=time_limit, workers=workers, mode=mode)
         except SampleInputError as exc:
-            raise GraderInputError(f"{data}:{numbers[exc.index]}: {exc.reason}") from exc
+            raise GraderInputError(f"{where[exc.index]}: {exc.reason}") from exc
     except (GraderInputError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
-    _report(result, grader, numbers, samples, time.perf_counter() - start, show)
+    _report(result, grader, where, samples, time.perf_counter() - start, show)
     if out is not None:
         with out.open("w") as fh:
             for record, one in zip(records, result.grades):

@@ -40,7 +40,7 @@ def test_grade_openai_multi_spec_prints_means_and_writes_grades(tmp_path: Path) 
     assert "  exact: mean 0.5000" in run.stdout
     assert "  mentions: mean 0.7500" in run.stdout
     assert "errors: 0   timeouts: 0" in run.stdout
-    assert "line 4: score 0.0000 sample='Milan'" in run.stdout  # blank line 3 skipped, numbering kept
+    assert "grade_capitals.jsonl:4: score 0.0000 sample='Milan'" in run.stdout  # blank line 3 skipped
     graded = _lines(out)
     assert [g["grade"]["sub_grades"]["exact"]["score"] for g in graded] == [1.0, 0.0, 0.0, 1.0]
     assert graded[3]["item"]["country"] == "Spain"  # the input line is kept as it was
@@ -58,7 +58,7 @@ def test_grade_json_schema_spec_counts_unparseable_as_error(tmp_path: Path) -> N
     assert [g["grade"]["score"] for g in _lines(out)] == [1.0, 0.5, 0.0]
     assert "mean score: 0.5000" in run.stdout
     assert "errors: 1   timeouts: 0" in run.stdout
-    assert "line 3: score 0.0000 error=unparseable" in run.stdout
+    assert "grade_invoices.jsonl:3: score 0.0000 error=unparseable" in run.stdout
 
 
 def test_python_grader_reference_and_validate(tmp_path: Path) -> None:
@@ -79,7 +79,8 @@ def test_python_grader_reference_and_validate(tmp_path: Path) -> None:
          None, "graders.correct.operation: 'equals' is not one of ['eq', 'ne', 'like', 'ilike']"),
         ({"type": "fuzzy"}, None, "grader spec type 'fuzzy' is unknown; known types: string_check"),
         ({"type": "exact_match"}, '{"answer": "1", "sample": "1"}\n{"answer": 2, "sample": \n',
-         "data.jsonl:2: invalid JSON at column"),
+         "data.jsonl:2: invalid JSON"),
+        ({"type": "exact_match"}, '["answer", "1"]\n', "data.jsonl:1: expected a JSON object"),
         ({"type": "exact_match"}, '{"answer": "1", "sample": "1"}\n\n{"answer": "2"}\n',
          "data.jsonl:3: no sample: give 'sample', 'model_sample' or 'output_text'"),
         ({"type": "exact_match"}, '{"answer": "1", "sample": 5}\n', "data.jsonl:1: a sample must be a string"),
@@ -100,3 +101,15 @@ def test_bad_specs_and_lines_exit_2_naming_file_and_line(
     result = CliRunner().invoke(app, ["grade", *args])
     assert result.exit_code == 2
     assert message in result.stderr
+
+
+def test_csv_rows_are_graded_too(tmp_path: Path) -> None:
+    data = tmp_path / "answers.csv"
+    data.write_text("answer,sample\n42,The answer is 42\n7,8\n")
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({"type": "string_check", "input": "{{sample.output_text}}",
+                                "reference": "{{item.answer}}", "operation": "like"}))
+    result = CliRunner().invoke(app, ["grade", str(spec), str(data), "--mode", "thread"])
+    assert result.exit_code == 0, result.stderr
+    assert "mean score: 0.5000" in result.stdout
+    assert "answers.csv:3: score 0.0000" in result.stdout
