@@ -184,7 +184,7 @@ def build_report(
 
 
 def choose_prompts(n_train: int, n_prompts: int, seed: int) -> list[int]:
-    """A seeded random subset of training indices (all when `n_prompts` is 0 or covers the split), in order."""
+    """A seeded random subset of training indices, in order; all of them when `n_prompts` is 0 or too big."""
     if n_prompts < 0:
         raise ValueError(f"n_prompts must be >= 0 (0 = every training prompt), got {n_prompts}")
     if n_prompts == 0 or n_prompts >= n_train:

@@ -1,10 +1,10 @@
-"""`rft preflight TASK [--model M] [--filter-out FILE.jsonl]`: share of training prompts that give GRPO no signal."""
+"""`rft preflight TASK [--model M] [--filter-out FILE.jsonl]`: which training prompts give GRPO no signal."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
@@ -15,7 +15,10 @@ def _hint(report: Any) -> str:
     if always + never < 0.5:
         return "most prompts have mixed outcomes: GRPO gets signal from this task."
     if never >= always:
-        return "most prompts are never solved: make the task easier, raise --max-new-tokens, or use --filter-out."
+        return (
+            "most prompts are never solved: make the task easier, raise --max-new-tokens, "
+            "or use --filter-out."
+        )
     return "most prompts are always solved: make the task harder, or use --filter-out."
 
 
@@ -33,7 +36,10 @@ def _summary_rows(report: Any, group_size: int) -> list[tuple[str, str]]:
         ("mean reward", f"{report.mean_reward:.4f}"),
         (f"mean pass rate (score >= {report.threshold:g})", f"{report.mean_pass_rate:.4f}"),
         (f"zero-variance groups (G={report.samples}, observed)", pct(report.zero_variance_share)),
-        (f"all-pass/all-fail groups (G={group_size}, estimated)", f"{100 * report.no_signal_estimate(group_size):.1f}%"),
+        (
+            f"all-pass/all-fail groups (G={group_size}, estimated)",
+            f"{100 * report.no_signal_estimate(group_size):.1f}%",
+        ),
         ("truncated completions", f"{100 * report.truncated_share:.1f}%"),
         ("grader errors", str(report.errors)),
         ("seconds", f"{report.seconds:.1f}"),
@@ -61,18 +67,18 @@ def _print_report(task_name: str, report: Any, group_size: int) -> None:
 
 
 def preflight_command(
-    task: str = typer.Argument(..., help="built-in task name, pkg.module:attr, file.py:attr or a task directory"),
+    task: str = typer.Argument(..., help="built-in task, pkg.module:attr, file.py:attr or a task directory"),
     model: str = typer.Option("default", help="packaged model name, local path or hub id"),
     prompts: int = typer.Option(32, help="training prompts to check (a seeded random subset); 0 = all"),
     samples: int = typer.Option(8, help="completions sampled per prompt"),
     temperature: float = typer.Option(1.0, help="sampling temperature (use the training temperature)"),
     max_new_tokens: int = typer.Option(48, help="completion length cap"),
     option: list[str] = typer.Option([], "--option", "-o", help="task option key=value, repeatable"),
-    filter_out: Optional[Path] = typer.Option(
+    filter_out: Path | None = typer.Option(
         None, "--filter-out", help="write the checked training items that have signal to this JSONL file"
     ),
-    keep: str = typer.Option("mixed", help="with --filter-out: 'mixed' pass/fail, or 'varied' (any score spread)"),
-    group_size: Optional[int] = typer.Option(None, help="GRPO group size for the estimate (default: --samples)"),
+    keep: str = typer.Option("mixed", help="with --filter-out: 'mixed' pass/fail, 'varied' score spread"),
+    group_size: int | None = typer.Option(None, help="GRPO group size for the estimate (default: --samples)"),
     batch_size: int = typer.Option(8, help="prompts per generate call"),
     seed: int = typer.Option(0, help="seeds the prompt subset and the sampling"),
     as_json: bool = typer.Option(False, "--json", help="print the report as JSON instead of tables"),
@@ -103,12 +109,13 @@ def preflight_command(
         _print_report(loaded.name, report, group)
     if filter_out is not None:
         written = write_signal_items(filter_out, loaded, report, keep)
-        partial = f" (only {len(report.prompts)} of {report.n_train} were checked; --prompts 0 checks all)"
+        options = {"base_task": task, "train_file": str(filter_out), **_options(option)}
+        partial = ""
+        if len(report.prompts) < report.n_train:
+            partial = f" (checked {len(report.prompts)} of {report.n_train}; --prompts 0 checks all)"
         typer.echo(
-            f"wrote {written} training items with signal to {filter_out}"
-            + (partial if len(report.prompts) < report.n_train else "")
-            + f"; train on them with task name 'rft.preflight:filtered_task' and options "
-            + json.dumps({"base_task": task, "train_file": str(filter_out), **_options(option)}),
+            f"wrote {written} training items with signal to {filter_out}{partial}; train on them with "
+            f"task name 'rft.preflight:filtered_task' and options {json.dumps(options)}",
             err=as_json,
         )
 

@@ -23,6 +23,10 @@ TRAIN = [
 TEST = [{"prompt": "Say stone", "answer": "stone"}]
 
 
+def user(text: str) -> list[dict[str, str]]:
+    return [{"role": "user", "content": text}]
+
+
 def coin_task() -> Task:
     """Five training prompts whose outcomes under the tiny model below are known in advance."""
     return Task(
@@ -40,12 +44,15 @@ REPORT_CASES = [
     # Binary rewards: 4 + 0 + 2 + 3 = 9 passes of 16 samples.
     ([[1, 1, 1, 1], [0, 0, 0, 0], [1, 0, 1, 0], [1, 1, 1, 0]], 1.0, 0.25, 0.25, 0.5, 9 / 16, 9 / 16, 0.5),
     # Graded rewards: [0.2, 0.4] never passes yet varies; [0.6, 0.6] always passes with no spread.
-    ([[0.2, 0.4], [0.6, 0.6], [0.9, 0.1]], 0.5, 1 / 3, 1 / 3, 1 / 3, (0.6 + 1.2 + 1.0) / 6, (0 + 1 + 0.5) / 3, 1 / 3),
+    ([[0.2, 0.4], [0.6, 0.6], [0.9, 0.1]], 0.5, 1 / 3, 1 / 3, 1 / 3, 2.8 / 6, 1.5 / 3, 1 / 3),
 ]
 
 
 @pytest.mark.parametrize("scores, threshold, always, never, mixed, reward, pass_rate, zero_var", REPORT_CASES)
-def test_report_shares_and_means(scores, threshold, always, never, mixed, reward, pass_rate, zero_var) -> None:
+def test_report_shares_and_means(
+    scores: list[list[float]], threshold: float, always: float, never: float, mixed: float,
+    reward: float, pass_rate: float, zero_var: float,
+) -> None:
     report = build_report(scores, threshold)
     assert report.share("always") == pytest.approx(always)
     assert report.share("never") == pytest.approx(never)
@@ -101,7 +108,7 @@ def test_filter_keeps_signal_items_and_loads_back(tmp_path: Path, keep: str, exp
     path = tmp_path / "kept.jsonl"
     assert write_signal_items(path, task, build_report(scores, 1.0), keep) == len(expected)
     lines = [json.loads(line) for line in path.read_text().splitlines()]
-    assert lines == [{**TRAIN[i], "messages": [{"role": "user", "content": TRAIN[i]["prompt"]}]} for i in expected]
+    assert lines == [{**TRAIN[i], "messages": user(TRAIN[i]["prompt"])} for i in expected]
 
     reloaded = filtered_task("tests.rft.test_preflight:coin_task", str(path))
     assert [item["answer"] for item in reloaded.train] == [TRAIN[i]["answer"] for i in expected]
@@ -115,7 +122,7 @@ def test_filter_keeps_signal_items_and_loads_back(tmp_path: Path, keep: str, exp
 def test_filtered_task_drops_items_of_the_held_out_split(tmp_path: Path) -> None:
     path = tmp_path / "kept.jsonl"
     rows = [TRAIN[3], TEST[0]]
-    path.write_text("".join(json.dumps({**r, "messages": [{"role": "user", "content": r["prompt"]}]}) + "\n" for r in rows))
+    path.write_text("".join(json.dumps({**r, "messages": user(r["prompt"])}) + "\n" for r in rows))
     task = filtered_task("tests.rft.test_preflight:coin_task", str(path))
     assert [item["prompt"] for item in task.train] == ["Flip a coin"]
     assert task.issues == [f"{path}: 1 item(s) are in the held-out split, dropped"]
@@ -130,9 +137,6 @@ def coin_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import torch
 
     from tests.tiny_chat import build_chat_model
-
-    def user(text: str) -> list[dict[str, str]]:
-        return [{"role": "user", "content": text}]
 
     examples = [(user(w), w.split()[-1]) for w in ("Say apple", "Say river", "Say tiger")]
     examples += [(user(coin), side) for coin in ("Flip a coin", "Toss a coin") for side in ("heads", "tails")]
@@ -169,7 +173,9 @@ def test_preflight_command_reports_known_outcomes_and_filters(coin_model: Path, 
     expected = (3 + sum((math.comb(c, 4) + math.comb(8 - c, 4)) / 70 for c in (heads, tails))) / 5
     assert report["no_signal_estimate"] == pytest.approx(expected)
     assert report["grader_errors"] == 0
-    assert [json.loads(line)["prompt"] for line in kept.read_text().splitlines()] == ["Flip a coin", "Toss a coin"]
+    assert [json.loads(line)["prompt"] for line in kept.read_text().splitlines()] == [
+        "Flip a coin", "Toss a coin"
+    ]
     assert "rft.preflight:filtered_task" in done.stderr
 
 
@@ -188,7 +194,9 @@ def test_preflight_command_prints_tables_and_rejects_bad_options(coin_model: Pat
     assert all(f"{c}/2" in ok.output for c in range(3))
     bad = runner.invoke(app, ["preflight", "tests.rft.test_preflight:coin_task", "--keep", "most"])
     assert bad.exit_code == 2 and "--keep must be one of" in bad.output
-    one = runner.invoke(app, ["preflight", "tests.rft.test_preflight:coin_task", "--model", str(coin_model), "--samples", "1"])
+    one = runner.invoke(app, [
+        "preflight", "tests.rft.test_preflight:coin_task", "--model", str(coin_model), "--samples", "1"
+    ])
     assert one.exit_code == 2 and "samples must be >= 2" in one.output
 
 
@@ -201,7 +209,8 @@ def test_preflight_on_default_model_and_arithmetic() -> None:
     from tasks.base import load_task
 
     model, tokenizer = load_model("default")
-    report = preflight(load_task("arithmetic"), HFSampler(model, tokenizer), n_prompts=24, samples=8, max_new_tokens=16)
+    sampler = HFSampler(model, tokenizer)
+    report = preflight(load_task("arithmetic"), sampler, n_prompts=24, samples=8, max_new_tokens=16)
     assert len(report.prompts) == 24 and report.n_train == 2000
     assert report.share("always") + report.share("never") + report.share("mixed") == pytest.approx(1.0)
     assert 0.05 < report.mean_pass_rate < 0.8
