@@ -197,7 +197,7 @@ PYTHON_CASES = [
         "import socket\ndef grade(sample, item):\n    socket.create_connection(('192.0.2.1', 80), timeout=1)\n    return 1.0",
         "42",
         0.0,
-        "OSError",
+        "grade() failed: ",
     ),
 ]
 

@@ -75,7 +75,7 @@ ATTACKS = {
         """,
         {"timeout"},
     ),
-    "memory bomb": ("x = []\nwhile True: x.append(bytearray(10**7))", {"memory"}),
+    "memory bomb": ("x = []\nwhile True: x.append(bytearray(10**8))", {"memory"}),
     "gigabyte of output": ("import sys\nwhile True: sys.stdout.write('x' * 65536)", {"killed"}),
     "fill the disk": (
         """
@@ -108,9 +108,15 @@ ATTACKS = {
 }
 
 
+def _expected(name: str) -> set[str]:
+    """Without namespaces the child's audit hook refuses os.fork, so the daemon attack ends in an error."""
+    statuses = ATTACKS[name][1]
+    return statuses | {"error"} if name == "double-forked daemon" and isolation_info().mode == "none" else statuses
+
+
 @pytest.mark.parametrize("name", list(ATTACKS))
 def test_attack_is_contained(sandbox: Sandbox, name: str) -> None:
-    source, statuses = ATTACKS[name]
+    source, statuses = ATTACKS[name][0], _expected(name)
     result = _run_contained(sandbox, source)
     assert result.status in statuses, (result.status, result.reason, result.stderr[-500:])
     assert len(result.stdout) <= sandbox.limits.max_output_bytes
@@ -119,7 +125,7 @@ def test_attack_is_contained(sandbox: Sandbox, name: str) -> None:
 @pytest.mark.parametrize("name", list(ATTACKS))
 def test_attack_through_the_code_grader_scores_zero(name: str) -> None:
     """The same attacks as a submission loaded for function-call tests: score 0, the run's status."""
-    source, statuses = ATTACKS[name]
+    source, statuses = ATTACKS[name][0], _expected(name)
     grader = CodeGrader(limits=FAST)
     item = {
         "entry_point": "add",
