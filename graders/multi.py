@@ -70,6 +70,7 @@ class MultiGrader:
             raise GraderInputError(f"{self.name}.weights: at least one weight must be positive")
         self._weights = {k: float(weights.get(k, 0.0)) for k in self.graders}
         self.io_bound = any(is_io_bound(g) for g in self.graders.values())
+        self.cheap = all(getattr(g, "cheap", False) for g in self.graders.values())
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any]) -> MultiGrader:

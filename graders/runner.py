@@ -8,6 +8,9 @@ Two engines, both kept alive between calls because the trainer grades every step
   picklable and loadable in a fresh interpreter; when it is not, the batch runs on threads and
   `BatchResult.fallback` says why.
 
+Graders marked `cheap` (string checks: microseconds each) run `inline` in the calling thread, where
+a pool would only add overhead and no time limit is needed.
+
 An unexpected exception becomes `Grade(error="ExcType: message")` for that sample only;
 `GraderInputError` (a misconfiguration) is re-raised as `SampleInputError` naming the sample index.
 
@@ -35,7 +38,7 @@ from graders.base import Grade, Grader, GraderInputError, Sample
 from graders.multi import is_io_bound
 from graders.workers import LoadError, ProcessEngine, SampleInputError, grade_one
 
-MODES = ("auto", "async", "thread", "process")
+MODES = ("auto", "inline", "async", "thread", "process")
 
 
 @dataclass(frozen=True)
@@ -113,7 +116,7 @@ class GradingPool:
                 raise SampleInputError(i, str(exc)) from exc
         fallback = None
         if mode == "auto":
-            mode = "async" if is_io_bound(grader) else "process"
+            mode = "async" if is_io_bound(grader) else "inline" if getattr(grader, "cheap", False) else "process"
         if mode == "process":
             payload, fallback = _pickled(grader)
             mode = "process" if fallback is None else "thread"
@@ -123,7 +126,9 @@ class GradingPool:
                     outcomes = self._procs.run(payload, coerced, items, time_limit)
                 except LoadError as exc:
                     fallback, mode = f"worker processes cannot load the grader ({exc}); graded on threads", "thread"
-            if mode != "process":
+            if mode == "inline":
+                outcomes = [_inline(grader, i, s, items[i]) for i, s in enumerate(coerced)]
+            elif mode != "process":
                 outcomes = self._run_async(grader, coerced, items, time_limit, native=mode == "async")
         return _result(grader, outcomes, mode, fallback)
 
@@ -178,6 +183,13 @@ class GradingPool:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._loop = None
         self._threads.shutdown(wait=False, cancel_futures=True)
+
+
+def _inline(grader: Grader, index: int, sample: Sample, item: Mapping[str, Any]) -> tuple[Grade, float]:
+    status, value, seconds = grade_one(grader, sample, item)
+    if status == "input":
+        raise SampleInputError(index, value)
+    return value, seconds
 
 
 def _pickled(grader: Grader) -> tuple[bytes, str | None]:

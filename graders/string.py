@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from graders.base import Grade, GraderInputError, Sample
 from graders.templates import references, render, resolve
@@ -85,6 +85,7 @@ def normalize_text(text: str) -> str:
 class StringCheckGrader:
     """OpenAI `string_check`: 1.0 when `operation(input, reference)` holds, else 0.0."""
 
+    cheap: ClassVar[bool] = True  # microseconds per sample: the runner grades it in-process
     name: str = "string_check"
     input: str = DEFAULT_INPUT
     reference: str = DEFAULT_REFERENCE
@@ -117,6 +118,7 @@ class ExactMatchGrader:
     A reference that resolves to a list (e.g. answer aliases) matches when any element does.
     """
 
+    cheap: ClassVar[bool] = True
     name: str = "exact_match"
     input: str = DEFAULT_INPUT
     reference: str = DEFAULT_REFERENCE

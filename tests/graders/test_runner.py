@@ -69,7 +69,7 @@ def pool() -> Iterator[GradingPool]:
     shared.close()
 
 
-@pytest.mark.parametrize("mode", ["process", "thread", "async"])
+@pytest.mark.parametrize("mode", ["process", "thread", "async", "inline"])
 def test_results_in_input_order_match_a_plain_loop(pool: GradingPool, mode: str) -> None:
     grader = ExactMatchGrader()
     samples = [str(i % 7) for i in range(40)]
@@ -118,7 +118,7 @@ def test_samples_queued_behind_a_hung_or_crashed_one_are_still_graded(pool: Grad
     assert (result.errors, result.timeouts) == (2, 1)
 
 
-@pytest.mark.parametrize("mode", ["process", "thread"])
+@pytest.mark.parametrize("mode", ["process", "thread", "inline"])
 def test_misconfiguration_is_raised_with_the_sample_index(pool: GradingPool, mode: str) -> None:
     with pytest.raises(SampleInputError, match="sample 2: item field 'x' is missing") as info:
         pool.run(Scripted(), ["0.5", "0.5", "misuse", "0.5"], [{}] * 4, mode=mode)
@@ -136,7 +136,7 @@ def test_async_graders_use_agrade_with_a_time_limit(pool: GradingPool) -> None:
 def test_unpicklable_grader_falls_back_to_threads_with_a_reason(pool: GradingPool) -> None:
     grader = ExactMatchGrader()
     grader.hook = lambda text: text  # lambdas cannot be pickled
-    result = pool.run(grader, ["1"], [{"answer": "1"}], mode="auto")
+    result = pool.run(grader, ["1"], [{"answer": "1"}], mode="process")
     assert result.mode == "thread"
     assert "is not picklable" in result.fallback
     assert result.scores == [1.0]
@@ -168,6 +168,21 @@ def test_multi_grader_reports_latency_per_sub_grader(pool: GradingPool) -> None:
 def test_bad_batches(pool: GradingPool, samples: list, items: list, error: type, message: str) -> None:
     with pytest.raises(error, match=message):
         pool.run(ExactMatchGrader(), samples, items)
+
+
+@pytest.mark.parametrize(
+    ("grader", "mode"),
+    [
+        (ExactMatchGrader(), "inline"),  # cheap string checks skip the pools
+        (MultiGrader("m", {"a": ExactMatchGrader()}), "inline"),
+        (MultiGrader("m", {"a": ExactMatchGrader(), "s": Scripted()}), "process"),
+        (Scripted(), "process"),  # CPU-bound by default
+        (AsyncJudge(), "async"),
+        (MultiGrader("m", {"a": ExactMatchGrader(), "j": AsyncJudge()}), "async"),
+    ],
+)
+def test_auto_mode_choice(pool: GradingPool, grader: Any, mode: str) -> None:
+    assert pool.run(grader, ["1"], [{"answer": "1"}], mode="auto").mode == mode
 
 
 def test_grade_batch_shares_one_pool_per_worker_count() -> None:
