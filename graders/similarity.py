@@ -52,15 +52,22 @@ def gleu(hyp: str, ref: str) -> float:
     return float(sentence_gleu([_tokens(ref)], _tokens(hyp)))
 
 
+class _UnicodeWords:
+    """rouge-score's default tokenizer keeps only [a-z0-9], scoring any non-Latin text 0; keep all words."""
+
+    def tokenize(self, text: str) -> list[str]:
+        return re.findall(r"[^\W_]+", text.casefold())
+
+
 @functools.cache
 def _rouge_scorer(kind: str) -> Any:
     from rouge_score import rouge_scorer
 
-    return rouge_scorer.RougeScorer([kind])
+    return rouge_scorer.RougeScorer([kind], tokenizer=_UnicodeWords())
 
 
 def rouge(kind: str) -> Callable[[str, str], float]:
-    """ROUGE-N / ROUGE-L F-measure (rouge-score's tokenizer: lower-case alphanumerics)."""
+    """ROUGE-N / ROUGE-L F-measure over case-folded Unicode words."""
 
     def metric(hyp: str, ref: str) -> float:
         return float(_rouge_scorer(kind).score(ref, hyp)[kind].fmeasure)

@@ -33,7 +33,9 @@ REF = "the cat sat on the mat"
         ("rouge_5", REF, REF, 1.0),
         # ROUGE-L: LCS("the mat sat", ref) = "the sat" or "the mat" = 2: P=2/3, R=1/3, F=4/9.
         ("rouge_l", "the mat sat", REF, 4 / 9),
-        ("rouge_l", "mat the on sat cat the", REF, None),  # reordering lowers L below 1 (checked below)
+        ("rouge_l", "mat the on sat cat the", REF, None),
+        ("rouge_1", "Привет, мир", "привет мир", 1.0),  # non-Latin words count (the library default drops them)
+        ("rouge_2", "東京 大阪 京都", "東京 大阪", 0.5 * 2 / 1.5),  # P=1/2, R=1/1 -> F=2/3  # reordering lowers L below 1 (checked below)
     ],
 )
 def test_metric_values(metric: str, output: str, reference: str, expected: float | None) -> None:
