@@ -221,6 +221,7 @@ def _result(grader: Grader, outcomes: list[tuple[Grade, float]], mode: str, fall
 
 
 _POOLS: dict[int | None, GradingPool] = {}
+_POOLS_LOCK = threading.Lock()
 
 
 def grade_batch(
@@ -233,9 +234,10 @@ def grade_batch(
     mode: str = "auto",
 ) -> BatchResult:
     """Grade a batch on a shared, reused `GradingPool` (one per `workers` value)."""
-    pool = _POOLS.get(workers)
-    if pool is None:
-        pool = _POOLS[workers] = GradingPool(workers)
+    with _POOLS_LOCK:
+        pool = _POOLS.get(workers)
+        if pool is None:
+            pool = _POOLS[workers] = GradingPool(workers)
     return pool.run(grader, samples, items, time_limit, mode)
 
 

@@ -87,7 +87,7 @@ def grade(
     out: Annotated[Path | None, typer.Option(help="Write each line with its grade to this JSONL file.")] = None,
     workers: Annotated[int | None, typer.Option(help="Parallel graders (default: CPU count).")] = None,
     time_limit: Annotated[float, typer.Option(help="Seconds per sample before it is graded 'timeout'.")] = 30.0,
-    mode: Annotated[str, typer.Option(help="auto, async, thread or process.")] = "auto",
+    mode: Annotated[str, typer.Option(help="auto, inline, async, thread or process.")] = "auto",
     show: Annotated[int, typer.Option(help="How many failures to print.")] = 3,
 ) -> None:
     """Grade saved samples with a grader spec and print the mean score, sub-scores and failures."""
