@@ -1,21 +1,26 @@
 """Sandbox overhead per execution against a bare interpreter, and trivial executions per second.
 
-    python bench/sandbox_bench.py [--runs 40] [--jobs 200]
+    python bench/sandbox_bench.py [--runs 40] [--jobs 200] [--workers 2]
 
 Targets (issue 3): under 30 ms overhead over `python -c pass`, at least 40 trivial executions per second
-on 2 cores. Runs alternate between the sandbox and its peers so machine load hits both alike; the
-medians are printed with the `python -I -S -c pass` peer too, since the sandbox itself starts
-`python -I -S` (no site import) and would look cheaper than it is against `python -c pass` alone.
+on 2 cores. Runs alternate between the sandbox and its peers so machine load hits all alike. The
+`python -I -S -c pass` peer is printed too: the sandbox starts `python -I -S` (no site import), so
+against `python -c pass` alone it would look cheaper than it is. CPU per execution (this process and
+all its reaped descendants) is printed because it, unlike wall time, barely depends on other load;
+2 cores / CPU per execution bounds the executions per second an idle 2-core machine can reach.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -27,38 +32,42 @@ PEERS = {
 }
 
 
-def _timed(fn: object) -> float:
-    start = time.perf_counter()
-    fn()  # type: ignore[operator]
-    return time.perf_counter() - start
+def _cpu() -> float:
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def overhead(sandbox: Sandbox, runs: int) -> dict[str, list[float]]:
-    """Per-execution wall times, interleaved: sandbox, then each peer, `runs` times."""
-    times: dict[str, list[float]] = {"sandbox": [], **{name: [] for name in PEERS}}
+def _measure(fn: Callable[[], object]) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) of one call, serial, so the CPU is this call's alone."""
+    cpu, start = _cpu(), time.perf_counter()
+    fn()
+    return time.perf_counter() - start, _cpu() - cpu
+
+
+def _sandboxed(sandbox: Sandbox) -> Callable[[], object]:
+    def run() -> object:
+        result = sandbox.run("pass")
+        assert result.ok, result
+        return result
+
+    return run
+
+
+def overhead(sandbox: Sandbox, runs: int) -> dict[str, list[tuple[float, float]]]:
+    """Per-execution (wall, CPU), interleaved: the sandbox, then each peer, `runs` times."""
+    calls = {"sandbox": _sandboxed(sandbox)}
+    calls.update({name: (lambda argv=argv: subprocess.run(argv, check=True)) for name, argv in PEERS.items()})
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in calls}
     for _ in range(runs):
-        result_box: list[object] = []
-        times["sandbox"].append(_timed(lambda: result_box.append(sandbox.run("pass"))))
-        assert result_box[0].ok, result_box[0]  # type: ignore[attr-defined]
-        for name, argv in PEERS.items():
-            times[name].append(_timed(lambda: subprocess.run(argv, check=True)))
+        for name, call in calls.items():
+            times[name].append(_measure(call))
     return times
 
 
-def throughput(sandbox: Sandbox, jobs: int, workers: int) -> float:
-    start = time.perf_counter()
-    results = sandbox.run_many([("pass", "")] * jobs, workers=workers)
-    elapsed = time.perf_counter() - start
-    assert all(r.ok for r in results), [r for r in results if not r.ok][:1]
-    return jobs / elapsed
-
-
-def bare_throughput(jobs: int, workers: int) -> float:
-    from concurrent.futures import ThreadPoolExecutor
-
+def rate(call: Callable[[], object], jobs: int, workers: int) -> float:
     start = time.perf_counter()
     with ThreadPoolExecutor(workers) as pool:
-        list(pool.map(lambda _: subprocess.run(PEERS["python -c pass"], check=True), range(jobs)))
+        list(pool.map(lambda _: call(), range(jobs)))
     return jobs / (time.perf_counter() - start)
 
 
@@ -69,21 +78,24 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args()
     sandbox = Sandbox(Limits(wall_s=10.0))
-    print(
-        f"isolation={sandbox.info.mode} drops_uid={sandbox.info.drops_uid} cpus={os.cpu_count()} load={os.getloadavg()}"
-    )
+    info = sandbox.info
+    print(f"isolation={info.mode} drops_uid={info.drops_uid} cpus={os.cpu_count()} load={os.getloadavg()}")
     sandbox.run("pass")
     times = overhead(sandbox, args.runs)
-    median = {name: statistics.median(ts) * 1000 for name, ts in times.items()}
+    wall = {name: statistics.median(w for w, _ in ts) * 1000 for name, ts in times.items()}
+    cpu = {name: statistics.median(c for _, c in ts) * 1000 for name, ts in times.items()}
     for name in PEERS:
         print(
-            f"sandbox {median['sandbox']:.1f} ms vs {name} {median[name]:.1f} ms per execution: "
-            f"overhead {median['sandbox'] - median[name]:+.1f} ms, ratio {median['sandbox'] / median[name]:.2f}x"
+            f"sandbox {wall['sandbox']:.1f} ms vs {name} {wall[name]:.1f} ms wall per execution: "
+            f"overhead {wall['sandbox'] - wall[name]:+.1f} ms, ratio {wall['sandbox'] / wall[name]:.2f}x"
         )
-    rate, bare = throughput(sandbox, args.jobs, args.workers), bare_throughput(args.jobs, args.workers)
+    for name in cpu:
+        print(f"CPU per execution, {name}: {cpu[name]:.1f} ms (2 cores / CPU = {2000 / cpu[name]:.0f}/s bound)")
+    ours = rate(_sandboxed(sandbox), args.jobs, args.workers)
+    bare = rate(lambda: subprocess.run(PEERS["python -c pass"], check=True), args.jobs, args.workers)
     print(
-        f"{rate:.1f} sandboxed executions/s vs {bare:.1f} bare `python -c pass`/s on {args.workers} workers "
-        f"(ratio {rate / bare:.2f}x; target >= 40/s)"
+        f"{ours:.1f} sandboxed executions/s vs {bare:.1f} bare `python -c pass`/s on {args.workers} workers "
+        f"(ratio {ours / bare:.2f}x; target >= 40/s)"
     )
 
 

@@ -269,6 +269,7 @@ def main(argv: list[str]) -> None:
     os.environ.update(HOME=workdir, TMPDIR="/tmp" if namespaces else workdir)
     _drop_privileges(libc, cfg, workdir)
     _apply_limits(cfg["limits"])
+    sys.argv = ["main.py"]
     if not namespaces:
         sys.addaudithook(_audit_hook(workdir))
     try:
