@@ -27,10 +27,11 @@ from graders import sandbox_boot
 from graders.base import GraderInputError
 from graders.sandbox_boot import EXIT_MEMORY, decode, send_frame
 
-# Imported rather than run as a script, so the child loads its cached bytecode instead of compiling it.
+# Imported rather than run as a script, so the child loads its cached bytecode instead of compiling it;
+# its folder goes last on the path so sibling modules (graders/string.py...) never shadow the stdlib.
 BOOT = (
-    f"import sys; sys.path.insert(0, {os.path.dirname(os.path.abspath(sandbox_boot.__file__))!r}); "
-    "import sandbox_boot; del sys.path[0]; sandbox_boot.main(sys.argv)"
+    f"import sys; sys.path.append({os.path.dirname(os.path.abspath(sandbox_boot.__file__))!r}); "
+    "import sandbox_boot; sys.path.pop(); sandbox_boot.main(sys.argv)"
 )
 STATUSES = ("ok", "timeout", "memory", "killed", "error")
 _UNSHARE = ["--net", "--pid", "--mount", "--fork", "--mount-proc", "--kill-child"]
@@ -162,6 +163,16 @@ def kill_uid(uid: int, within_s: float = 3.0) -> int:
     return killed
 
 
+def _poll(readers: list[int], writer: int | None, timeout_s: float) -> set[int]:
+    """The fds ready to read (or hung up), plus `writer` when writable; poll, since fds may exceed 1024."""
+    poller = select.poll()
+    for fd in readers:
+        poller.register(fd, select.POLLIN)
+    if writer is not None:
+        poller.register(writer, select.POLLOUT)
+    return {fd for fd, _ in poller.poll(max(0.0, timeout_s) * 1000)}
+
+
 class Process:
     """One sandboxed child: spawned, pumped, killed on deadline, reaped with its rusage, cleaned up."""
 
@@ -191,9 +202,8 @@ class Process:
         os.close(req_r)
         os.close(resp_w)
         self.pidfd = os.pidfd_open(self.popen.pid)
-        hidden = [
-            p for p in (*_HIDDEN, os.path.realpath(os.path.expanduser("~"))) if os.path.isdir(p) and p != "/"
-        ]
+        home = os.path.realpath(os.path.expanduser("~"))
+        hidden = [p for p in (*_HIDDEN, home) if os.path.isdir(p) and p != "/"]
         cfg = {
             "isolation": info.mode,
             "uid": self.uid,
@@ -202,7 +212,7 @@ class Process:
             "workdir": self.workdir,
             "limits": limits.child(),
             "hide": hidden,
-            "home": hidden[-1] if hidden else "",
+            "home": home,
             "keep": _keep_paths(hidden, info.interpreter),
             "tmpfs_mb": limits.tmpfs_mb,
         }
@@ -226,13 +236,12 @@ class Process:
         """
         while True:
             remaining = self.remaining()
-            writers = [self.writer] if self.writer is not None else []
-            readable, writable, _ = select.select([fd, *self.streams], writers, [], max(0.0, remaining))
-            for stream in (r for r in readable if r in self.streams):
+            ready = _poll([fd, *self.streams], self.writer, remaining)
+            for stream in (r for r in ready if r in self.streams):
                 self._read(stream)
-            if writable:
+            if self.writer in ready:
                 self._write()
-            if fd in readable:
+            if fd in ready:
                 return True
             if remaining <= 0:
                 return False
@@ -285,7 +294,7 @@ class Process:
             kill_uid(self.uid)
         end = time.monotonic() + 1.0  # read what is still in the pipes; a leftover writer cannot stall us
         while self.streams and (left := end - time.monotonic()) > 0:
-            for fd in select.select(list(self.streams), [], [], left)[0]:
+            for fd in _poll(list(self.streams), None, left):
                 self._read(fd)
         for fd in (self.pidfd, self.resp_r):
             os.close(fd)

@@ -212,6 +212,7 @@ def _accept(server: socket.socket) -> object:
 
 LEGAL = {
     "correct program": ("print(sum(int(x) for x in input().split()))", "2 3 4", "9"),
+    "500 kB through stdin and stdout": ("import sys; sys.stdout.write(sys.stdin.read())", "ab" * 250_000, "ab" * 250_000),
     "one CPU second and 200 MB": (
         """
         import time
