@@ -14,6 +14,7 @@ model is loaded or a request is sent.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
@@ -43,7 +44,8 @@ CRITERION_INSTRUCTION = (
     '{{{steps}, "result": true or false}}'
 )
 CRITERION = "Criterion ({points:+g} points): {criterion}"
-_COMMON_FIELDS = {"type", "name", "input", "pass_threshold", "sampling_params", "max_concurrency", "cache_size"}
+_COMMON_FIELDS = {"type", "name", "input", "pass_threshold", "sampling_params", "max_concurrency", "cache_size",
+                  "response_prefix"}
 
 
 class VerdictError(Exception):
@@ -148,10 +150,16 @@ class VerdictFailure(Exception):
 
 
 class ModelGrader:
-    """What `score_model` and `label_model` share: the message template, the judge and the sync wrapper."""
+    """What `score_model` and `label_model` share: the message template, the judge and the sync wrapper.
 
-    def __init__(self, name: str, input: list[dict[str, str]], judge: JudgeClient, pass_threshold: float) -> None:
+    `response_prefix` (e.g. `{"result": `, cut where the tokenizer splits) starts the judge's reply for it to
+    continue, keeping small local models on the JSON format; servers must support `continue_final_message`.
+    """
+
+    def __init__(self, name: str, input: list[dict[str, str]], judge: JudgeClient, pass_threshold: float,
+                 response_prefix: str | None = None) -> None:
         self.name, self.input, self.judge, self.pass_threshold = name, input, judge, pass_threshold
+        self.response_prefix = response_prefix
 
     def render(self, sample: Sample, item: Mapping[str, Any]) -> Messages:
         """The `input` messages with `{{item.*}}` and `{{sample.*}}` filled in."""
@@ -167,10 +175,14 @@ class ModelGrader:
 
     async def verdict(self, messages: Messages, convert: Callable[[Any], T]) -> tuple[T, dict[str, Any]]:
         """Ask the judge and convert its `result`; details hold steps, usage, latency and cache state."""
+        prefix = self.response_prefix or ""
+        if prefix:
+            messages = [*messages, {"role": "assistant", "content": prefix}]
         try:
             completion, call = await self.judge.ask(messages)
         except JudgeUnavailable as exc:
             raise VerdictFailure(str(exc)) from exc
+        completion = dataclasses.replace(completion, text=prefix + completion.text)
         try:
             result, steps = parse_verdict(completion)
             return convert(result), {"steps": steps, **call}
@@ -187,6 +199,13 @@ def check_fields(spec: Mapping[str, Any], allowed: set[str], where: str) -> None
     unknown = sorted(set(spec) - allowed - BACKEND_FIELDS)
     if unknown:
         raise GraderInputError(f"{where}: unknown fields {unknown}; known: {sorted(allowed | BACKEND_FIELDS)}")
+
+
+def check_prefix(spec: Mapping[str, Any], where: str) -> str | None:
+    prefix = spec.get("response_prefix")
+    if prefix is not None and (not isinstance(prefix, str) or not prefix):
+        raise GraderInputError(f"{where}.response_prefix must be a non-empty string, got {prefix!r}")
+    return prefix
 
 
 def make_judge(spec: Mapping[str, Any], where: str) -> JudgeClient:
@@ -219,10 +238,10 @@ class ScoreModelGrader(ModelGrader):
 
     def __init__(self, name: str, input: list[dict[str, str]], judge: JudgeClient, *,
                  range: tuple[float, float] = (0.0, 1.0), pass_threshold: float | None = None,
-                 rubric: list[dict[str, Any]] | str | None = None) -> None:
+                 rubric: list[dict[str, Any]] | str | None = None, response_prefix: str | None = None) -> None:
         lo, hi = range
         norm = 1.0 if pass_threshold is None else (pass_threshold - lo) / (hi - lo)
-        super().__init__(name, input, judge, norm)
+        super().__init__(name, input, judge, norm, response_prefix)
         self.range, self.rubric = (lo, hi), rubric
 
     @classmethod
@@ -241,8 +260,10 @@ class ScoreModelGrader(ModelGrader):
         threshold = spec.get("pass_threshold")
         if threshold is not None and not lo <= threshold <= hi:
             raise GraderInputError(f"{where}.pass_threshold {threshold} is outside range [{lo:g}, {hi:g}]")
+        prefix = check_prefix(spec, where)
         judge = make_judge(spec, where)
-        return cls(name, messages, judge, range=(lo, hi), pass_threshold=threshold, rubric=rubric)
+        return cls(name, messages, judge, range=(lo, hi), pass_threshold=threshold, rubric=rubric,
+                   response_prefix=prefix)
 
     def prompt(self, sample: Sample, item: Mapping[str, Any]) -> Messages:
         """The messages the judge gets for a numeric score: the rendered input plus the answer format."""
@@ -307,8 +328,8 @@ class LabelModelGrader(ModelGrader):
     """Judge-chosen label: score 1 when the label is one of `passing_labels`, else 0."""
 
     def __init__(self, name: str, input: list[dict[str, str]], judge: JudgeClient, *,
-                 labels: list[str], passing_labels: list[str]) -> None:
-        super().__init__(name, input, judge, 1.0)
+                 labels: list[str], passing_labels: list[str], response_prefix: str | None = None) -> None:
+        super().__init__(name, input, judge, 1.0, response_prefix)
         self.labels, self.passing_labels = labels, passing_labels
 
     @classmethod
@@ -327,7 +348,9 @@ class LabelModelGrader(ModelGrader):
         missing = sorted(set(passing) - set(labels))
         if missing:
             raise GraderInputError(f"{where}.passing_labels {missing} are not among labels {labels}")
-        return cls(name, messages, make_judge(spec, where), labels=labels, passing_labels=passing)
+        prefix = check_prefix(spec, where)
+        return cls(name, messages, make_judge(spec, where), labels=labels, passing_labels=passing,
+                   response_prefix=prefix)
 
     def label(self, result: Any) -> str:
         """The verdict as one of `labels`; matching ignores case and surrounding space."""

@@ -98,6 +98,13 @@ class JudgeBackend(Protocol):
     async def complete(self, messages: Messages, params: SamplingParams) -> Completion: ...
 
 
+def prefill_fields(messages: Messages) -> dict[str, Any]:
+    """Request fields asking the server to continue a final assistant message (vLLM and `rft serve`)."""
+    if messages[-1]["role"] != "assistant":
+        return {}
+    return {"continue_final_message": True, "add_generation_prompt": False}
+
+
 def completion_from_response(body: Any) -> Completion:
     """Read the first choice and the usage out of an OpenAI chat-completions response body."""
     try:
@@ -143,7 +150,7 @@ class LocalJudge:
         return cls(spec.get("model") or "default", adapter=spec.get("adapter"))
 
     async def complete(self, messages: Messages, params: SamplingParams) -> Completion:
-        request = {"messages": messages, **params.to_request()}
+        request = {"messages": messages, **params.to_request(), **prefill_fields(messages)}
         body = await asyncio.to_thread(self.chat.complete, request)
         return completion_from_response(body)
 
@@ -213,7 +220,7 @@ class HTTPJudge:
         return client
 
     async def complete(self, messages: Messages, params: SamplingParams) -> Completion:
-        payload = {"model": self.model, "messages": messages, **params.to_request()}
+        payload = {"model": self.model, "messages": messages, **params.to_request(), **prefill_fields(messages)}
         last = ""
         for attempt in range(self.max_retries + 1):
             if attempt:

@@ -22,7 +22,7 @@ from typing import Any
 
 _ROLES = {"system", "developer", "user", "assistant"}
 _FIELDS = {"model", "messages", "temperature", "top_p", "max_tokens", "max_completion_tokens", "seed", "n", "stop",
-           "stream", "user"}
+           "stream", "user", "continue_final_message", "add_generation_prompt"}
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,7 @@ class ChatRequest:
     seed: int | None = None
     n: int = 1
     stop: tuple[str, ...] = ()
+    continue_final_message: bool = False  # vLLM's extension: extend a final assistant message (a prefill)
 
     @classmethod
     def parse(cls, body: Any) -> ChatRequest:
@@ -57,7 +58,9 @@ class ChatRequest:
         max_tokens = body.get("max_completion_tokens", body.get("max_tokens", 512))
         req = cls([{"role": m["role"], "content": m["content"]} for m in messages],
                   float(_get(body, "temperature", 1.0)), float(_get(body, "top_p", 1.0)), max_tokens,
-                  body.get("seed"), _get(body, "n", 1), stop)
+                  body.get("seed"), _get(body, "n", 1), stop, bool(body.get("continue_final_message")))
+        if body.get("add_generation_prompt", not req.continue_final_message) == req.continue_final_message:
+            raise ValueError("add_generation_prompt must be the opposite of continue_final_message")
         req._check()
         return req
 
@@ -74,6 +77,8 @@ class ChatRequest:
             raise ValueError(f"seed must be an integer, got {self.seed!r}")
         if not all(isinstance(s, str) and s for s in self.stop):
             raise ValueError("stop must be a string or a list of non-empty strings")
+        if self.continue_final_message and self.messages[-1]["role"] != "assistant":
+            raise ValueError("continue_final_message needs the last message to be from the assistant")
 
 
 def _get(body: Mapping[str, Any], key: str, default: Any) -> Any:
@@ -108,7 +113,10 @@ class ChatModel:
         import torch
 
         req = ChatRequest.parse(body)
-        prompt = self.tokenizer.apply_chat_template(req.messages, tokenize=False, add_generation_prompt=True)
+        prompt = self.tokenizer.apply_chat_template(
+            req.messages, tokenize=False, add_generation_prompt=not req.continue_final_message,
+            continue_final_message=req.continue_final_message,
+        )
         enc = self.tokenizer(prompt, add_special_tokens=False, return_tensors="pt")
         config = self._generation_config(req)
         choices, completion_tokens = [], 0

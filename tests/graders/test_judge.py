@@ -305,9 +305,13 @@ def test_wrong_model_name_is_a_config_error(served: str) -> None:
         grader.grade(Sample("Paris"), ITEM)
 
 
-def test_local_backend_with_tiny_model(judge_dir: Path) -> None:
-    grader = ScoreModelGrader.from_spec(score_spec(backend="local", model=str(judge_dir)))
-    assert [grader.grade(Sample(a), ITEM).score for a in ("Paris", "Lyon")] == [0.9, 0.2]
+@pytest.mark.parametrize("prefix", [None, '{"steps":'])
+def test_local_backend_with_tiny_model(judge_dir: Path, prefix: str | None) -> None:
+    """With a response prefix the model continues the JSON it was trained to write in full."""
+    grader = ScoreModelGrader.from_spec(score_spec(backend="local", model=str(judge_dir), response_prefix=prefix))
+    grades = [grader.grade(Sample(a), ITEM) for a in ("Paris", "Lyon")]
+    assert [g.score for g in grades] == [0.9, 0.2]
+    assert grades[1].details["steps"] == ["a different city"]
     assert grader.usage()["requests"] == 2
 
 
@@ -327,11 +331,14 @@ def test_spec_loader_runner_and_multi(judge_dir: Path) -> None:
 
 @pytest.mark.slow
 def test_local_backend_with_default_packaged_model() -> None:
-    """SmolLM2-135M may or may not produce the JSON verdict; either way the outcome is accounted for."""
-    grader = ScoreModelGrader.from_spec(score_spec(model="default", sampling_params={"max_tokens": 80}))
-    grade = grader.grade(Sample("Paris"), ITEM)
-    usage = grader.usage()
-    assert usage["requests"] == 1 and usage["completion_tokens"] > 0
-    assert (grade.error is None) == (usage["errors"] == 0)
-    if grade.error is None:
-        assert 0.0 <= grade.score <= 1.0 and "result" in grade.details
+    """SmolLM2-135M ignores the JSON instruction (a counted error); prefilled with `{"result": ` it complies."""
+    plain = ScoreModelGrader.from_spec(score_spec(model="default", sampling_params={"max_tokens": 60}))
+    grade = plain.grade(Sample("Paris"), ITEM)
+    assert plain.usage()["requests"] == 1 and plain.usage()["completion_tokens"] > 0
+    assert (grade.error is None) == (plain.usage()["errors"] == 0)
+    guided = ScoreModelGrader.from_spec(
+        score_spec(model="default", response_prefix='{"result": ', sampling_params={"max_tokens": 20})
+    )
+    grade = guided.grade(Sample("Paris"), ITEM)
+    assert grade.error is None and 0.0 <= grade.score <= 1.0
+    assert grade.details["result"] == grade.score * 10

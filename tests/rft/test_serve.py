@@ -47,6 +47,8 @@ def chat(server: ChatServer, **body: Any) -> httpx.Response:
         ({"messages": MESSAGES, "stop": [""]}, "stop must be"),
         ({"messages": MESSAGES, "stream": True}, "stream=true is not supported"),
         ({"messages": MESSAGES, "logit_bias": {}}, r"unsupported fields \['logit_bias'\]"),
+        ({"messages": MESSAGES, "continue_final_message": True}, "last message to be from the assistant"),
+        ({"messages": MESSAGES, "continue_final_message": True, "add_generation_prompt": True}, "opposite"),
     ],
 )
 def test_request_validation(body: dict[str, Any], message: str) -> None:
@@ -90,6 +92,20 @@ def test_seed_n_and_stop(server: ChatServer) -> None:
     stop = greedy[len(greedy) // 2:][:2]
     cut = chat(server, temperature=0, max_tokens=8, stop=[stop]).json()["choices"][0]
     assert cut["message"]["content"] == greedy[: greedy.index(stop)] and cut["finish_reason"] == "stop"
+
+
+def test_continue_final_message_extends_a_prefill(server: ChatServer) -> None:
+    """The reply continues the assistant's partial message: prompt = rendered messages + the prefill text."""
+    prefill = [*MESSAGES, {"role": "assistant", "content": "Paris"}]
+    body = chat(server, messages=prefill, temperature=0, max_tokens=4, continue_final_message=True,
+                add_generation_prompt=False).json()
+    tokenizer = server.chat.tokenizer
+    prompt = tokenizer.apply_chat_template(MESSAGES, tokenize=False, add_generation_prompt=True) + "Paris"
+    assert body["usage"]["prompt_tokens"] == len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
+    enc = tokenizer(prompt, add_special_tokens=False, return_tensors="pt")
+    out = server.chat.model.generate(**enc, max_new_tokens=4, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+    expected = tokenizer.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+    assert body["choices"][0]["message"]["content"] == expected
 
 
 @pytest.mark.parametrize(
