@@ -90,7 +90,9 @@ def main() -> None:
             f"overhead {wall['sandbox'] - wall[name]:+.1f} ms, ratio {wall['sandbox'] / wall[name]:.2f}x"
         )
     for name in cpu:
-        print(f"CPU per execution, {name}: {cpu[name]:.1f} ms (2 cores / CPU = {2000 / cpu[name]:.0f}/s bound)")
+        print(
+            f"CPU per execution, {name}: {cpu[name]:.1f} ms (2 cores / CPU = {2000 / cpu[name]:.0f}/s bound)"
+        )
     ours = rate(_sandboxed(sandbox), args.jobs, args.workers)
     bare = rate(lambda: subprocess.run(PEERS["python -c pass"], check=True), args.jobs, args.workers)
     print(

@@ -117,7 +117,7 @@ def _proxy(session: Session, name: str) -> Callable[..., Any]:
 
 
 def _run_source_test(source: str, filename: str, ns: dict[str, Any], entry: str | None) -> str | None:
-    """Exec trusted test code; for a HumanEval check also call `check(candidate)`. Returns the failure or None."""
+    """Exec trusted test code (a HumanEval check is then called on the candidate); the failure or None."""
     try:
         exec(compile(source, filename, "exec"), ns)
         if filename == "<check>":
@@ -169,7 +169,8 @@ def _validate_tests(item: Mapping[str, Any]) -> list[Any]:
         )
         if not ok:
             raise GraderInputError(
-                f"item field 'tests[{i}]' must be an assert string, {{'input', 'output'}} or {{'args', 'expected'}}"
+                f"item field 'tests[{i}]' must be an assert string, "
+                "{'input', 'output'} or {'args', 'expected'}"
             )
     if not tests and not isinstance(item.get("test"), str):
         raise GraderInputError("a code item needs 'test' (HumanEval check) or a non-empty 'tests' list")
@@ -178,7 +179,7 @@ def _validate_tests(item: Mapping[str, Any]) -> list[Any]:
 
 @dataclass
 class CodeGrader:
-    """Score = fraction of an item's tests the submitted code passes; `details["tests"]` says why each failed."""
+    """Score = the fraction of an item's tests the code passes; `details["tests"]` says why each failed."""
 
     name: str = "code"
     limits: Limits = field(default_factory=lambda: Limits(wall_s=10.0))
@@ -244,7 +245,7 @@ class CodeGrader:
         if stdio:
             outs = self.sandbox.run_many([(program, str(c["input"])) for _, c in stdio])
             runs += outs
-            for (i, case), out in zip(stdio, outs):
+            for (i, case), out in zip(stdio, outs, strict=True):
                 reason = (
                     None
                     if out.ok and _stdout_matches(out.stdout, str(case["output"]))
@@ -290,7 +291,7 @@ class CodeGrader:
         results = []
         try:
             ns = _trusted_namespace(item, session)
-            for name, (_, case) in zip(names, cases):
+            for name, (_, case) in zip(names, cases, strict=True):
                 if case is None:
                     reason = _run_source_test(item["test"], "<check>", ns, entry)
                 elif isinstance(case, str):
@@ -321,7 +322,8 @@ class PythonGrader:
             raise GraderInputError("python grader 'source' must be non-empty Python source")
         if len(self.source.encode()) > self.limits.max_source_bytes:
             raise GraderInputError(
-                f"python grader 'source' is {len(self.source.encode())} bytes, over the {self.limits.max_source_bytes} limit"
+                f"python grader 'source' is {len(self.source.encode())} bytes, "
+                f"over the {self.limits.max_source_bytes} limit"
             )
         try:
             tree = ast.parse(self.source)
@@ -333,7 +335,8 @@ class PythonGrader:
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any]) -> PythonGrader:
-        """`{"type": "python", "source", "name"?, "pass_threshold"?, "timeout_s"?, "memory_mb"?, "image_tag"?}`.
+        """`{"type": "python", "source", "name"?, "pass_threshold"?, "timeout_s"?, "memory_mb"?,
+        "image_tag"?}`.
 
         `image_tag` names OpenAI's runtime image; it is accepted so their specs load, and has no effect here.
         """

@@ -146,7 +146,7 @@ class Sandbox:
         return Process(self.info, self.limits, "run", {**(files or {}), "main.py": source}, data).finish()
 
     def session(self, source: str) -> Session:
-        """Load `source` as a module and serve calls to its functions; raises `SandboxDied` if loading fails."""
+        """Load `source` as a module serving calls to its functions; `SandboxDied` if loading fails."""
         self._check(source)
         if len(source.encode()) > self.limits.max_source_bytes:
             raise SandboxDied(

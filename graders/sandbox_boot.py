@@ -43,20 +43,20 @@ def dump(value: object) -> str:
     if kind is int:
         return str(value)
     if kind is float:
-        return repr(value) if value - value == 0 else '{"~f":"%r"}' % value
+        return repr(value) if value - value == 0 else f'{{"~f":"{value!r}"}}'
     if kind is str:
         return '"' + value.translate(_escapes()) + '"'
     if kind is list:
         return "[" + ",".join(map(dump, value)) + "]"
     if kind in (tuple, set, frozenset):
         tag = {tuple: "~t", set: "~s", frozenset: "~fs"}[kind]
-        return '{"%s":[%s]}' % (tag, ",".join(map(dump, value)))
+        return f'{{"{tag}":[{",".join(map(dump, value))}]}}'
     if kind is dict:
         return '{"~d":[' + ",".join(f"[{dump(k)},{dump(v)}]" for k, v in value.items()) + "]}"
     if kind is bytes:
-        return '{"~b":"%s"}' % value.hex()
+        return f'{{"~b":"{value.hex()}"}}'
     if kind is complex:
-        return '{"~c":[%s,%s]}' % (dump(value.real), dump(value.imag))
+        return f'{{"~c":[{dump(value.real)},{dump(value.imag)}]}}'
     raise TypeError(f"a value of type {kind.__name__} cannot cross the sandbox boundary")
 
 
@@ -66,7 +66,7 @@ _ESCAPES: dict[int, str] = {}
 def _escapes() -> dict[int, str]:
     """str.translate table: JSON escapes for quotes, backslashes, control characters and lone surrogates."""
     if not _ESCAPES:
-        _ESCAPES.update({c: "\\u%04x" % c for c in (*range(32), *range(0xD800, 0xE000))})
+        _ESCAPES.update({c: f"\\u{c:04x}" for c in (*range(32), *range(0xD800, 0xE000))})
         _ESCAPES.update({34: '\\"', 92: "\\\\"})
     return _ESCAPES
 

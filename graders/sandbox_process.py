@@ -375,7 +375,7 @@ class Session:
         return reply
 
     def call(self, fn: str, *args: Any, **kwargs: Any) -> Any:
-        """Call `fn` inside the sandbox; its exception is re-raised as the same builtin type when it is one."""
+        """Call `fn` inside the sandbox; its exception is re-raised as the same builtin type if it is one."""
         if self.result is not None:
             raise SandboxDied(self.result)
         try:

@@ -1,4 +1,4 @@
-"""`rft doctor`: what this machine gives the code sandbox (namespaces, uid drop) and which ML stack is installed.
+"""`rft doctor`: what isolation the code sandbox gets here (namespaces, uid drop) and the installed ML stack.
 
 Package versions come from installed metadata, so nothing heavy (torch, transformers) is imported.
 """

@@ -45,7 +45,7 @@ BODIES = {
 def _check(problems: list[dict], body: str) -> None:
     make_body, expected = BODIES[body]
     scores = _grade_all(problems, [make_body(p) for p in problems])
-    wrong = [p["task_id"] for p, s in zip(problems, scores) if s != expected]
+    wrong = [p["task_id"] for p, s in zip(problems, scores, strict=True) if s != expected]
     assert wrong == [], f"{body} bodies should score {expected}"
 
 

@@ -111,7 +111,11 @@ ATTACKS = {
 def _expected(name: str) -> set[str]:
     """Without namespaces the child's audit hook refuses os.fork, so the daemon attack ends in an error."""
     statuses = ATTACKS[name][1]
-    return statuses | {"error"} if name == "double-forked daemon" and isolation_info().mode == "none" else statuses
+    return (
+        statuses | {"error"}
+        if name == "double-forked daemon" and isolation_info().mode == "none"
+        else statuses
+    )
 
 
 @pytest.mark.parametrize("name", list(ATTACKS))
@@ -212,7 +216,11 @@ def _accept(server: socket.socket) -> object:
 
 LEGAL = {
     "correct program": ("print(sum(int(x) for x in input().split()))", "2 3 4", "9"),
-    "500 kB through stdin and stdout": ("import sys; sys.stdout.write(sys.stdin.read())", "ab" * 250_000, "ab" * 250_000),
+    "500 kB through stdin and stdout": (
+        "import sys; sys.stdout.write(sys.stdin.read())",
+        "ab" * 250_000,
+        "ab" * 250_000,
+    ),
     "one CPU second and 200 MB": (
         """
         import time
