@@ -16,36 +16,40 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from graders.base import Grade, GraderInputError, Sample
 from graders.extract import extract_last_json
 from graders.judge_backends import (
-    BACKEND_FIELDS,
     Completion,
     JudgeClient,
     JudgeUnavailable,
     Messages,
-    SamplingParams,
-    make_backend,
     run_sync,
+)
+from graders.judge_spec import (
+    COMMON_FIELDS,
+    check_fields,
+    check_input,
+    check_prefix,
+    check_range,
+    check_rubric,
+    make_judge,
 )
 from graders.templates import render, resolve
 
 T = TypeVar("T")
 
-_ROLES = ("system", "developer", "user", "assistant")
 _STEPS = '"steps": [{"description": "...", "conclusion": "..."}]'
 SCORE_INSTRUCTION = 'Reply with only a JSON object: {{{steps}, "result": <a number from {lo:g} to {hi:g}>}}'
 LABEL_INSTRUCTION = 'Reply with only a JSON object: {{{steps}, "result": <exactly one of {labels}>}}'
 CRITERION_INSTRUCTION = (
-    'Judge whether the response meets the criterion given last. Reply with only a JSON object: '
+    "Judge whether the response meets the criterion given last. Reply with only a JSON object: "
     '{{{steps}, "result": true or false}}'
 )
 CRITERION = "Criterion ({points:+g} points): {criterion}"
-_COMMON_FIELDS = {"type", "name", "input", "pass_threshold", "sampling_params", "max_concurrency", "cache_size",
-                  "response_prefix"}
 
 
 class VerdictError(Exception):
@@ -65,7 +69,9 @@ def parse_verdict(completion: Completion) -> tuple[Any, list[Any]]:
     data = extract_last_json(completion.text)
     if not isinstance(data, dict) or "result" not in data:
         hint = " (cut off at max_tokens)" if completion.finish_reason == "length" else ""
-        raise VerdictError(f"no JSON object with 'result' in the judge reply{hint}: {completion.text[:200]!r}")
+        raise VerdictError(
+            f"no JSON object with 'result' in the judge reply{hint}: {completion.text[:200]!r}"
+        )
     steps = data.get("steps", [])
     return data["result"], steps if isinstance(steps, list) else [steps]
 
@@ -78,7 +84,7 @@ def as_number(result: Any) -> float:
         value = float(result)
     except (TypeError, ValueError) as exc:
         raise VerdictError(f"verdict result must be a number, got {result!r}") from exc
-    if value != value:
+    if math.isnan(value):
         raise VerdictError("verdict result is NaN")
     return value
 
@@ -106,21 +112,6 @@ def rubric_score(points: Sequence[float], met: Sequence[bool]) -> float:
         raise GraderInputError("a rubric needs at least one criterion with positive points")
     achieved = sum(p for p, ok in zip(points, met) if ok)
     return min(1.0, max(0.0, achieved / total))
-
-
-def check_input(template: Any, where: str) -> list[dict[str, str]]:
-    """Validate an OpenAI-style `input` message list (`{"role", "content"}`, optional `"type": "message"`)."""
-    if not isinstance(template, list) or not template:
-        raise GraderInputError(f"{where}.input must be a non-empty list of {{'role', 'content'}} messages")
-    messages = []
-    for i, msg in enumerate(template):
-        if not isinstance(msg, Mapping) or msg.get("role") not in _ROLES or not isinstance(msg.get("content"), str):
-            raise GraderInputError(f"{where}.input[{i}] must be {{'role': one of {_ROLES}, 'content': text}}, got {msg!r}")
-        extra = sorted(set(msg) - {"role", "content", "type"})
-        if extra or msg.get("type", "message") != "message":
-            raise GraderInputError(f"{where}.input[{i}]: unsupported fields {extra or ['type']}")
-        messages.append({"role": msg["role"], "content": msg["content"]})
-    return messages
 
 
 def with_instruction(messages: Messages, instruction: str, last: str | None = None) -> Messages:
@@ -156,8 +147,14 @@ class ModelGrader:
     continue, keeping small local models on the JSON format; servers must support `continue_final_message`.
     """
 
-    def __init__(self, name: str, input: list[dict[str, str]], judge: JudgeClient, pass_threshold: float,
-                 response_prefix: str | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        input: list[dict[str, str]],
+        judge: JudgeClient,
+        pass_threshold: float,
+        response_prefix: str | None = None,
+    ) -> None:
         self.name, self.input, self.judge, self.pass_threshold = name, input, judge, pass_threshold
         self.response_prefix = response_prefix
 
@@ -195,40 +192,6 @@ class ModelGrader:
         return Grade.failure(str(exc), **exc.details, **details)
 
 
-def check_fields(spec: Mapping[str, Any], allowed: set[str], where: str) -> None:
-    unknown = sorted(set(spec) - allowed - BACKEND_FIELDS)
-    if unknown:
-        raise GraderInputError(f"{where}: unknown fields {unknown}; known: {sorted(allowed | BACKEND_FIELDS)}")
-
-
-def check_prefix(spec: Mapping[str, Any], where: str) -> str | None:
-    prefix = spec.get("response_prefix")
-    if prefix is not None and (not isinstance(prefix, str) or not prefix):
-        raise GraderInputError(f"{where}.response_prefix must be a non-empty string, got {prefix!r}")
-    return prefix
-
-
-def make_judge(spec: Mapping[str, Any], where: str) -> JudgeClient:
-    """Check the judge settings, then build the backend (loading a local model happens last)."""
-    params = SamplingParams.from_spec(spec.get("sampling_params"), f"{where}.sampling_params")
-    concurrency = spec.get("max_concurrency", 8)
-    if not isinstance(concurrency, int) or concurrency < 1:
-        raise GraderInputError(f"{where}.max_concurrency must be a positive integer, got {concurrency!r}")
-    return JudgeClient(make_backend(spec, where), params, concurrency, int(spec.get("cache_size", 10_000)))
-
-
-def check_rubric(rubric: Any, where: str) -> list[dict[str, Any]]:
-    """Validate `[{"criterion": text, "points": number}, ...]` (negative points allowed)."""
-    if not isinstance(rubric, list) or not rubric:
-        raise GraderInputError(f"{where} must be a non-empty list of {{'criterion', 'points'}} objects")
-    for i, c in enumerate(rubric):
-        ok = isinstance(c, Mapping) and isinstance(c.get("criterion"), str) and set(c) <= {"criterion", "points"}
-        if not ok or isinstance(c.get("points"), bool) or not isinstance(c.get("points"), (int, float)):
-            raise GraderInputError(f"{where}[{i}] must be {{'criterion': text, 'points': number}}, got {c!r}")
-    rubric_score([c["points"] for c in rubric], [False] * len(rubric))
-    return [dict(c) for c in rubric]
-
-
 class ScoreModelGrader(ModelGrader):
     """Judge-assigned score: a number in `range` normalised to [0, 1], or a rubric of weighted criteria.
 
@@ -236,9 +199,17 @@ class ScoreModelGrader(ModelGrader):
     normalised so that it compares with `Grade.score`.
     """
 
-    def __init__(self, name: str, input: list[dict[str, str]], judge: JudgeClient, *,
-                 range: tuple[float, float] = (0.0, 1.0), pass_threshold: float | None = None,
-                 rubric: list[dict[str, Any]] | str | None = None, response_prefix: str | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        input: list[dict[str, str]],
+        judge: JudgeClient,
+        *,
+        range: tuple[float, float] = (0.0, 1.0),
+        pass_threshold: float | None = None,
+        rubric: list[dict[str, Any]] | str | None = None,
+        response_prefix: str | None = None,
+    ) -> None:
         lo, hi = range
         norm = 1.0 if pass_threshold is None else (pass_threshold - lo) / (hi - lo)
         super().__init__(name, input, judge, norm, response_prefix)
@@ -249,7 +220,7 @@ class ScoreModelGrader(ModelGrader):
         """Build from `{"type": "score_model", "name", "model", "input", "range", "pass_threshold", ...}`."""
         name = str(spec.get("name", "score_model"))
         where = f"score_model grader {name!r}"
-        check_fields(spec, _COMMON_FIELDS | {"range", "rubric"}, where)
+        check_fields(spec, COMMON_FIELDS | {"range", "rubric"}, where)
         messages = check_input(spec.get("input"), where)
         rubric = spec.get("rubric")
         if rubric is not None and "range" in spec:
@@ -262,15 +233,26 @@ class ScoreModelGrader(ModelGrader):
             raise GraderInputError(f"{where}.pass_threshold {threshold} is outside range [{lo:g}, {hi:g}]")
         prefix = check_prefix(spec, where)
         judge = make_judge(spec, where)
-        return cls(name, messages, judge, range=(lo, hi), pass_threshold=threshold, rubric=rubric,
-                   response_prefix=prefix)
+        return cls(
+            name,
+            messages,
+            judge,
+            range=(lo, hi),
+            pass_threshold=threshold,
+            rubric=rubric,
+            response_prefix=prefix,
+        )
 
     def prompt(self, sample: Sample, item: Mapping[str, Any]) -> Messages:
         """The messages the judge gets for a numeric score: the rendered input plus the answer format."""
         lo, hi = self.range
-        return with_instruction(self.render(sample, item), SCORE_INSTRUCTION.format(steps=_STEPS, lo=lo, hi=hi))
+        return with_instruction(
+            self.render(sample, item), SCORE_INSTRUCTION.format(steps=_STEPS, lo=lo, hi=hi)
+        )
 
-    def criterion_prompt(self, sample: Sample, item: Mapping[str, Any], criterion: Mapping[str, Any]) -> Messages:
+    def criterion_prompt(
+        self, sample: Sample, item: Mapping[str, Any], criterion: Mapping[str, Any]
+    ) -> Messages:
         """The messages the judge gets for one rubric criterion."""
         instruction = CRITERION_INSTRUCTION.format(steps=_STEPS)
         return with_instruction(self.render(sample, item), instruction, CRITERION.format(**criterion))
@@ -293,7 +275,9 @@ class ScoreModelGrader(ModelGrader):
         details.update(result=value, range=[lo, hi], clipped=clipped != value)
         return Grade((clipped - lo) / (hi - lo), details)
 
-    async def _grade_rubric(self, sample: Sample, item: Mapping[str, Any], rubric: list[dict[str, Any]]) -> Grade:
+    async def _grade_rubric(
+        self, sample: Sample, item: Mapping[str, Any], rubric: list[dict[str, Any]]
+    ) -> Grade:
         """One judge call per criterion (run concurrently); the score is `rubric_score` of the verdicts."""
         asks = [self.verdict(self.criterion_prompt(sample, item, c), as_bool) for c in rubric]
         outcomes = await asyncio.gather(*asks, return_exceptions=True)
@@ -308,27 +292,26 @@ class ScoreModelGrader(ModelGrader):
         failed = [i for i, c in enumerate(criteria) if "error" in c]
         if failed:
             first = criteria[failed[0]]["error"]
-            return self.failure(VerdictFailure(f"criteria {failed} unjudged; first: {first}"), criteria=criteria)
+            return self.failure(
+                VerdictFailure(f"criteria {failed} unjudged; first: {first}"), criteria=criteria
+            )
         score = rubric_score([c["points"] for c in criteria], [c["met"] for c in criteria])
         return Grade(score, {"criteria": criteria})
-
-
-def check_range(value: Any, where: str) -> tuple[float, float]:
-    ok = isinstance(value, (list, tuple)) and len(value) == 2
-    ok = ok and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
-    if not ok:
-        raise GraderInputError(f"{where}.range must be [min, max] numbers, got {value!r}")
-    lo, hi = float(value[0]), float(value[1])
-    if lo >= hi:
-        raise GraderInputError(f"{where}.range must have min < max, got [{lo:g}, {hi:g}]")
-    return lo, hi
 
 
 class LabelModelGrader(ModelGrader):
     """Judge-chosen label: score 1 when the label is one of `passing_labels`, else 0."""
 
-    def __init__(self, name: str, input: list[dict[str, str]], judge: JudgeClient, *,
-                 labels: list[str], passing_labels: list[str], response_prefix: str | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        input: list[dict[str, str]],
+        judge: JudgeClient,
+        *,
+        labels: list[str],
+        passing_labels: list[str],
+        response_prefix: str | None = None,
+    ) -> None:
         super().__init__(name, input, judge, 1.0, response_prefix)
         self.labels, self.passing_labels = labels, passing_labels
 
@@ -337,7 +320,7 @@ class LabelModelGrader(ModelGrader):
         """Build from `{"type": "label_model", "name", "model", "input", "labels", "passing_labels", ...}`."""
         name = str(spec.get("name", "label_model"))
         where = f"label_model grader {name!r}"
-        check_fields(spec, _COMMON_FIELDS - {"pass_threshold"} | {"labels", "passing_labels"}, where)
+        check_fields(spec, COMMON_FIELDS - {"pass_threshold"} | {"labels", "passing_labels"}, where)
         messages = check_input(spec.get("input"), where)
         labels, passing = spec.get("labels"), spec.get("passing_labels")
         for key, value in (("labels", labels), ("passing_labels", passing)):
@@ -349,8 +332,14 @@ class LabelModelGrader(ModelGrader):
         if missing:
             raise GraderInputError(f"{where}.passing_labels {missing} are not among labels {labels}")
         prefix = check_prefix(spec, where)
-        return cls(name, messages, make_judge(spec, where), labels=labels, passing_labels=passing,
-                   response_prefix=prefix)
+        return cls(
+            name,
+            messages,
+            make_judge(spec, where),
+            labels=labels,
+            passing_labels=passing,
+            response_prefix=prefix,
+        )
 
     def label(self, result: Any) -> str:
         """The verdict as one of `labels`; matching ignores case and surrounding space."""

@@ -20,7 +20,7 @@ import weakref
 from collections import OrderedDict
 from collections.abc import Coroutine, Mapping
 from dataclasses import asdict, dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar
 
 from graders.base import GraderInputError
 
@@ -130,7 +130,7 @@ class LocalJudge:
     Graders naming the same model share one loaded copy.
     """
 
-    _loaded: dict[tuple[str, str | None], Any] = {}
+    _loaded: ClassVar[dict[tuple[str, str | None], Any]] = {}
     _load_lock = threading.Lock()
 
     def __init__(self, model: str = "default", adapter: str | None = None) -> None:
@@ -220,7 +220,12 @@ class HTTPJudge:
         return client
 
     async def complete(self, messages: Messages, params: SamplingParams) -> Completion:
-        payload = {"model": self.model, "messages": messages, **params.to_request(), **prefill_fields(messages)}
+        payload = {
+            "model": self.model,
+            "messages": messages,
+            **params.to_request(),
+            **prefill_fields(messages),
+        }
         last = ""
         for attempt in range(self.max_retries + 1):
             if attempt:
@@ -265,8 +270,9 @@ class _Transient(Exception):
 # Backend registry: spec["backend"] -> class with `from_spec(spec, where)`.
 BACKENDS: dict[str, Any] = {"local": LocalJudge, "http": HTTPJudge}
 # Spec fields that configure the backend rather than the grader.
-BACKEND_FIELDS = frozenset({"backend", "model", "adapter", "base_url", "api_key_env", "timeout_s", "max_retries",
-                            "retry_backoff_s"})
+BACKEND_FIELDS = frozenset(
+    {"backend", "model", "adapter", "base_url", "api_key_env", "timeout_s", "max_retries", "retry_backoff_s"}
+)
 _HTTP_ONLY = frozenset({"base_url", "api_key_env", "timeout_s", "max_retries", "retry_backoff_s"})
 
 
@@ -298,8 +304,13 @@ class JudgeStats:
 class JudgeClient:
     """A backend behind a concurrency limit and a response cache keyed by (judge, messages, params)."""
 
-    def __init__(self, backend: JudgeBackend, params: SamplingParams, max_concurrency: int = 8,
-                 cache_size: int = 10_000) -> None:
+    def __init__(
+        self,
+        backend: JudgeBackend,
+        params: SamplingParams,
+        max_concurrency: int = 8,
+        cache_size: int = 10_000,
+    ) -> None:
         if max_concurrency < 1:
             raise GraderInputError(f"max_concurrency must be >= 1, got {max_concurrency}")
         self.backend, self.params = backend, params

@@ -1,4 +1,4 @@
-"""A small OpenAI-compatible chat-completions server over a transformers model (optionally with a LoRA adapter).
+"""A small OpenAI-compatible chat-completions server over a transformers model (optionally + LoRA adapter).
 
 It lets a trained adapter be evaluated by any OpenAI client, and gives the HTTP judge a real server to talk
 to without vLLM. Endpoints: `POST /v1/chat/completions` (messages, temperature, top_p, max_tokens, seed, n,
@@ -21,8 +21,21 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 _ROLES = {"system", "developer", "user", "assistant"}
-_FIELDS = {"model", "messages", "temperature", "top_p", "max_tokens", "max_completion_tokens", "seed", "n", "stop",
-           "stream", "user", "continue_final_message", "add_generation_prompt"}
+_FIELDS = {
+    "model",
+    "messages",
+    "temperature",
+    "top_p",
+    "max_tokens",
+    "max_completion_tokens",
+    "seed",
+    "n",
+    "stop",
+    "stream",
+    "user",
+    "continue_final_message",
+    "add_generation_prompt",
+}
 
 
 @dataclass(frozen=True)
@@ -51,14 +64,27 @@ class ChatRequest:
         if not isinstance(messages, list) or not messages:
             raise ValueError("'messages' must be a non-empty list")
         for i, m in enumerate(messages):
-            if not isinstance(m, Mapping) or m.get("role") not in _ROLES or not isinstance(m.get("content"), str):
-                raise ValueError(f"messages[{i}] must be {{'role': one of {sorted(_ROLES)}, 'content': text}}")
+            if (
+                not isinstance(m, Mapping)
+                or m.get("role") not in _ROLES
+                or not isinstance(m.get("content"), str)
+            ):
+                raise ValueError(
+                    f"messages[{i}] must be {{'role': one of {sorted(_ROLES)}, 'content': text}}"
+                )
         stop = body.get("stop") or ()
         stop = (stop,) if isinstance(stop, str) else tuple(stop)
         max_tokens = body.get("max_completion_tokens", body.get("max_tokens", 512))
-        req = cls([{"role": m["role"], "content": m["content"]} for m in messages],
-                  float(_get(body, "temperature", 1.0)), float(_get(body, "top_p", 1.0)), max_tokens,
-                  body.get("seed"), _get(body, "n", 1), stop, bool(body.get("continue_final_message")))
+        req = cls(
+            [{"role": m["role"], "content": m["content"]} for m in messages],
+            float(_get(body, "temperature", 1.0)),
+            float(_get(body, "top_p", 1.0)),
+            max_tokens,
+            body.get("seed"),
+            _get(body, "n", 1),
+            stop,
+            bool(body.get("continue_final_message")),
+        )
         if body.get("add_generation_prompt", not req.continue_final_message) == req.continue_final_message:
             raise ValueError("add_generation_prompt must be the opposite of continue_final_message")
         req._check()
@@ -92,13 +118,17 @@ class ChatModel:
 
     def __init__(self, model: Any, tokenizer: Any, name: str) -> None:
         if not getattr(tokenizer, "chat_template", None):
-            raise ValueError(f"model {name!r}: its tokenizer has no chat_template, so chat messages cannot be rendered")
+            raise ValueError(
+                f"model {name!r}: its tokenizer has no chat_template, so chat messages cannot be rendered"
+            )
         self.model, self.tokenizer, self.name = model.eval(), tokenizer, name
         self._lock = threading.Lock()
 
     @classmethod
-    def load(cls, name_or_path: str = "default", *, adapter: str | None = None, name: str | None = None) -> ChatModel:
-        """Load through `rft.models.load_model` (packaged names, paths, hub ids), then the LoRA adapter if given."""
+    def load(
+        cls, name_or_path: str = "default", *, adapter: str | None = None, name: str | None = None
+    ) -> ChatModel:
+        """Load with `rft.models.load_model` (packaged name, path or hub id), then the adapter if given."""
         from rft.models import load_model
 
         model, tokenizer = load_model(name_or_path)
@@ -114,7 +144,9 @@ class ChatModel:
 
         req = ChatRequest.parse(body)
         prompt = self.tokenizer.apply_chat_template(
-            req.messages, tokenize=False, add_generation_prompt=not req.continue_final_message,
+            req.messages,
+            tokenize=False,
+            add_generation_prompt=not req.continue_final_message,
             continue_final_message=req.continue_final_message,
         )
         enc = self.tokenizer(prompt, add_special_tokens=False, return_tensors="pt")
@@ -125,10 +157,15 @@ class ChatModel:
                 torch.manual_seed(req.seed)
             for index in range(req.n):
                 out = self.model.generate(**enc, generation_config=config, tokenizer=self.tokenizer)
-                text, used, finish = self._decode(out[0, enc["input_ids"].shape[1]:], req)
+                text, used, finish = self._decode(out[0, enc["input_ids"].shape[1] :], req)
                 completion_tokens += used
-                choices.append({"index": index, "message": {"role": "assistant", "content": text},
-                                "finish_reason": finish})
+                choices.append(
+                    {
+                        "index": index,
+                        "message": {"role": "assistant", "content": text},
+                        "finish_reason": finish,
+                    }
+                )
         prompt_tokens = int(enc["input_ids"].shape[1])
         return {
             "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
@@ -136,8 +173,11 @@ class ChatModel:
             "created": int(time.time()),
             "model": self.name,
             "choices": choices,
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                      "total_tokens": prompt_tokens + completion_tokens},
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
         }
 
     def _generation_config(self, req: ChatRequest) -> Any:
@@ -160,7 +200,9 @@ class ChatModel:
         """Text, token count and finish reason of one generation (`new_tokens`: [T] generated ids)."""
         ids = new_tokens.tolist()
         eos = self.model.generation_config.eos_token_id
-        eos_ids = set(eos if isinstance(eos, list) else [eos if eos is not None else self.tokenizer.eos_token_id])
+        eos_ids = set(
+            eos if isinstance(eos, list) else [eos if eos is not None else self.tokenizer.eos_token_id]
+        )
         end = next((i for i, t in enumerate(ids) if t in eos_ids), None)
         used = len(ids) if end is None else end + 1
         text = self.tokenizer.decode(ids[: used if end is None else end], skip_special_tokens=True)
@@ -179,8 +221,20 @@ class ChatHandler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         path = self.path.rstrip("/")
         if path in ("/v1/models", "/models"):
-            self.send_json(HTTPStatus.OK, {"object": "list", "data": [
-                {"id": self.server.chat.name, "object": "model", "created": self.server.started, "owned_by": "rft"}]})
+            self.send_json(
+                HTTPStatus.OK,
+                {
+                    "object": "list",
+                    "data": [
+                        {
+                            "id": self.server.chat.name,
+                            "object": "model",
+                            "created": self.server.started,
+                            "owned_by": "rft",
+                        }
+                    ],
+                },
+            )
         elif path == "/health":
             self.send_json(HTTPStatus.OK, {"status": "ok"})
         else:
@@ -198,15 +252,17 @@ class ChatHandler(BaseHTTPRequestHandler):
             return
         model = body.get("model") if isinstance(body, dict) else None
         if model not in (None, self.server.chat.name):
-            self.send_error_json(HTTPStatus.NOT_FOUND, f"model {model!r} is not served here; this server serves "
-                                 f"{self.server.chat.name!r}")
+            self.send_error_json(
+                HTTPStatus.NOT_FOUND,
+                f"model {model!r} is not served here; this server serves {self.server.chat.name!r}",
+            )
             return
         try:
             response = self.server.chat.complete(body)
         except ValueError as exc:
             self.send_error_json(HTTPStatus.BAD_REQUEST, str(exc))
             return
-        except Exception as exc:  # a generation bug must answer 500, not drop the connection
+        except Exception as exc:  # noqa: BLE001 - a generation bug must answer 500, not drop the connection
             traceback.print_exc()
             self.send_error_json(HTTPStatus.INTERNAL_SERVER_ERROR, f"generation failed: {exc!r}")
             return
@@ -237,8 +293,14 @@ class ChatServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, chat: ChatModel, host: str = "127.0.0.1", port: int = 8000,
-                 handler: type[ChatHandler] = ChatHandler, verbose: bool = False) -> None:
+    def __init__(
+        self,
+        chat: ChatModel,
+        host: str = "127.0.0.1",
+        port: int = 8000,
+        handler: type[ChatHandler] = ChatHandler,
+        verbose: bool = False,
+    ) -> None:
         super().__init__((host, port), handler)
         self.chat, self.verbose, self.started = chat, verbose, int(time.time())
 
@@ -254,8 +316,15 @@ class ChatServer(ThreadingHTTPServer):
         return f"http://{host}:{port}/v1"
 
 
-def serve(model: str = "default", *, adapter: str | None = None, host: str = "127.0.0.1", port: int = 8000,
-          name: str | None = None, verbose: bool = False) -> None:
+def serve(
+    model: str = "default",
+    *,
+    adapter: str | None = None,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    name: str | None = None,
+    verbose: bool = False,
+) -> None:
     """Load the model and answer requests until interrupted; prints the base URL once listening."""
     server = ChatServer(ChatModel.load(model, adapter=adapter, name=name), host, port, verbose=verbose)
     print(f"rft serve: {server.chat.name!r} listening on {server.base_url}", flush=True)

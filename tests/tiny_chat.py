@@ -1,4 +1,4 @@
-"""Tiny chat models built offline for tests: a byte-level BPE tokenizer with a chat template and a 2-layer Llama.
+"""Tiny chat models built offline for tests: a byte-level BPE tokenizer with a chat template, a 2-layer Llama.
 
 `build_chat_model(path, examples)` trains the model until it answers each example's messages with its
 target text under greedy decoding, so a test can drive a real model through a real server and get a
@@ -42,7 +42,9 @@ def build_tokenizer(corpus: Sequence[str]):  # -> PreTrainedTokenizerFast
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=600, special_tokens=["<pad>", "<s>", "</s>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+        vocab_size=600,
+        special_tokens=["<pad>", "<s>", "</s>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
     tok.train_from_iterator([*_BASE_CORPUS, *corpus], trainer)
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>")
@@ -58,9 +60,16 @@ def build_chat_model(path: Path, examples: Sequence[tuple[Messages, str]] = (), 
     corpus = [m["content"] for msgs, _ in examples for m in msgs] + [t for _, t in examples]
     tokenizer = build_tokenizer(corpus)
     config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=1024,
-        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=1024,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
     )
     torch.manual_seed(0)
     model = LlamaForCausalLM(config)
@@ -83,7 +92,9 @@ def _fit(model, tokenizer, examples: Sequence[tuple[Messages, str]], max_steps: 
         rows.append((p + t, [-100] * len(p) + t))
         prompts.append((p, target))
     width = max(len(ids) for ids, _ in rows)
-    input_ids = torch.tensor([ids + [tokenizer.pad_token_id] * (width - len(ids)) for ids, _ in rows])  # [N, T]
+    input_ids = torch.tensor(
+        [ids + [tokenizer.pad_token_id] * (width - len(ids)) for ids, _ in rows]
+    )  # [N, T]
     labels = torch.tensor([lab + [-100] * (width - len(lab)) for _, lab in rows])  # [N, T]
     mask = (torch.arange(width)[None, :] < torch.tensor([len(ids) for ids, _ in rows])[:, None]).long()
     optimizer = torch.optim.AdamW(model.parameters(), lr=5e-3)
@@ -109,8 +120,13 @@ def _reproduces(model, tokenizer, prompts: list[tuple[list[int], str]]) -> bool:
     model.eval()
     with torch.inference_mode():
         for ids, target in prompts:
-            out = model.generate(torch.tensor([ids]), max_new_tokens=len(target), do_sample=False,
-                                 pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
-            if tokenizer.decode(out[0, len(ids):], skip_special_tokens=True) != target:
+            out = model.generate(
+                torch.tensor([ids]),
+                max_new_tokens=len(target),
+                do_sample=False,
+                pad_token_id=tokenizer.pad_token_id,
+                eos_token_id=tokenizer.eos_token_id,
+            )
+            if tokenizer.decode(out[0, len(ids) :], skip_special_tokens=True) != target:
                 return False
     return True

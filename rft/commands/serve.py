@@ -10,7 +10,9 @@ import typer
 def register(app: typer.Typer) -> None:
     @app.command("serve")
     def serve_command(
-        model: str = typer.Option("default", "--model", help="packaged name ('default'), local path or hub id"),
+        model: str = typer.Option(
+            "default", "--model", help="packaged name ('default'), local path or hub id"
+        ),
         adapter: Path | None = typer.Option(None, "--adapter", help="LoRA adapter directory to apply"),
         host: str = typer.Option("127.0.0.1", "--host", help="interface to bind (0.0.0.0 exposes it)"),
         port: int = typer.Option(8000, "--port", help="TCP port; 0 picks a free one (printed at start)"),
@@ -22,4 +24,6 @@ def register(app: typer.Typer) -> None:
             raise typer.BadParameter(f"{adapter} holds no adapter_config.json", param_hint="--adapter")
         from rft.serve import serve  # heavy imports stay out of `rft --help`
 
-        serve(model, adapter=str(adapter) if adapter else None, host=host, port=port, name=name, verbose=verbose)
+        serve(
+            model, adapter=str(adapter) if adapter else None, host=host, port=port, name=name, verbose=verbose
+        )

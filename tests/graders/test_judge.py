@@ -45,12 +45,25 @@ NOWHERE = {"base_url": "http://127.0.0.1:9/v1", "model": "judge"}
 
 
 def score_spec(**extra: Any) -> dict[str, Any]:
-    return {"type": "score_model", "name": "geo", "input": INPUT, "range": [0, 10], "pass_threshold": 7, **extra}
+    return {
+        "type": "score_model",
+        "name": "geo",
+        "input": INPUT,
+        "range": [0, 10],
+        "pass_threshold": 7,
+        **extra,
+    }
 
 
 def label_spec(**extra: Any) -> dict[str, Any]:
-    return {"type": "label_model", "name": "geo_label", "input": INPUT, "labels": ["correct", "incorrect"],
-            "passing_labels": ["correct"], **extra}
+    return {
+        "type": "label_model",
+        "name": "geo_label",
+        "input": INPUT,
+        "labels": ["correct", "incorrect"],
+        "passing_labels": ["correct"],
+        **extra,
+    }
 
 
 def rubric_spec(**extra: Any) -> dict[str, Any]:
@@ -109,8 +122,13 @@ def make_fault_handler() -> type:
                 message = {"role": "assistant", "content": "The answer looks fine to me."}
                 if mode == "refusal":
                     message = {"role": "assistant", "content": None, "refusal": "I can't help with that."}
-                self.send_json(200, {"choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
-                                     "usage": {"prompt_tokens": 5, "completion_tokens": 7}})
+                self.send_json(
+                    200,
+                    {
+                        "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+                        "usage": {"prompt_tokens": 5, "completion_tokens": 7},
+                    },
+                )
             else:
                 if mode == "hold":
                     time.sleep(0.2)
@@ -134,16 +152,34 @@ def fault_server(judge_dir: Path):
 
 def http_spec(server: Any, mode: str, token: str, **extra: Any) -> dict[str, Any]:
     host, port = server.server_address[:2]
-    return {"base_url": f"http://{host}:{port}/{mode}/{token}/v1", "model": "judge", "retry_backoff_s": 0.01,
-            **extra}
+    return {
+        "base_url": f"http://{host}:{port}/{mode}/{token}/v1",
+        "model": "judge",
+        "retry_backoff_s": 0.01,
+        **extra,
+    }
 
 
 @pytest.fixture(scope="module")
 def served(judge_dir: Path):
     """`rft serve` as a real subprocess on a free port; yields its base URL."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "rft.cli", "serve", "--model", str(judge_dir), "--name", "judge", "--port", "0"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "rft.cli",
+            "serve",
+            "--model",
+            str(judge_dir),
+            "--name",
+            "judge",
+            "--port",
+            "0",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
         env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
     lines = []
@@ -195,8 +231,10 @@ def test_parse_verdict(completion: Completion, result: Any, error: str | None) -
     "spec, message",
     [
         (score_spec(backend="grpc", model="m"), "unknown judge backend 'grpc'"),
-        (score_spec(backend="http", base_url="http://x/v1", model="m", api_key_env="RFT_TEST_NO_SUCH_KEY"),
-         r"\$RFT_TEST_NO_SUCH_KEY, which is not set"),
+        (
+            score_spec(backend="http", base_url="http://x/v1", model="m", api_key_env="RFT_TEST_NO_SUCH_KEY"),
+            r"\$RFT_TEST_NO_SUCH_KEY, which is not set",
+        ),
         (score_spec(range=[5, 5], model="/no/such/model"), r"range must have min < max, got \[5, 5\]"),
         (score_spec(range=[0, 10], pass_threshold=11, model="/no/such/model"), "outside range"),
         (score_spec(backend="http", model="m"), "needs base_url"),
@@ -287,7 +325,11 @@ def test_concurrency_limit_and_sampling_params(fault_server: Any) -> None:
     assert fault_server.max_inflight["limit"] == 2
     sent = fault_server.calls["limit"][0]
     assert {k: sent[k] for k in ("temperature", "top_p", "max_tokens", "seed")} == {
-        "temperature": 0.5, "top_p": 0.9, "max_tokens": 40, "seed": 7}
+        "temperature": 0.5,
+        "top_p": 0.9,
+        "max_tokens": 40,
+        "seed": 7,
+    }
 
 
 def test_sync_grade_inside_running_loop(fault_server: Any) -> None:
@@ -308,7 +350,9 @@ def test_wrong_model_name_is_a_config_error(served: str) -> None:
 @pytest.mark.parametrize("prefix", [None, '{"steps":'])
 def test_local_backend_with_tiny_model(judge_dir: Path, prefix: str | None) -> None:
     """With a response prefix the model continues the JSON it was trained to write in full."""
-    grader = ScoreModelGrader.from_spec(score_spec(backend="local", model=str(judge_dir), response_prefix=prefix))
+    grader = ScoreModelGrader.from_spec(
+        score_spec(backend="local", model=str(judge_dir), response_prefix=prefix)
+    )
     grades = [grader.grade(Sample(a), ITEM) for a in ("Paris", "Lyon")]
     assert [g.score for g in grades] == [0.9, 0.2]
     assert grades[1].details["steps"] == ["a different city"]
@@ -321,9 +365,23 @@ def test_spec_loader_runner_and_multi(judge_dir: Path) -> None:
     from graders.spec import load_grader
 
     judge = score_spec(backend="local", model=str(judge_dir))
-    multi = load_grader({"type": "multi", "name": "both", "calculate_output": "0.5 * geo + 0.5 * exact",
-                         "graders": {"geo": judge, "exact": {"type": "string_check", "name": "exact",
-                                     "operation": "eq", "input": "{{sample.output_text}}", "reference": "Paris"}}})
+    multi = load_grader(
+        {
+            "type": "multi",
+            "name": "both",
+            "calculate_output": "0.5 * geo + 0.5 * exact",
+            "graders": {
+                "geo": judge,
+                "exact": {
+                    "type": "string_check",
+                    "name": "exact",
+                    "operation": "eq",
+                    "input": "{{sample.output_text}}",
+                    "reference": "Paris",
+                },
+            },
+        }
+    )
     result = grade_batch(multi, ["Paris", "Lyon"], [ITEM, ITEM])
     assert [g.score for g in result.grades] == [0.95, 0.1]
     assert result.grades[1].sub_grades["geo"].score == 0.2
@@ -331,7 +389,7 @@ def test_spec_loader_runner_and_multi(judge_dir: Path) -> None:
 
 @pytest.mark.slow
 def test_local_backend_with_default_packaged_model() -> None:
-    """SmolLM2-135M ignores the JSON instruction (a counted error); prefilled with `{"result": ` it complies."""
+    """SmolLM2-135M ignores the JSON format (a counted error); prefilled with `{"result": ` it complies."""
     plain = ScoreModelGrader.from_spec(score_spec(model="default", sampling_params={"max_tokens": 60}))
     grade = plain.grade(Sample("Paris"), ITEM)
     assert plain.usage()["requests"] == 1 and plain.usage()["completion_tokens"] > 0

@@ -32,7 +32,9 @@ def server(model_dir: Path):
 
 
 def chat(server: ChatServer, **body: Any) -> httpx.Response:
-    return httpx.post(server.base_url + "/chat/completions", json={"model": "tiny", "messages": MESSAGES, **body})
+    return httpx.post(
+        server.base_url + "/chat/completions", json={"model": "tiny", "messages": MESSAGES, **body}
+    )
 
 
 @pytest.mark.parametrize(
@@ -57,7 +59,9 @@ def test_request_validation(body: dict[str, Any], message: str) -> None:
 
 
 def test_request_defaults_and_aliases() -> None:
-    req = ChatRequest.parse({"messages": MESSAGES, "max_completion_tokens": 7, "stop": "\n", "temperature": None})
+    req = ChatRequest.parse(
+        {"messages": MESSAGES, "max_completion_tokens": 7, "stop": "\n", "temperature": None}
+    )
     assert (req.max_tokens, req.stop, req.temperature, req.n) == (7, ("\n",), 1.0, 1)
 
 
@@ -72,7 +76,10 @@ def test_greedy_completion_with_usage(server: ChatServer) -> None:
     """A random tiny model runs for all 6 tokens (no EOS), so the finish reason is 'length'."""
     tokenizer = server.chat.tokenizer
     prompt = tokenizer.apply_chat_template(MESSAGES, tokenize=False, add_generation_prompt=True)
-    first, again = chat(server, temperature=0, max_tokens=6).json(), chat(server, temperature=0, max_tokens=6).json()
+    first, again = (
+        chat(server, temperature=0, max_tokens=6).json(),
+        chat(server, temperature=0, max_tokens=6).json(),
+    )
     assert first["object"] == "chat.completion" and first["model"] == "tiny"
     assert first["choices"][0]["finish_reason"] == "length"
     assert first["choices"][0]["message"]["content"] == again["choices"][0]["message"]["content"]
@@ -89,7 +96,7 @@ def test_seed_n_and_stop(server: ChatServer) -> None:
     assert len(seeded) == 2 and seeded == texts(temperature=1.0, top_p=0.95, seed=11, n=2)
     assert seeded != texts(temperature=1.0, top_p=0.95, seed=12, n=2)
     greedy = texts(temperature=0)[0]
-    stop = greedy[len(greedy) // 2:][:2]
+    stop = greedy[len(greedy) // 2 :][:2]
     cut = chat(server, temperature=0, max_tokens=8, stop=[stop]).json()["choices"][0]
     assert cut["message"]["content"] == greedy[: greedy.index(stop)] and cut["finish_reason"] == "stop"
 
@@ -97,14 +104,22 @@ def test_seed_n_and_stop(server: ChatServer) -> None:
 def test_continue_final_message_extends_a_prefill(server: ChatServer) -> None:
     """The reply continues the assistant's partial message: prompt = rendered messages + the prefill text."""
     prefill = [*MESSAGES, {"role": "assistant", "content": "Paris"}]
-    body = chat(server, messages=prefill, temperature=0, max_tokens=4, continue_final_message=True,
-                add_generation_prompt=False).json()
+    body = chat(
+        server,
+        messages=prefill,
+        temperature=0,
+        max_tokens=4,
+        continue_final_message=True,
+        add_generation_prompt=False,
+    ).json()
     tokenizer = server.chat.tokenizer
     prompt = tokenizer.apply_chat_template(MESSAGES, tokenize=False, add_generation_prompt=True) + "Paris"
     assert body["usage"]["prompt_tokens"] == len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
     enc = tokenizer(prompt, add_special_tokens=False, return_tensors="pt")
-    out = server.chat.model.generate(**enc, max_new_tokens=4, do_sample=False, pad_token_id=tokenizer.pad_token_id)
-    expected = tokenizer.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+    out = server.chat.model.generate(
+        **enc, max_new_tokens=4, do_sample=False, pad_token_id=tokenizer.pad_token_id
+    )
+    expected = tokenizer.decode(out[0, enc["input_ids"].shape[1] :], skip_special_tokens=True)
     assert body["choices"][0]["message"]["content"] == expected
 
 
@@ -136,7 +151,12 @@ def test_lora_adapter_changes_the_model(model_dir: Path, tmp_path: Path) -> None
     with torch.inference_mode():
         delta = (tuned.model(ids).logits - base.model(ids).logits).abs().max().item()
     assert delta > 1e-3
-    assert tuned.complete({"messages": MESSAGES, "temperature": 0, "max_tokens": 3})["usage"]["completion_tokens"] == 3
+    assert (
+        tuned.complete({"messages": MESSAGES, "temperature": 0, "max_tokens": 3})["usage"][
+            "completion_tokens"
+        ]
+        == 3
+    )
 
 
 def test_cli_rejects_a_directory_without_adapter(tmp_path: Path) -> None:

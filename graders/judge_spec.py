@@ -1,0 +1,106 @@
+"""Checks for judge grader specs: every bad field is named before a model is loaded or a request sent.
+
+Spec fields follow OpenAI's `score_model` / `label_model` graders (`input`, `range`, `pass_threshold`,
+`labels`, `sampling_params`), plus rft's judge settings (`backend`, `base_url`, `api_key_env`, `rubric`,
+`response_prefix`, `max_concurrency`, ...), listed in `graders.judge_backends.BACKEND_FIELDS` and
+`COMMON_FIELDS` here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from graders.base import GraderInputError
+from graders.judge_backends import BACKEND_FIELDS, JudgeClient, SamplingParams, make_backend
+
+_ROLES = ("system", "developer", "user", "assistant")
+# Fields every judge grader accepts, besides the backend's.
+COMMON_FIELDS = frozenset(
+    {
+        "type",
+        "name",
+        "input",
+        "pass_threshold",
+        "sampling_params",
+        "max_concurrency",
+        "cache_size",
+        "response_prefix",
+    }
+)
+
+
+def check_input(template: Any, where: str) -> list[dict[str, str]]:
+    """Validate an OpenAI-style `input` message list (`{"role", "content"}`, optional `"type": "message"`)."""
+    if not isinstance(template, list) or not template:
+        raise GraderInputError(f"{where}.input must be a non-empty list of {{'role', 'content'}} messages")
+    messages = []
+    for i, msg in enumerate(template):
+        if (
+            not isinstance(msg, Mapping)
+            or msg.get("role") not in _ROLES
+            or not isinstance(msg.get("content"), str)
+        ):
+            raise GraderInputError(
+                f"{where}.input[{i}] must be {{'role': one of {_ROLES}, 'content': text}}, got {msg!r}"
+            )
+        extra = sorted(set(msg) - {"role", "content", "type"})
+        if extra or msg.get("type", "message") != "message":
+            raise GraderInputError(f"{where}.input[{i}]: unsupported fields {extra or ['type']}")
+        messages.append({"role": msg["role"], "content": msg["content"]})
+    return messages
+
+
+def check_fields(spec: Mapping[str, Any], allowed: set[str], where: str) -> None:
+    """Reject fields neither the grader (`allowed`) nor the judge backend knows, naming them."""
+    unknown = sorted(set(spec) - allowed - BACKEND_FIELDS)
+    if unknown:
+        raise GraderInputError(
+            f"{where}: unknown fields {unknown}; known: {sorted(allowed | BACKEND_FIELDS)}"
+        )
+
+
+def check_prefix(spec: Mapping[str, Any], where: str) -> str | None:
+    """The optional `response_prefix`: the start of the judge's reply, for it to continue."""
+    prefix = spec.get("response_prefix")
+    if prefix is not None and (not isinstance(prefix, str) or not prefix):
+        raise GraderInputError(f"{where}.response_prefix must be a non-empty string, got {prefix!r}")
+    return prefix
+
+
+def make_judge(spec: Mapping[str, Any], where: str) -> JudgeClient:
+    """Check the judge settings, then build the backend (loading a local model happens last)."""
+    params = SamplingParams.from_spec(spec.get("sampling_params"), f"{where}.sampling_params")
+    concurrency = spec.get("max_concurrency", 8)
+    if not isinstance(concurrency, int) or concurrency < 1:
+        raise GraderInputError(f"{where}.max_concurrency must be a positive integer, got {concurrency!r}")
+    return JudgeClient(make_backend(spec, where), params, concurrency, int(spec.get("cache_size", 10_000)))
+
+
+def check_rubric(rubric: Any, where: str) -> list[dict[str, Any]]:
+    """Validate `[{"criterion": text, "points": number}, ...]` (negative points allowed)."""
+    if not isinstance(rubric, list) or not rubric:
+        raise GraderInputError(f"{where} must be a non-empty list of {{'criterion', 'points'}} objects")
+    for i, c in enumerate(rubric):
+        ok = (
+            isinstance(c, Mapping)
+            and isinstance(c.get("criterion"), str)
+            and set(c) <= {"criterion", "points"}
+        )
+        if not ok or isinstance(c.get("points"), bool) or not isinstance(c.get("points"), (int, float)):
+            raise GraderInputError(f"{where}[{i}] must be {{'criterion': text, 'points': number}}, got {c!r}")
+    if not any(c["points"] > 0 for c in rubric):
+        raise GraderInputError(f"{where}: a rubric needs at least one criterion with positive points")
+    return [dict(c) for c in rubric]
+
+
+def check_range(value: Any, where: str) -> tuple[float, float]:
+    """`range: [min, max]` with min < max, so scores can be normalised to [0, 1]."""
+    ok = isinstance(value, (list, tuple)) and len(value) == 2
+    ok = ok and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+    if not ok:
+        raise GraderInputError(f"{where}.range must be [min, max] numbers, got {value!r}")
+    lo, hi = float(value[0]), float(value[1])
+    if lo >= hi:
+        raise GraderInputError(f"{where}.range must have min < max, got [{lo:g}, {hi:g}]")
+    return lo, hi
