@@ -30,25 +30,27 @@ COMMON_FIELDS = frozenset(
 )
 
 
-def check_input(template: Any, where: str) -> list[dict[str, str]]:
-    """Validate an OpenAI-style `input` message list (`{"role", "content"}`, optional `"type": "message"`)."""
-    if not isinstance(template, list) or not template:
-        raise GraderInputError(f"{where}.input must be a non-empty list of {{'role', 'content'}} messages")
+def check_messages(value: Any, where: str) -> list[dict[str, str]]:
+    """Validate chat messages (`{"role", "content"}`, optional OpenAI `"type": "message"`); clean copies."""
+    if not isinstance(value, list) or not value:
+        raise GraderInputError(f"{where} must be a non-empty list of {{'role', 'content'}} messages")
     messages = []
-    for i, msg in enumerate(template):
-        if (
-            not isinstance(msg, Mapping)
-            or msg.get("role") not in _ROLES
-            or not isinstance(msg.get("content"), str)
-        ):
+    for i, msg in enumerate(value):
+        ok = isinstance(msg, Mapping) and msg.get("role") in _ROLES and isinstance(msg.get("content"), str)
+        if not ok:
             raise GraderInputError(
-                f"{where}.input[{i}] must be {{'role': one of {_ROLES}, 'content': text}}, got {msg!r}"
+                f"{where}[{i}] must be {{'role': one of {_ROLES}, 'content': text}}, got {msg!r}"
             )
         extra = sorted(set(msg) - {"role", "content", "type"})
         if extra or msg.get("type", "message") != "message":
-            raise GraderInputError(f"{where}.input[{i}]: unsupported fields {extra or ['type']}")
+            raise GraderInputError(f"{where}[{i}]: unsupported fields {extra or ['type']}")
         messages.append({"role": msg["role"], "content": msg["content"]})
     return messages
+
+
+def check_input(template: Any, where: str) -> list[dict[str, str]]:
+    """The grader's `input` message template."""
+    return check_messages(template, f"{where}.input")
 
 
 def check_fields(spec: Mapping[str, Any], allowed: set[str], where: str) -> None:

@@ -20,7 +20,8 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-_ROLES = {"system", "developer", "user", "assistant"}
+from graders.judge_spec import check_messages
+
 _FIELDS = {
     "model",
     "messages",
@@ -60,23 +61,12 @@ class ChatRequest:
             raise ValueError(f"unsupported fields {unknown}; supported: {sorted(_FIELDS)}")
         if body.get("stream"):
             raise ValueError("stream=true is not supported by rft serve")
-        messages = body.get("messages")
-        if not isinstance(messages, list) or not messages:
-            raise ValueError("'messages' must be a non-empty list")
-        for i, m in enumerate(messages):
-            if (
-                not isinstance(m, Mapping)
-                or m.get("role") not in _ROLES
-                or not isinstance(m.get("content"), str)
-            ):
-                raise ValueError(
-                    f"messages[{i}] must be {{'role': one of {sorted(_ROLES)}, 'content': text}}"
-                )
+        messages = check_messages(body.get("messages"), "messages")
         stop = body.get("stop") or ()
         stop = (stop,) if isinstance(stop, str) else tuple(stop)
         max_tokens = body.get("max_completion_tokens", body.get("max_tokens", 512))
         req = cls(
-            [{"role": m["role"], "content": m["content"]} for m in messages],
+            messages,
             float(_get(body, "temperature", 1.0)),
             float(_get(body, "top_p", 1.0)),
             max_tokens,

@@ -40,7 +40,7 @@ def chat(server: ChatServer, **body: Any) -> httpx.Response:
 @pytest.mark.parametrize(
     "body, message",
     [
-        ({"messages": []}, "'messages' must be a non-empty list"),
+        ({"messages": []}, "messages must be a non-empty list"),
         ({"messages": [{"role": "robot", "content": "hi"}]}, r"messages\[0\] must be"),
         ({"messages": MESSAGES, "temperature": 3}, r"temperature must be in \[0, 2\]"),
         ({"messages": MESSAGES, "top_p": 0}, r"top_p must be in \(0, 1\]"),
@@ -128,7 +128,7 @@ def test_continue_final_message_extends_a_prefill(server: ChatServer) -> None:
     [
         (b"not json", 400, "request body is not JSON"),
         (b'{"model": "other", "messages": []}', 404, "model 'other' is not served here"),
-        (b'{"model": "tiny", "messages": [], "n": 2}', 400, "'messages' must be a non-empty list"),
+        (b'{"model": "tiny", "messages": [], "n": 2}', 400, "messages must be a non-empty list"),
     ],
 )
 def test_errors_use_openai_error_shape(server: ChatServer, content: bytes, status: int, message: str) -> None:
