@@ -272,6 +272,12 @@ def test_label_and_rubric_over_http(fault_server: Any) -> None:
     assert (paris.score, lyon.score) == (1.0, 0.125)
     assert [c["met"] for c in lyon.details["criteria"]] == [False, True, True]
     assert len(fault_server.calls["rubric"]) == 6
+    per_item = ScoreModelGrader.from_spec(
+        rubric_spec(rubric="{{item.rubric}}", **http_spec(fault_server, "ok", "item-rubric"))
+    )
+    assert per_item.grade(Sample("Lyon"), {**ITEM, "rubric": RUBRIC}).score == 0.125
+    with pytest.raises(GraderInputError, match="positive points"):
+        per_item.grade(Sample("Lyon"), {**ITEM, "rubric": [{"criterion": "x", "points": -1}]})
 
 
 def test_retry_after_500_then_success(fault_server: Any) -> None:
