@@ -229,6 +229,8 @@ class ScoreModelGrader(ModelGrader):
             rubric = check_rubric(rubric, f"{where}.rubric")
         lo, hi = check_range(spec.get("range", [0, 1]), where)
         threshold = spec.get("pass_threshold")
+        if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, (int, float))):
+            raise GraderInputError(f"{where}.pass_threshold must be a number, got {threshold!r}")
         if threshold is not None and not lo <= threshold <= hi:
             raise GraderInputError(f"{where}.pass_threshold {threshold} is outside range [{lo:g}, {hi:g}]")
         prefix = check_prefix(spec, where)

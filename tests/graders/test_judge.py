@@ -237,6 +237,7 @@ def test_parse_verdict(completion: Completion, result: Any, error: str | None) -
         ),
         (score_spec(range=[5, 5], model="/no/such/model"), r"range must have min < max, got \[5, 5\]"),
         (score_spec(range=[0, 10], pass_threshold=11, model="/no/such/model"), "outside range"),
+        (score_spec(pass_threshold="high", model="m"), "pass_threshold must be a number"),
         (score_spec(backend="http", model="m"), "needs base_url"),
         (score_spec(model="m", sampling_params={"temprature": 0}), r"unknown keys \['temprature'\]"),
         (score_spec(model="m", base_url="http://x/v1", rubric=RUBRIC), "give 'range' or 'rubric'"),
