@@ -22,6 +22,10 @@ import yaml
 from rft.models import DEFAULT_LORA_TARGETS
 
 
+class ConfigError(ValueError):
+    """A setting a user must fix; the CLI prints it without a traceback."""
+
+
 @dataclass
 class ModelConfig:
     name: str = "default"  # packaged name ("default", "smollm2-135m"), local path or hub id
@@ -176,6 +180,13 @@ def parse_overrides(args: list[str]) -> dict[str, Any]:
     return out
 
 
+def split_args(config: Path | None, extra: list[str]) -> tuple[Path | None, list[str]]:
+    """The CLI's optional config path may have swallowed the first `--section.field` override."""
+    if config is not None and str(config).startswith("--"):
+        return None, [str(config), *extra]
+    return config, list(extra)
+
+
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     merged = dict(base)
     for key, value in extra.items():
@@ -195,14 +206,17 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         try:
             data = yaml.safe_load(Path(path).read_text()) or {}
         except yaml.YAMLError as exc:
-            raise ValueError(f"{path}: not valid YAML: {exc}") from exc
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
         if not isinstance(data, dict):
-            raise ValueError(f"{path}: expected a mapping of sections at the top level")
-    data = _merge(data, parse_overrides(overrides or []))
+            raise ConfigError(f"{path}: expected a mapping of sections at the top level")
+    try:
+        data = _merge(data, parse_overrides(overrides or []))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
     try:
         return from_dict(_merge(RunConfig().to_dict(), data))
     except ValueError as exc:
-        raise ValueError(f"{path or 'config'}: {exc}") from exc
+        raise ConfigError(f"{path or 'config'}: {exc}") from exc
 
 
 def _schema_for(hint: Any) -> dict[str, Any]:

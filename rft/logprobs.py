@@ -1,41 +1,79 @@
-"""Per-token log-probabilities of sampled completions under the current (or reference) policy."""
+"""Per-token log-probabilities of sampled completions under the current (or reference) policy.
+
+GRPO samples G completions of the same prompt, so the prompt is run once per group: its key/value
+cache (which carries gradient to the LoRA weights) is repeated G times and only the completion
+tokens are run per sample. With prompts of ~45 tokens and completions of ~20, that is ~2.5x fewer
+token forwards and backwards than scoring every prompt+completion row separately.
+"""
 
 from __future__ import annotations
 
+import functools
+import inspect
 from typing import Any
 
 import torch
 
 
-def pack(
-    prompt_ids: list[list[int]], completion_ids: list[list[int]], pad_id: int
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Lay out N prompt+completion pairs as one batch.
+def pack_groups(
+    prompts: list[list[int]], completions: list[list[int]], group_size: int, pad_id: int, length: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Lay out B prompts and their B*G completions (group-major) as tensors.
 
-    Prompts are left-padded to P and completions right-padded to T, so every completion starts at
-    column P. Returns input_ids (N, P+T), attention_mask (N, P+T) and completion_mask (N, T).
+    Returns prompt_ids (B, P) and prompt_mask (B, P), left-padded; completion_ids (B*G, T) and
+    completion_mask (B*G, T), right-padded to `length` (default: the longest completion).
     """
-    width = max(len(p) for p in prompt_ids)
-    length = max(1, max(len(c) for c in completion_ids))
-    rows, attn, cmask = [], [], []
-    for p, c in zip(prompt_ids, completion_ids):
-        rows.append([pad_id] * (width - len(p)) + p + c + [pad_id] * (length - len(c)))
-        attn.append([0] * (width - len(p)) + [1] * (len(p) + len(c)) + [0] * (length - len(c)))
-        cmask.append([1.0] * len(c) + [0.0] * (length - len(c)))
-    return torch.tensor(rows), torch.tensor(attn), torch.tensor(cmask)
+    if len(completions) != len(prompts) * group_size:
+        raise ValueError(f"{len(completions)} completions for {len(prompts)} prompts x group_size {group_size}")
+    width = max(len(p) for p in prompts)
+    length = length or max(1, max(len(c) for c in completions))
+    prompt_ids = torch.tensor([[pad_id] * (width - len(p)) + p for p in prompts])
+    prompt_mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+    completion_ids = torch.tensor([c + [pad_id] * (length - len(c)) for c in completions])
+    completion_mask = torch.tensor([[1] * len(c) + [0] * (length - len(c)) for c in completions])
+    return prompt_ids, prompt_mask, completion_ids, completion_mask
 
 
-def completion_logprobs(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, length: int) -> torch.Tensor:
-    """Log-probs (N, T) of the last `length` tokens of each row, given everything before them.
+@functools.cache
+def _cache_kwarg(forward: Any) -> str:
+    """transformers 5 names the cache argument `cache`; 4.x called it `past_key_values`."""
+    return "cache" if "cache" in inspect.signature(forward).parameters else "past_key_values"
 
-    input_ids, attention_mask: (N, P+T) from `pack`. Positions follow the attention mask, as in
-    generation with left padding, so scores match what the sampler saw.
+
+def grouped_completion_logprobs(
+    model: Any,
+    prompt_ids: torch.Tensor,
+    prompt_mask: torch.Tensor,
+    completion_ids: torch.Tensor,
+    completion_mask: torch.Tensor,
+    group_size: int,
+) -> torch.Tensor:
+    """Log-probs (B*G, T) of each completion token given its prompt and the tokens before it.
+
+    prompt_ids, prompt_mask: (B, P) left-padded. completion_ids, completion_mask: (B*G, T),
+    right-padded, group-major. Positions follow the attention mask, as in left-padded generation,
+    so the scores match what the sampler saw. Values at padded positions are meaningless.
     """
-    position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)  # (N, P+T)
-    # Only the logits that predict completion tokens are materialised: (N, T+1, V) instead of (N, P+T, V).
-    logits = model(
-        input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, logits_to_keep=length + 1
-    ).logits[:, :-1, :].float()  # (N, T, V): logits at column P-1+t predict token P+t
-    targets = input_ids[:, -length:]  # (N, T)
-    picked = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # (N, T)
-    return picked - torch.logsumexp(logits, dim=-1)  # (N, T)
+    from transformers import DynamicCache
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    cache = DynamicCache(config=base.config)
+    cache_kw = {_cache_kwarg(type(base).forward): cache}
+    prompt_pos = (prompt_mask.cumsum(-1) - 1).clamp(min=0)  # (B, P)
+    first = model(
+        input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=prompt_pos, use_cache=True,
+        logits_to_keep=1, **cache_kw,
+    ).logits[:, -1, :]  # (B, V): predicts each group's first completion token
+    cache.batch_repeat_interleave(group_size)  # every layer's (B, H, P, D) -> (B*G, H, P, D)
+    length = completion_ids.shape[1]
+    start = prompt_mask.sum(-1).repeat_interleave(group_size).unsqueeze(1)  # (B*G, 1)
+    rest = model(
+        input_ids=completion_ids,
+        attention_mask=torch.cat([prompt_mask.repeat_interleave(group_size, dim=0), completion_mask], dim=1),
+        position_ids=start + torch.arange(length),  # (B*G, T)
+        use_cache=True,
+        **cache_kw,
+    ).logits  # (B*G, T, V): column t predicts token t+1
+    logits = torch.cat([first.repeat_interleave(group_size, dim=0).unsqueeze(1), rest[:, :-1, :]], dim=1).float()
+    picked = logits.gather(-1, completion_ids.unsqueeze(-1)).squeeze(-1)  # (B*G, T)
+    return picked - torch.logsumexp(logits, dim=-1)  # (B*G, T)

@@ -20,17 +20,18 @@ def eval_command(
     """Evaluate the model (optionally with an adapter) on the task's held-out split."""
     import torch
 
-    from rft.config import load_config
+    from rft.config import load_config, split_args
     from rft.eval import evaluate
     from rft.models import load_model
     from rft.sampling.hf import HFSampler
     from tasks.base import load_task
 
     try:
-        cfg = load_config(config, list(ctx.args))
+        cfg = load_config(*split_args(config, ctx.args))
+        task = load_task(cfg.task.name, **cfg.task.options)
     except (ValueError, OSError) as exc:
-        raise typer.BadParameter(str(exc)) from exc
-    task = load_task(cfg.task.name, **cfg.task.options)
+        typer.secho(f"error: {exc}", err=True, fg="red")
+        raise typer.Exit(2) from exc
     model, tokenizer = load_model(cfg.model.name, dtype=getattr(torch, cfg.model.dtype))
     if adapter is not None:
         from peft import PeftModel

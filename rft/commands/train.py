@@ -18,17 +18,18 @@ def train(
     quiet: bool = typer.Option(False, "--quiet", help="no progress bar or summary table"),
 ) -> None:
     """Train a LoRA adapter on a task with the configured recipe (GRPO by default)."""
-    from rft.config import load_config
+    from rft.config import ConfigError, load_config, split_args
     from rft.recipes import RECIPES
 
     try:
-        cfg = load_config(config, list(ctx.args))
-    except (ValueError, OSError) as exc:
-        raise typer.BadParameter(str(exc)) from exc
-    if cfg.algorithm.name not in RECIPES:
-        raise typer.BadParameter(f"algorithm.name {cfg.algorithm.name!r} is not one of {sorted(RECIPES)}")
-    module, attr = RECIPES[cfg.algorithm.name].split(":")
-    summary = getattr(importlib.import_module(module), attr)(cfg, resume=resume, show_progress=not quiet)
+        cfg = load_config(*split_args(config, ctx.args))
+        if cfg.algorithm.name not in RECIPES:
+            raise ConfigError(f"algorithm.name {cfg.algorithm.name!r} is not one of {sorted(RECIPES)}")
+        module, attr = RECIPES[cfg.algorithm.name].split(":")
+        summary = getattr(importlib.import_module(module), attr)(cfg, resume=resume, show_progress=not quiet)
+    except (ConfigError, FileNotFoundError) as exc:
+        typer.secho(f"error: {exc}", err=True, fg="red")
+        raise typer.Exit(2) from exc
     out = Path(cfg.train.output_dir)
     before, after = summary["before"], summary["after"]
     if after is not None:

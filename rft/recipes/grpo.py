@@ -20,9 +20,9 @@ import torch
 
 from rft import checkpoint
 from rft.advantages import ADVANTAGE_ESTIMATORS
-from rft.config import RunConfig
+from rft.config import ConfigError, RunConfig
 from rft.eval import EvalResult, evaluate
-from rft.logprobs import completion_logprobs, pack
+from rft.logprobs import grouped_completion_logprobs, pack_groups
 from rft.losses import AGGREGATIONS, grpo_loss
 from rft.metrics import MetricsLogger
 from rft.models import apply_lora, load_model
@@ -70,37 +70,47 @@ def step_items(items: Sequence[Mapping[str, Any]], step: int, count: int, seed: 
 
 
 def policy_update(
-    model: Any, optimizer: Any, scheduler: Any, rollouts: list[Completion], advantages: torch.Tensor,
+    model: Any, optimizer: Any, scheduler: Any, groups: list[list[Completion]], advantages: torch.Tensor,
     cfg: RunConfig, pad_id: int,
 ) -> dict[str, float]:
-    """One optimizer step per iteration over the rollouts, with gradient accumulation."""
+    """One optimizer step per iteration over the B groups of G rollouts, with gradient accumulation.
+
+    Micro-batches hold whole groups (micro_batch_size // G of them) so each prompt is run once.
+    """
     algo, train = cfg.algorithm, cfg.train
-    input_ids, attention, mask = pack([c.prompt_ids for c in rollouts], [c.token_ids for c in rollouts], pad_id)
-    if algo.mask_truncated:
-        mask = mask * torch.tensor([0.0 if c.truncated else 1.0 for c in rollouts]).unsqueeze(1)  # (N, T)
-    length = mask.shape[1]
-    chunks = [slice(i, i + train.micro_batch_size) for i in range(0, len(rollouts), train.micro_batch_size)]
+    G = algo.group_size
+    n = len(groups) * G
+    length = max(1, max(len(c.token_ids) for g in groups for c in g))
+    per_micro = max(1, train.micro_batch_size // G)
+    micro = []
+    for lo in range(0, len(groups), per_micro):
+        chunk = groups[lo : lo + per_micro]
+        flat = [c for g in chunk for c in g]
+        tensors = pack_groups([g[0].prompt_ids for g in chunk], [c.token_ids for c in flat], G, pad_id, length)
+        mask = tensors[3].float()  # (n_micro, T)
+        if algo.mask_truncated:
+            mask = mask * torch.tensor([0.0 if c.truncated else 1.0 for c in flat]).unsqueeze(1)
+        micro.append((tensors, mask, slice(lo * G, lo * G + len(flat))))
     with torch.no_grad():
-        old = [completion_logprobs(model, input_ids[s], attention[s], length) for s in chunks] \
-            if algo.num_iterations > 1 else None
+        old = [grouped_completion_logprobs(model, *t, G) for t, _, _ in micro] if algo.num_iterations > 1 else None
         ref = None
         if algo.beta > 0:
             with model.disable_adapter():
-                ref = [completion_logprobs(model, input_ids[s], attention[s], length) for s in chunks]
+                ref = [grouped_completion_logprobs(model, *t, G) for t, _, _ in micro]
     params = [p for p in model.parameters() if p.requires_grad]
     totals: dict[str, float] = {}
     for _ in range(algo.num_iterations):
-        for i, s in enumerate(chunks):
-            logprobs = completion_logprobs(model, input_ids[s], attention[s], length)  # (n, T)
+        for i, (tensors, mask, rows) in enumerate(micro):
+            logprobs = grouped_completion_logprobs(model, *tensors, G)  # (n_micro, T)
             loss, metrics = grpo_loss(
-                logprobs, old[i] if old else logprobs, ref[i] if ref else None, advantages[s], mask[s],
+                logprobs, old[i] if old else logprobs, ref[i] if ref else None, advantages[rows], mask,
                 epsilon=algo.epsilon, epsilon_high=algo.epsilon_high, beta=algo.beta,
                 aggregation=algo.aggregation, max_tokens=cfg.sampler.max_new_tokens,
             )
-            # Micro-batch losses are averaged, so the accumulated gradient matches one full batch.
-            (loss * (min(s.stop, len(rollouts)) - s.start) / len(rollouts)).backward()
+            # Micro-batch losses are weighted by their share of rows, so the sum matches one full batch.
+            (loss * (rows.stop - rows.start) / n).backward()
             for key, value in metrics.items():
-                totals[key] = totals.get(key, 0.0) + value / (len(chunks) * algo.num_iterations)
+                totals[key] = totals.get(key, 0.0) + value / (len(micro) * algo.num_iterations)
         totals["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, train.max_grad_norm))
         optimizer.step()
         scheduler.step()
@@ -122,8 +132,11 @@ def _eval_metrics(result: EvalResult) -> dict[str, float]:
 def train(cfg: RunConfig, *, resume: bool = False, show_progress: bool = True) -> dict[str, Any]:
     """Run GRPO as configured; returns the before/after/best held-out results."""
     out = Path(cfg.train.output_dir)
-    task = load_task(cfg.task.name, **cfg.task.options)
-    validate(cfg, task)
+    try:
+        task = load_task(cfg.task.name, **cfg.task.options)
+        validate(cfg, task)
+    except (ValueError, TypeError) as exc:  # GraderInputError is a ValueError
+        raise ConfigError(str(exc)) from exc
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     torch.manual_seed(cfg.train.seed)
@@ -177,7 +190,7 @@ def train(cfg: RunConfig, *, resume: bool = False, show_progress: bool = True) -
             t2 = time.perf_counter()
             rewards = torch.tensor([g.score for g in grades])  # (B*G,)
             advantages, adv_metrics = estimator(rewards, group_size=cfg.algorithm.group_size)
-            update = policy_update(model, optimizer, scheduler, rollouts, advantages, cfg, tokenizer.pad_token_id)
+            update = policy_update(model, optimizer, scheduler, groups, advantages, cfg, tokenizer.pad_token_id)
             t3 = time.perf_counter()
             lengths = [len(c.token_ids) for c in rollouts]
             logger.log(step, grade_metrics | adv_metrics | update | {

@@ -1,0 +1,127 @@
+"""End to end: a few GRPO steps on a tiny random Llama built in the test, checkpoints and --resume."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from graders.similarity import TextSimilarityGrader
+from rft.config import load_config
+from rft.recipes.grpo import train
+from tasks.base import Task
+from tests.tiny_chat import build_chat_model
+
+WORDS = ["apple", "river", "stone", "cloud", "tiger", "piano", "lemon", "orbit", "maple", "coral"]
+
+
+def echo_task(n_train: int = 12, n_test: int = 4) -> Task:
+    """Repeat a word back; fuzzy similarity gives graded rewards even to a random model's babble."""
+    items = [{"word": w, "answer": w} for w in WORDS]
+    return Task(
+        name="echo",
+        train=items[:n_train][: len(items) - n_test],
+        test=items[-n_test:],
+        prompt=lambda item: f"Say {item['word']}",
+        grader=TextSimilarityGrader(reference="{{item.answer}}", evaluation_metric="fuzzy_match", pass_threshold=0.5),
+        reference=lambda item: item["answer"],
+    )
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_chat_model(tmp_path_factory.mktemp("tiny") / "model")
+
+
+def config(model: Path, out: Path, steps: int, **extra: str):
+    overrides = {
+        "model.name": str(model), "task.name": "tests.rft.test_train_e2e:echo_task", "train.steps": str(steps),
+        "train.output_dir": str(out), "train.prompts_per_step": "2", "train.micro_batch_size": "3",
+        "train.checkpoint_interval": "2", "train.lr": "0.01", "algorithm.group_size": "3",
+        "sampler.max_new_tokens": "6", "eval.max_new_tokens": "6", "eval.interval": "2", "lora.rank": "4",
+        "algorithm.beta": "0.05", "algorithm.num_iterations": "2", **extra,
+    }
+    args = [x for k, v in overrides.items() for x in (f"--{k}", v)]
+    return load_config(None, args)
+
+
+def lora_weights(adapter_dir: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(adapter_dir / "adapter_model.safetensors"))
+
+
+def test_grpo_steps_change_every_lora_parameter_and_write_outputs(tiny_model: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    summary = train(config(tiny_model, out, steps=3), show_progress=False)
+
+    # Every LoRA tensor moved away from its initialisation (B starts at 0, A gets gradient from step 2).
+    import peft
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_model)
+    torch.manual_seed(0)
+    init = peft.get_peft_model(base, peft.LoraConfig(r=4, lora_alpha=32, target_modules=[
+        "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]))
+    trained = lora_weights(out / "checkpoint-000003" / "adapter")
+    b_keys = [k for k in trained if "lora_B" in k]
+    assert len(b_keys) == 2 * 7  # 2 layers x 7 target modules
+    for key, value in trained.items():
+        assert value.abs().sum() > 0, key
+    init_state = {k: v for k, v in init.state_dict().items() if "lora_A" in k}
+    for key in (k for k in trained if "lora_A" in k):
+        match = next(v for k, v in init_state.items() if k.replace(".default", "").endswith(key.split("base_model.")[-1]))
+        assert not torch.equal(match, trained[key]), f"{key} did not change"
+
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in rows if "reward_mean" in r]
+    assert [r["step"] for r in steps] == [1, 2, 3]
+    for key in ("reward_std", "kl", "clip_ratio", "grad_norm", "zero_signal_groups", "truncation_rate",
+                "completion_length", "lr", "seconds/sampling", "seconds/grading", "seconds/training"):
+        assert key in steps[-1], key
+    assert [r["step"] for r in rows if "eval/accuracy" in r] == [0, 2, 3]
+    assert (out / "plot.png").stat().st_size > 1000
+    assert (out / "best" / "adapter" / "adapter_config.json").exists()
+    assert json.loads((out / "config.json").read_text())["train"]["steps"] == 3
+    assert summary["before"]["n_items"] == 4 and summary["after"] is not None
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-000002", "checkpoint-000003"]
+    assert len((out / "eval" / "step-000003.jsonl").read_text().splitlines()) == 4
+
+
+def test_resume_continues_exactly(tiny_model: Path, tmp_path: Path) -> None:
+    straight = tmp_path / "straight"
+    train(config(tiny_model, straight, steps=4), show_progress=False)
+
+    resumed = tmp_path / "resumed"
+    train(config(tiny_model, resumed, steps=2), show_progress=False)
+    train(config(tiny_model, resumed, steps=4), resume=True, show_progress=False)
+
+    a = lora_weights(straight / "checkpoint-000004" / "adapter")
+    b = lora_weights(resumed / "checkpoint-000004" / "adapter")
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6, msg=key)
+    logged = [json.loads(x)["step"] for x in (resumed / "metrics.jsonl").read_text().splitlines()]
+    assert [s for s in logged] == [0, 1, 2, 2, 3, 4, 4]  # evals at 0, 2, 4 interleaved with steps
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        (["--algorithm.group_size", "1"], "group_size must be >= 2"),
+        (["--task.name", "no_such_task"], "unknown task"),
+        (["--train.stepz", "3"], "unknown field"),
+        (["--algorithm.aggregation", "mean"], "aggregation"),
+    ],
+)
+def test_bad_settings_fail_before_training(override: list[str], message: str, tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "rft.cli", "train", "--quiet", "--train.output_dir", str(tmp_path), *override],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode != 0
+    assert message in proc.stdout + proc.stderr
+    assert not (tmp_path / "metrics.jsonl").exists()
