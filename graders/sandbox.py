@@ -3,7 +3,7 @@
 Layers, outermost first (see `graders/sandbox_boot.py` for the inside):
 - a new session and process group, stdin closed (or fed test input), a minimal environment without the
   parent's secrets, `python -I -S`, stdout/stderr read concurrently and capped;
-- where `unshare` works: fresh network (no interface up, so no traffic at all), PID (a daemonised
+- where unshare(2) works: fresh network (no interface up, so no traffic at all), PID (a daemonised
   grandchild dies with the run) and mount namespaces, with private size-capped tmpfs over /tmp,
   /var/tmp, /dev/shm, /run/lock and the grader's home, the working directory inside that tmpfs;
 - a fresh unprivileged uid per run when the grader is root, so rlimits on processes apply and every
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import subprocess
 import sys
 import warnings
@@ -41,7 +40,6 @@ from graders.sandbox_process import (
     kill_uid,
     pids_of,
     uid_range,
-    unshare_argv,
 )
 
 __all__ = [
@@ -61,6 +59,13 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+# What a run does first: unshare(2) mount, network and PID namespaces (and a user namespace when not root).
+_PROBE = (
+    "import ctypes, os, sys; libc = ctypes.CDLL(None, use_errno=True); "
+    "flags = 0x20000 | 0x20000000 | 0x40000000 | (0x10000000 if os.getuid() else 0); "
+    "sys.exit(0 if libc.unshare(flags) == 0 else 'unshare: ' + os.strerror(ctypes.get_errno()))"
+)
 
 
 class SandboxUnavailable(RuntimeError):
@@ -100,16 +105,15 @@ def isolation_info(requested: str = "auto") -> IsolationInfo:
     """Detect (once) what isolation works here; warn loudly when falling back to none."""
     if requested == "auto":
         requested = os.environ.get("RFT_SANDBOX_ISOLATION", "auto")
-    unshare, bwrap = shutil.which("unshare"), shutil.which("bwrap")
     mode, notes = "none", []
     if requested not in ("auto", "namespaces", "none"):
         raise ValueError(f"sandbox isolation must be auto, namespaces or none, got {requested!r}")
-    if requested != "none" and unshare:
-        probe = subprocess.run([*unshare_argv(unshare), "true"], capture_output=True, text=True, check=False)
+    if requested != "none":
+        probe = subprocess.run([sys.executable, "-I", "-S", "-c", _PROBE], capture_output=True, text=True)
         if probe.returncode == 0:
             mode = "namespaces"
         else:
-            notes.append(f"unshare failed: {probe.stderr.strip()[:200]}")
+            notes.append(f"creating namespaces failed: {(probe.stderr or probe.stdout).strip()[-200:]}")
     if mode == "none":
         if requested == "namespaces":
             raise SandboxUnavailable(f"namespace isolation requested but unavailable: {notes}")
@@ -118,7 +122,7 @@ def isolation_info(requested: str = "auto") -> IsolationInfo:
             "PIDs and /tmp; only rlimits, a separate uid and an in-process audit hook contain it"
         )
     drops = os.geteuid() == 0
-    info = IsolationInfo(mode, drops, _interpreter(drops and mode == "none"), unshare, bwrap, tuple(notes))
+    info = IsolationInfo(mode, drops, _interpreter(drops and mode == "none"), tuple(notes))
     for note in notes:
         if "WARNING" in note:
             warnings.warn(note, RuntimeWarning, stacklevel=2)

@@ -1,8 +1,9 @@
 """One sandboxed child process and the call session built on it (see `graders.sandbox` for the design).
 
-`Process` spawns `python -I -S sandbox_boot.py` (inside `unshare` when namespaces are available), pumps its
-pipes in the caller's thread, enforces the wall-clock deadline, reaps it with its CPU usage and removes
-every trace. `Session` is a loaded submission answering calls; expected values never leave this process.
+`Process` has a run forked by the fork server (`graders/sandbox_zygote.py`, one clean `python -I -S` per
+grader process and interpreter), pumps its pipes in the caller's thread, enforces the wall-clock deadline,
+collects its exit status and CPU time and removes every trace. `Session` is a loaded submission answering
+calls; expected values never leave this process.
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ import os
 import select
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -27,14 +30,13 @@ from graders import sandbox_boot
 from graders.base import GraderInputError
 from graders.sandbox_boot import EXIT_MEMORY, decode, send_frame
 
-# Imported rather than run as a script, so the child loads its cached bytecode instead of compiling it;
+# Imported rather than run as a script, so the server loads cached bytecode instead of compiling it;
 # its folder goes last on the path so sibling modules (graders/string.py...) never shadow the stdlib.
-BOOT = (
+ZYGOTE = (
     f"import sys; sys.path.append({os.path.dirname(os.path.abspath(sandbox_boot.__file__))!r}); "
-    "import sandbox_boot; sys.path.pop(); sandbox_boot.main(sys.argv)"
+    "import sandbox_zygote; sys.path.pop(); sandbox_zygote.serve(int(sys.argv[1]))"
 )
 STATUSES = ("ok", "timeout", "memory", "killed", "error")
-_UNSHARE = ["--net", "--pid", "--mount", "--fork", "--mount-proc", "--kill-child"]
 _HIDDEN = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock")
 _ENV = {
     "PATH": "/usr/local/bin:/usr/bin:/bin",
@@ -96,8 +98,6 @@ class IsolationInfo:
     mode: str  # "namespaces" or "none"
     drops_uid: bool
     interpreter: str
-    unshare: str | None
-    bwrap: str | None
     warnings: tuple[str, ...] = field(default_factory=tuple)
 
     def to_dict(self) -> dict[str, Any]:
@@ -115,10 +115,6 @@ class SandboxDied(BaseException):
 
 class CandidateError(Exception):
     """The candidate raised an exception that is not a builtin one; the message names its type."""
-
-
-def unshare_argv(unshare: str) -> list[str]:
-    return [unshare, *(["--user", "--map-root-user"] if os.geteuid() != 0 else []), *_UNSHARE]
 
 
 def _keep_paths(hidden: Sequence[str], interpreter: str) -> list[str]:
@@ -173,6 +169,59 @@ def _poll(readers: list[int], writer: int | None, timeout_s: float) -> set[int]:
     return {fd for fd, _ in poller.poll(max(0.0, timeout_s) * 1000)}
 
 
+def _read_status(fd: int) -> tuple[int, float]:
+    """The run's wait status and CPU seconds from its status pipe (written by the fork server on reaping)."""
+    data = b""
+    while chunk := os.read(fd, 4096):
+        data += chunk
+    if not data:
+        return 0x7F00, 0.0  # the fork server died: report exit status 127
+    status, cpu = marshal.loads(data)
+    return int(status), float(cpu)
+
+
+class _Zygote:
+    """Client of one fork server per (grader process, interpreter); restarted if it dies."""
+
+    _lock = threading.Lock()
+    _servers: dict[tuple[int, str], _Zygote] = {}
+
+    def __init__(self, interpreter: str) -> None:
+        self.sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.popen = subprocess.Popen(
+            [interpreter, "-I", "-S", "-c", ZYGOTE, str(theirs.fileno())],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            pass_fds=(theirs.fileno(),),
+            env=dict(_ENV),
+            start_new_session=True,
+            cwd="/",
+        )
+        theirs.close()
+
+    @classmethod
+    def get(cls, info: IsolationInfo) -> _Zygote:
+        with cls._lock:
+            key = (os.getpid(), info.interpreter)
+            server = cls._servers.get(key)
+            if server is None or server.popen.poll() is not None:
+                server = cls._servers[key] = cls(info.interpreter)
+            return server
+
+    def spawn(self, mode: str, fds: list[int]) -> tuple[int, int]:
+        """Fork a run with `fds` as its stdin, stdout, stderr, request and reply pipes; (pid, status fd)."""
+        status_r, status_w = os.pipe()
+        try:
+            socket.send_fds(self.sock, [mode.encode()], [*fds, status_w])
+        finally:
+            os.close(status_w)
+        head = os.read(status_r, 8) if _poll([status_r], None, 30.0) else b""
+        if len(head) < 8:
+            os.close(status_r)
+            raise RuntimeError("the sandbox fork server did not start the run")
+        return int.from_bytes(head, "big"), status_r
+
+
 class Process:
     """One sandboxed child: spawned, pumped, killed on deadline, reaped with its rusage, cleaned up."""
 
@@ -182,26 +231,19 @@ class Process:
         self.workdir = None if info.mode == "namespaces" else tempfile.mkdtemp(prefix="rft-sbx-")
         self.kill_reason: str | None = None
         self.out = {1: bytearray(), 2: bytearray()}
+        stdin_r, self.writer = os.pipe() if stdin else (os.open(os.devnull, os.O_RDONLY), None)
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
         req_r, self.req_w = os.pipe()
         self.resp_r, resp_w = os.pipe()
-        argv = [info.interpreter, "-I", "-S", "-c", BOOT, str(req_r), str(resp_w)]
-        if info.mode == "namespaces":
-            argv = [*unshare_argv(info.unshare or "unshare"), *argv]
         self.start = time.monotonic()
         self.deadline = self.start + limits.wall_s
-        self.popen = subprocess.Popen(
-            argv,
-            stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=dict(_ENV),
-            pass_fds=(req_r, resp_w),
-            start_new_session=True,
-            cwd="/",
-        )
-        os.close(req_r)
-        os.close(resp_w)
-        self.pidfd = os.pidfd_open(self.popen.pid)
+        child_ends = [stdin_r, out_w, err_w, req_r, resp_w]
+        try:
+            self.pid, self.status_r = _Zygote.get(info).spawn(info.mode, child_ends)
+        finally:
+            for fd in child_ends:
+                os.close(fd)
         home = os.path.realpath(os.path.expanduser("~"))
         hidden = [p for p in (*_HIDDEN, home) if os.path.isdir(p) and p != "/"]
         cfg = {
@@ -217,8 +259,7 @@ class Process:
             "tmpfs_mb": limits.tmpfs_mb,
         }
         self.send(marshal.dumps(cfg))
-        self.streams = {self.popen.stdout.fileno(): 1, self.popen.stderr.fileno(): 2}
-        self.writer = self.popen.stdin.fileno() if self.popen.stdin else None
+        self.streams = {out_r: 1, err_r: 2}
         self.pending = memoryview(stdin)
 
     def send(self, payload: bytes) -> bool:
@@ -264,16 +305,17 @@ class Process:
         except OSError:
             self.pending = self.pending[:0]
         if not self.pending:
-            self.popen.stdin.close()
+            os.close(self.writer)
             self.writer = None
 
     def kill(self, reason: str) -> None:
         if self.kill_reason is None:
             self.kill_reason = reason
-        try:
-            os.killpg(self.popen.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        for kill in (os.killpg, os.kill):
+            try:
+                kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         if self.uid is not None:
             kill_uid(self.uid)
 
@@ -283,10 +325,10 @@ class Process:
     def finish(self) -> RunResult:
         """Wait until the deadline, kill if needed, reap, remove every trace, map the outcome to a status."""
         os.close(self.req_w)
-        if not self.wait_for(self.pidfd):
+        if not self.wait_for(self.status_r):
             self.kill("wall-clock limit exceeded")
-        _, wait_status, usage = os.wait4(self.popen.pid, 0)
-        self.popen.returncode = rc = os.waitstatus_to_exitcode(wait_status)
+        wait_status, cpu = _read_status(self.status_r)
+        rc = os.waitstatus_to_exitcode(wait_status)
         if self.info.mode == "namespaces" and 128 < rc < 128 + signal.NSIG and not self.kill_reason:
             rc = 128 - rc  # the namespace's init reports a signal death of the submission as 128 + signal
         wall = time.monotonic() - self.start
@@ -296,21 +338,18 @@ class Process:
         while self.streams and (left := end - time.monotonic()) > 0:
             for fd in _poll(list(self.streams), None, left):
                 self._read(fd)
-        for fd in (self.pidfd, self.resp_r):
+        for fd in (self.status_r, self.resp_r, *self.streams, *([self.writer] if self.writer else [])):
             os.close(fd)
-        for stream in (self.popen.stdout, self.popen.stderr, self.popen.stdin):
-            if stream:
-                stream.close()
         if self.workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
-        status, reason = self._status(rc, usage.ru_utime + usage.ru_stime)
+        status, reason = self._status(rc, cpu)
         return RunResult(
             status,
             rc,
             self.out[1].decode(errors="replace"),
             self.out[2].decode(errors="replace"),
             wall,
-            usage.ru_utime + usage.ru_stime,
+            cpu,
             reason,
             self.info.mode,
             self.uid,

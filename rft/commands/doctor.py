@@ -85,7 +85,7 @@ def doctor(
         return
     box = report["sandbox"]
     typer.echo(f"sandbox isolation: {box['mode']}")
-    for key in ("drops_uid", "interpreter", "unshare", "bwrap", "probe", "error"):
+    for key in ("drops_uid", "interpreter", "probe", "error"):
         if key in box:
             typer.echo(f"  {key}: {box[key]}")
     for note in box.get("warnings", ()):
