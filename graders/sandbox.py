@@ -36,11 +36,11 @@ from graders.sandbox_process import (
     Process,
     RunResult,
     SandboxDied,
-    Session,
     kill_uid,
     pids_of,
     uid_range,
 )
+from graders.sandbox_session import Session
 
 __all__ = [
     "STATUSES",

@@ -3,14 +3,12 @@
 `Process` has a run forked by the fork server (`graders/sandbox_zygote.py`, one clean `python -I -S` per
 grader process and interpreter), pumps its pipes in the caller's thread, enforces the wall-clock deadline,
 collects its exit status and CPU time and removes every trace. `Session` is a loaded submission answering
-calls; expected values never leave this process.
+calls (`graders/sandbox_session.py`).
 """
 
 from __future__ import annotations
 
-import builtins
 import itertools
-import json
 import marshal
 import os
 import select
@@ -27,8 +25,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from graders import sandbox_boot
-from graders.base import GraderInputError
-from graders.sandbox_boot import EXIT_MEMORY, decode, send_frame
+from graders.sandbox_boot import EXIT_MEMORY, send_frame
 
 # Imported rather than run as a script, so the server loads cached bytecode instead of compiling it;
 # its folder goes last on the path so sibling modules (graders/string.py...) never shadow the stdlib.
@@ -367,82 +364,3 @@ class Process:
         if rc < 0:
             return "killed", f"killed by {signal.Signals(-rc).name}"
         return ("error", f"exit status {rc}") if rc else ("ok", None)
-
-
-class Session:
-    """A loaded submission answering function calls; expected values stay in this (the parent) process."""
-
-    def __init__(self, proc: Process) -> None:
-        self.proc = proc
-        self.result: RunResult | None = None
-        self.names: list[str] = []
-        self._buf = b""
-        ready = self._reply()
-        names = ready.get("ready")
-        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-            self._die(None if "load_error" in ready else "malformed ready message")
-        self.names = names
-
-    def _die(self, reason: str | None = None) -> None:
-        if reason:
-            self.proc.kill(reason)
-        result = self.close()
-        if result.status == "ok":
-            result.status, result.reason = "error", "the submission exited before answering every call"
-        raise SandboxDied(result)
-
-    def _reply(self) -> dict[str, Any]:
-        """Read one JSON line from the child before the deadline; a dead or silent child ends the session."""
-        if self.result is not None:
-            raise SandboxDied(self.result)
-        while b"\n" not in self._buf:
-            if not self.proc.wait_for(self.proc.resp_r):
-                self._die("wall-clock limit exceeded")
-            chunk = os.read(self.proc.resp_r, 1 << 20)
-            if not chunk:
-                self._die()
-            self._buf += chunk
-            if len(self._buf) > self.proc.limits.max_reply_bytes:
-                self._die("reply size limit exceeded")
-        line, self._buf = self._buf.split(b"\n", 1)
-        try:
-            reply = json.loads(line)
-        except (ValueError, RecursionError):
-            reply = None
-        if not isinstance(reply, dict):
-            self._die("unreadable reply")
-        return reply
-
-    def call(self, fn: str, *args: Any, **kwargs: Any) -> Any:
-        """Call `fn` inside the sandbox; its exception is re-raised as the same builtin type if it is one."""
-        if self.result is not None:
-            raise SandboxDied(self.result)
-        try:
-            msg = marshal.dumps((fn, args, kwargs))
-        except ValueError as exc:
-            raise GraderInputError(f"cannot pass the arguments of {fn}() into the sandbox: {exc}") from exc
-        if not self.proc.send(msg):
-            self._die()
-        reply = self._reply()
-        if "ok" in reply:
-            try:
-                return decode(reply["ok"])
-            except (ValueError, TypeError, RecursionError):
-                self._die("unreadable reply")
-        name, _, text = str(reply.get("exc", "")).partition(": ")
-        builtin = getattr(builtins, name, None)
-        if isinstance(builtin, type) and issubclass(builtin, Exception):
-            raise builtin(text)
-        raise CandidateError(reply.get("exc", "malformed reply"))
-
-    def __enter__(self) -> Session:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> RunResult:
-        """End the session (idempotent) and return how the process ended."""
-        if self.result is None:
-            self.result = self.proc.finish()
-        return self.result

@@ -1,0 +1,92 @@
+"""A loaded submission answering function calls inside the sandbox; expected values never leave the grader."""
+
+from __future__ import annotations
+
+import builtins
+import json
+import marshal
+import os
+from typing import Any
+
+from graders.base import GraderInputError
+from graders.sandbox_boot import decode
+from graders.sandbox_process import CandidateError, Process, RunResult, SandboxDied
+
+
+class Session:
+    """A loaded submission answering function calls; expected values stay in this (the parent) process."""
+
+    def __init__(self, proc: Process) -> None:
+        self.proc = proc
+        self.result: RunResult | None = None
+        self.names: list[str] = []
+        self._buf = b""
+        ready = self._reply()
+        names = ready.get("ready")
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            self._die(None if "load_error" in ready else "malformed ready message")
+        self.names = names
+
+    def _die(self, reason: str | None = None) -> None:
+        if reason:
+            self.proc.kill(reason)
+        result = self.close()
+        if result.status == "ok":
+            result.status, result.reason = "error", "the submission exited before answering every call"
+        raise SandboxDied(result)
+
+    def _reply(self) -> dict[str, Any]:
+        """Read one JSON line from the child before the deadline; a dead or silent child ends the session."""
+        if self.result is not None:
+            raise SandboxDied(self.result)
+        while b"\n" not in self._buf:
+            if not self.proc.wait_for(self.proc.resp_r):
+                self._die("wall-clock limit exceeded")
+            chunk = os.read(self.proc.resp_r, 1 << 20)
+            if not chunk:
+                self._die()
+            self._buf += chunk
+            if len(self._buf) > self.proc.limits.max_reply_bytes:
+                self._die("reply size limit exceeded")
+        line, self._buf = self._buf.split(b"\n", 1)
+        try:
+            reply = json.loads(line)
+        except (ValueError, RecursionError):
+            reply = None
+        if not isinstance(reply, dict):
+            self._die("unreadable reply")
+        return reply
+
+    def call(self, fn: str, *args: Any, **kwargs: Any) -> Any:
+        """Call `fn` inside the sandbox; its exception is re-raised as the same builtin type if it is one."""
+        if self.result is not None:
+            raise SandboxDied(self.result)
+        try:
+            msg = marshal.dumps((fn, args, kwargs))
+        except ValueError as exc:
+            raise GraderInputError(f"cannot pass the arguments of {fn}() into the sandbox: {exc}") from exc
+        if not self.proc.send(msg):
+            self._die()
+        reply = self._reply()
+        if "ok" in reply:
+            try:
+                return decode(reply["ok"])
+            except (ValueError, TypeError, RecursionError):
+                self._die("unreadable reply")
+        name, _, text = str(reply.get("exc", "")).partition(": ")
+        builtin = getattr(builtins, name, None)
+        if isinstance(builtin, type) and issubclass(builtin, Exception):
+            raise builtin(text)
+        raise CandidateError(reply.get("exc", "malformed reply"))
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> RunResult:
+        """End the session (idempotent) and return how the process ended."""
+        if self.result is None:
+            self.result = self.proc.finish()
+        return self.result
