@@ -154,6 +154,7 @@ class PreflightReport:
             "truncated_share": self.truncated_share,
             "grader_errors": self.errors,
             "pass_histogram": self.pass_histogram(),
+            "grader_metrics": self.extra,
             "seconds": self.seconds,
             "per_prompt": [dataclasses.asdict(p) for p in self.prompts],
         }

@@ -41,7 +41,7 @@ def _summary_rows(report: Any, group_size: int) -> list[tuple[str, str]]:
             f"{100 * report.no_signal_estimate(group_size):.1f}%",
         ),
         ("truncated completions", f"{100 * report.truncated_share:.1f}%"),
-        ("grader errors", str(report.errors)),
+        ("grader errors (timeouts)", f"{report.errors} ({int(report.extra.get('grader_timeouts', 0))})"),
         ("seconds", f"{report.seconds:.1f}"),
     ]
 
