@@ -109,7 +109,9 @@ def isolation_info(requested: str = "auto") -> IsolationInfo:
     if requested not in ("auto", "namespaces", "none"):
         raise ValueError(f"sandbox isolation must be auto, namespaces or none, got {requested!r}")
     if requested != "none":
-        probe = subprocess.run([sys.executable, "-I", "-S", "-c", _PROBE], capture_output=True, text=True)
+        probe = subprocess.run(
+            [sys.executable, "-I", "-S", "-c", _PROBE], capture_output=True, text=True, check=False
+        )
         if probe.returncode == 0:
             mode = "namespaces"
         else:

@@ -181,7 +181,7 @@ class _Zygote:
     """Client of one fork server per (grader process, interpreter); restarted if it dies."""
 
     _lock = threading.Lock()
-    _servers: dict[tuple[int, str], _Zygote] = {}
+    _servers: dict[tuple[int, str], _Zygote] = {}  # noqa: RUF012 - one shared registry
 
     def __init__(self, interpreter: str) -> None:
         self.sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)

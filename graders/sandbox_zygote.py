@@ -78,7 +78,7 @@ def _child(namespaces: bool, fds: list[int]) -> None:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
         if not isinstance(exc.code, (int, type(None))):
             sys.stderr.write(f"{exc.code}\n")
-    except BaseException:
+    except BaseException:  # noqa: BLE001 - the run must always end through os._exit
         import traceback
 
         traceback.print_exc()
