@@ -49,9 +49,9 @@ class TaskConfig:
 @dataclass
 class SamplerConfig:
     backend: str = "hf"  # generation backend (see rft.sampling.BACKENDS)
-    temperature: float = 1.0  # sampling temperature for training rollouts
+    temperature: float = 0.8  # sampling temperature for training rollouts
     top_p: float = 1.0  # nucleus sampling for training rollouts
-    max_new_tokens: int = 48  # completion length cap; longer completions are marked truncated
+    max_new_tokens: int = 24  # completion length cap; longer completions are marked truncated
 
 
 @dataclass
@@ -69,10 +69,10 @@ class AlgorithmConfig:
 
 @dataclass
 class TrainConfig:
-    steps: int = 40  # optimizer steps, each on one freshly sampled batch
+    steps: int = 30  # optimizer steps, each on one freshly sampled batch
     prompts_per_step: int = 4  # B: prompts per step (B * G completions)
     micro_batch_size: int = 16  # completions per forward/backward (gradient accumulation)
-    lr: float = 2e-4  # AdamW peak learning rate
+    lr: float = 5e-4  # AdamW peak learning rate
     warmup_steps: int = 2  # linear warm-up steps, then constant
     weight_decay: float = 0.0  # AdamW weight decay on LoRA weights
     max_grad_norm: float = 1.0  # gradient clipping norm
@@ -85,11 +85,11 @@ class TrainConfig:
 
 @dataclass
 class EvalConfig:
-    interval: int = 20  # evaluate on held-out items every N steps (and before and after training)
+    interval: int = 10  # evaluate on held-out items every N steps (and before and after training)
     limit: int = 200  # held-out items used (0 = all)
     samples: int = 1  # k samples per item; k > 1 reports pass@k
     temperature: float = 0.0  # 0 = greedy
-    max_new_tokens: int = 48  # completion length cap during evaluation
+    max_new_tokens: int = 24  # completion length cap during evaluation
     batch_size: int = 64  # prompts per generate call
 
 
