@@ -84,7 +84,7 @@ def preflight_command(
     as_json: bool = typer.Option(False, "--json", help="print the report as JSON instead of tables"),
 ) -> None:
     """Sample the model on training prompts and report how many it always / never solves."""
-    from rft.commands.tasks import _options
+    from rft.commands.tasks import parse_options
     from rft.models import load_model
     from rft.preflight import KEEP, preflight, write_signal_items
     from rft.sampling.hf import HFSampler
@@ -93,7 +93,7 @@ def preflight_command(
     try:
         if keep not in KEEP:
             raise ValueError(f"--keep must be one of {sorted(KEEP)}, got {keep!r}")
-        loaded = load_task(task, **_options(option))
+        loaded = load_task(task, **parse_options(option))
         policy, tokenizer = load_model(model)
         report = preflight(
             loaded, HFSampler(policy, tokenizer), n_prompts=prompts, samples=samples, temperature=temperature,
@@ -109,7 +109,7 @@ def preflight_command(
         _print_report(loaded.name, report, group)
     if filter_out is not None:
         written = write_signal_items(filter_out, loaded, report, keep)
-        options = {"base_task": task, "train_file": str(filter_out), **_options(option)}
+        options = {"base_task": task, "train_file": str(filter_out), **parse_options(option)}
         partial = ""
         if len(report.prompts) < report.n_train:
             partial = f" (checked {len(report.prompts)} of {report.n_train}; --prompts 0 checks all)"

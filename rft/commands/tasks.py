@@ -8,7 +8,7 @@ from typing import Any
 import typer
 
 
-def _options(pairs: list[str]) -> dict[str, Any]:
+def parse_options(pairs: list[str]) -> dict[str, Any]:
     """`key=value` pairs; values are parsed as JSON when they can be (`digits=3`, `ops="+-*"`)."""
     out: dict[str, Any] = {}
     for pair in pairs:
@@ -92,6 +92,6 @@ def register(app: typer.Typer) -> None:
         """Print a few rendered prompts with their references."""
         if split not in ("train", "test"):
             raise typer.BadParameter(f"split must be train or test, got {split!r}", param_hint="--split")
-        show_task(name, n, split, _options(option))
+        show_task(name, n, split, parse_options(option))
 
     app.add_typer(tasks_app, name="tasks")
