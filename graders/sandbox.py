@@ -1,8 +1,10 @@
 """Run untrusted Python in a separate, isolated, resource-limited process that can never hang the grader.
 
 Layers, outermost first (see `graders/sandbox_boot.py` for the inside):
+- each run is forked from a clean `python -I -S` fork server started once per grader process
+  (`graders/sandbox_zygote.py`), which costs a fraction of starting an interpreter per run;
 - a new session and process group, stdin closed (or fed test input), a minimal environment without the
-  parent's secrets, `python -I -S`, stdout/stderr read concurrently and capped;
+  parent's secrets, stdout/stderr read concurrently and capped;
 - where unshare(2) works: fresh network (no interface up, so no traffic at all), PID (a daemonised
   grandchild dies with the run) and mount namespaces, with private size-capped tmpfs over /tmp,
   /var/tmp, /dev/shm, /run/lock and the grader's home, the working directory inside that tmpfs;

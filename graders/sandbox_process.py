@@ -238,6 +238,10 @@ class Process:
         child_ends = [stdin_r, out_w, err_w, req_r, resp_w]
         try:
             self.pid, self.status_r = _Zygote.get(info).spawn(info.mode, child_ends)
+        except BaseException:
+            for fd in (out_r, err_r, self.req_w, self.resp_r, *([self.writer] if self.writer else [])):
+                os.close(fd)
+            raise
         finally:
             for fd in child_ends:
                 os.close(fd)
@@ -256,7 +260,8 @@ class Process:
             "tmpfs_mb": limits.tmpfs_mb,
         }
         self.send(marshal.dumps(cfg))
-        self.streams = {out_r: 1, err_r: 2}
+        self.streams = {out_r: 1, err_r: 2}  # still open for reading; both are closed in finish()
+        self.out_fds = (out_r, err_r)
         self.pending = memoryview(stdin)
 
     def send(self, payload: bytes) -> bool:
@@ -335,7 +340,7 @@ class Process:
         while self.streams and (left := end - time.monotonic()) > 0:
             for fd in _poll(list(self.streams), None, left):
                 self._read(fd)
-        for fd in (self.status_r, self.resp_r, *self.streams, *([self.writer] if self.writer else [])):
+        for fd in (self.status_r, self.resp_r, *self.out_fds, *([self.writer] if self.writer else [])):
             os.close(fd)
         if self.workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)

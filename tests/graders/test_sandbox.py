@@ -16,6 +16,7 @@ from graders.base import GraderInputError
 from graders.code import CodeGrader
 from graders.sandbox import Limits, Sandbox, SandboxDied, isolation_info, pids_of, uid_range
 from graders.sandbox_boot import decode, dump
+from graders.sandbox_process import _Zygote
 
 FAST = Limits(wall_s=2.0, memory_mb=256)
 MARK = "rft-escape-probe"
@@ -295,6 +296,22 @@ def test_codec_rejects_subclasses_that_could_lie() -> None:
 
     with pytest.raises(TypeError):
         dump([Liar(1)])
+
+
+def test_no_descriptor_leaks_and_fork_server_restarts(sandbox: Sandbox) -> None:
+    """Runs leave no open fds behind; a killed fork server is replaced on the next run."""
+    sandbox.run("pass")
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(5):
+        assert sandbox.run("print(1)").stdout == "1\n"
+        with sandbox.session("def f():\n    return 2\n") as session:
+            assert session.call("f") == 2
+    assert len(os.listdir("/proc/self/fd")) == before
+    server = _Zygote.get(sandbox.info)
+    server.popen.kill()
+    server.popen.wait()
+    assert sandbox.run("print(3)").stdout == "3\n"
+    assert _Zygote.get(sandbox.info) is not server
 
 
 def test_source_size_limit(sandbox: Sandbox) -> None:
