@@ -26,9 +26,7 @@ import sys
 import warnings
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from functools import cache
-from typing import Any
 
 from graders.sandbox_process import (
     STATUSES,
@@ -168,8 +166,3 @@ class Sandbox:
         """Run (source, stdin) jobs concurrently, one per core by default, in order."""
         with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
             return list(pool.map(lambda job: self.run(*job), jobs))
-
-    def with_limits(self, **changes: Any) -> Sandbox:
-        out = Sandbox.__new__(Sandbox)
-        out.limits, out.info = replace(self.limits, **changes), self.info
-        return out

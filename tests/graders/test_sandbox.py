@@ -314,6 +314,11 @@ def test_no_descriptor_leaks_and_fork_server_restarts(sandbox: Sandbox) -> None:
     assert _Zygote.get(sandbox.info) is not server
 
 
+def test_extra_files_are_in_the_working_directory(sandbox: Sandbox) -> None:
+    result = sandbox.run("print(open('data.txt').read().upper())", files={"data.txt": "abc"})
+    assert (result.status, result.stdout) == ("ok", "ABC\n")
+
+
 def test_source_size_limit(sandbox: Sandbox) -> None:
     result = sandbox.run("x = 1\n" * 100_000)
     assert (result.status, result.reason) == ("error", "source size limit exceeded")
