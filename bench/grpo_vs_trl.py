@@ -41,6 +41,7 @@ class SideResult:
     wall_seconds: float
     completion_lengths: list[float] = field(default_factory=list)
     load: tuple[float, float] = (0.0, 0.0)  # 1-minute load average before and after: other work skews timings
+    phases: dict[str, float] = field(default_factory=dict)  # mean seconds per phase after warm-up (ours only)
 
     @property
     def per_step(self) -> float:
@@ -99,8 +100,11 @@ def run_ours(args: argparse.Namespace, task: Any, out: Path) -> SideResult:
     train(cfg, resume=False, show_progress=False)
     wall = time.perf_counter() - start
     rows = [r for r in read_metrics(out / "metrics.jsonl") if "seconds/training" in r]
-    seconds = [r["seconds/sampling"] + r["seconds/grading"] + r["seconds/training"] for r in rows]
-    return SideResult("ours", seconds, wall, [r["completion_length"] for r in rows])
+    keys = ("seconds/sampling", "seconds/grading", "seconds/training")
+    seconds = [sum(r[k] for k in keys) for r in rows]
+    timed = rows[1:] or rows
+    phases = {k.split("/")[1]: statistics.fmean(r[k] for r in timed) for k in keys}
+    return SideResult("ours", seconds, wall, [r["completion_length"] for r in rows], phases=phases)
 
 
 def trl_dataset(task: Any, args: argparse.Namespace) -> Any:
@@ -200,6 +204,9 @@ def report(args: argparse.Namespace, results: list[SideResult]) -> str:
         length = statistics.fmean(r.completion_lengths) if r.completion_lengths else float("nan")
         load = f"{r.load[0]:.1f}->{r.load[1]:.1f}"
         lines.append(f"{r.name:<6} {r.per_step:>8.2f} {steps:<40} {length:>9.1f} {r.wall_seconds:>8.1f} {load:>11}")
+    for r in results:
+        if r.phases:
+            lines.append(f"{r.name} per step after warm-up: " + ", ".join(f"{k} {v:.2f} s" for k, v in r.phases.items()))
     by_name = {r.name: r for r in results}
     if len(by_name) == 2:
         ratio = by_name["ours"].per_step / by_name["TRL"].per_step
