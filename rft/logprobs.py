@@ -8,11 +8,11 @@ token forwards and backwards than scoring every prompt+completion row separately
 
 from __future__ import annotations
 
-import functools
-import inspect
 from typing import Any
 
 import torch
+
+from rft.models import new_cache
 
 
 def pack_groups(
@@ -34,12 +34,6 @@ def pack_groups(
     return prompt_ids, prompt_mask, completion_ids, completion_mask
 
 
-@functools.cache
-def _cache_kwarg(forward: Any) -> str:
-    """transformers 5 names the cache argument `cache`; 4.x called it `past_key_values`."""
-    return "cache" if "cache" in inspect.signature(forward).parameters else "past_key_values"
-
-
 def grouped_completion_logprobs(
     model: Any,
     prompt_ids: torch.Tensor,
@@ -54,11 +48,8 @@ def grouped_completion_logprobs(
     right-padded, group-major. Positions follow the attention mask, as in left-padded generation,
     so the scores match what the sampler saw. Values at padded positions are meaningless.
     """
-    from transformers import DynamicCache
-
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    cache = DynamicCache(config=base.config)
-    cache_kw = {_cache_kwarg(type(base).forward): cache}
+    cache_kw = new_cache(model)
+    (cache,) = cache_kw.values()
     prompt_pos = (prompt_mask.cumsum(-1) - 1).clamp(min=0)  # (B, P)
     first = model(
         input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=prompt_pos, use_cache=True,

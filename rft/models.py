@@ -9,6 +9,7 @@ cached once as an ordinary safetensors checkpoint so later runs load in seconds.
 from __future__ import annotations
 
 import importlib.metadata
+import inspect
 import os
 import shutil
 import tempfile
@@ -113,6 +114,18 @@ def load_model(
     model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or torch.float32)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     return model, tokenizer
+
+
+def new_cache(model: Any) -> dict[str, Any]:
+    """An empty KV cache as the keyword argument this transformers version expects.
+
+    transformers 5 calls the argument `cache` (4.x: `past_key_values`); peft models pass it through.
+    """
+    from transformers import DynamicCache
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    name = "cache" if "cache" in inspect.signature(type(base).forward).parameters else "past_key_values"
+    return {name: DynamicCache(config=base.config)}
 
 
 def apply_lora(model: Any, *, rank: int, alpha: float, dropout: float, target_modules: tuple[str, ...]) -> Any:

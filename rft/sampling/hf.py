@@ -6,6 +6,7 @@ from typing import Any
 
 import torch
 
+from rft.models import new_cache
 from rft.sampling.base import Completion, Messages, SamplingParams
 
 
@@ -36,8 +37,6 @@ class HFSampler:
         # Left padding keeps every prompt's last token at the same position for generation.
         input_ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompt_ids])  # (B, P)
         attention = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompt_ids])  # (B, P)
-        input_ids = input_ids.repeat_interleave(params.n, dim=0)  # (B*G, P), group-major
-        attention = attention.repeat_interleave(params.n, dim=0)
         greedy = params.temperature <= 0
         kwargs: dict[str, Any] = {"do_sample": not greedy, "max_new_tokens": params.max_new_tokens}
         if not greedy:
@@ -49,12 +48,14 @@ class HFSampler:
             if params.seed is not None:
                 torch.manual_seed(params.seed)
             try:
+                share = self._shared_prefill(input_ids, attention, params.n)
                 out = self.model.generate(
-                    input_ids=input_ids,
-                    attention_mask=attention,
+                    input_ids=input_ids.repeat_interleave(params.n, dim=0),  # (B*G, P), group-major
+                    attention_mask=attention.repeat_interleave(params.n, dim=0),
                     pad_token_id=pad,
                     eos_token_id=sorted(self.eos_ids),
                     **kwargs,
+                    **share,
                 )  # (B*G, P + C)
             finally:
                 self.model.train(was_training)
@@ -66,6 +67,21 @@ class HFSampler:
                 group.append(self._completion(p, new[b * params.n + g], params.max_new_tokens))
             results.append(group)
         return results
+
+    def _shared_prefill(self, input_ids: torch.Tensor, attention: torch.Tensor, n: int) -> dict[str, Any]:
+        """Run each prompt once (all but its last token) and hand generate a cache repeated n times.
+
+        The G samples of a prompt share its prefix, so prefilling B rows instead of B*G saves most of
+        the prompt compute; generate then only runs the last prompt token and the new tokens.
+        """
+        if n < 2 or input_ids.shape[1] < 2:
+            return {}
+        cache_kw = new_cache(self.model)
+        position_ids = (attention.cumsum(-1) - 1).clamp(min=0)
+        self.model(input_ids=input_ids[:, :-1], attention_mask=attention[:, :-1],
+                   position_ids=position_ids[:, :-1], use_cache=True, **cache_kw)
+        next(iter(cache_kw.values())).batch_repeat_interleave(n)  # (B, H, P-1, D) -> (B*G, H, P-1, D)
+        return cache_kw
 
     def _completion(self, prompt: list[int], ids: list[int], limit: int) -> Completion:
         stop = next((i for i, t in enumerate(ids) if t in self.eos_ids), None)
