@@ -129,6 +129,45 @@ def _eval_metrics(result: EvalResult) -> dict[str, float]:
     return out | {f"eval/grader/{k}": v for k, v in result.per_grader.items()}
 
 
+def build_policy(cfg: RunConfig) -> tuple[Any, Any, Any, Any]:
+    """The LoRA-wrapped policy, its tokenizer, AdamW over the adapter, and linear warm-up."""
+    model, tokenizer = load_model(cfg.model.name, dtype=getattr(torch, cfg.model.dtype))
+    model = apply_lora(model, rank=cfg.lora.rank, alpha=cfg.lora.alpha, dropout=cfg.lora.dropout,
+                       target_modules=tuple(cfg.lora.target_modules))
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.train.lr,
+                                  weight_decay=cfg.train.weight_decay)
+    warmup = max(cfg.train.warmup_steps, 0)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / (warmup + 1)))
+    return model, tokenizer, optimizer, scheduler
+
+
+def grpo_step(
+    step: int, task: Task, sampler: HFSampler, model: Any, optimizer: Any, scheduler: Any, cfg: RunConfig
+) -> dict[str, float]:
+    """Sample B x G rollouts, grade them, and update the policy; returns the step's metrics."""
+    G = cfg.algorithm.group_size
+    t0 = time.perf_counter()
+    items = step_items(task.train, step - 1, cfg.train.prompts_per_step, cfg.train.seed)
+    params = SamplingParams(n=G, temperature=cfg.sampler.temperature, top_p=cfg.sampler.top_p,
+                            max_new_tokens=cfg.sampler.max_new_tokens)
+    groups = sampler.generate([task.messages(i) for i in items], params)  # B lists of G
+    rollouts = [c for group in groups for c in group]  # (B*G,), group-major
+    t1 = time.perf_counter()
+    grades, grade_metrics = grade_texts(task.grader, [c.text for c in rollouts], [i for i in items for _ in range(G)])
+    t2 = time.perf_counter()
+    rewards = torch.tensor([g.score for g in grades])  # (B*G,)
+    advantages, adv_metrics = ADVANTAGE_ESTIMATORS[cfg.algorithm.advantage](rewards, group_size=G)
+    update = policy_update(model, optimizer, scheduler, groups, advantages, cfg, sampler.tokenizer.pad_token_id)
+    t3 = time.perf_counter()
+    lengths = [len(c.token_ids) for c in rollouts]
+    return grade_metrics | adv_metrics | update | {
+        "completion_length": sum(lengths) / len(lengths),
+        "truncation_rate": sum(c.truncated for c in rollouts) / len(rollouts),
+        "lr": scheduler.get_last_lr()[0],
+        "seconds/sampling": t1 - t0, "seconds/grading": t2 - t1, "seconds/training": t3 - t2,
+    }
+
+
 def train(cfg: RunConfig, *, resume: bool = False, show_progress: bool = True) -> dict[str, Any]:
     """Run GRPO as configured; returns the before/after/best held-out results."""
     out = Path(cfg.train.output_dir)
@@ -141,27 +180,20 @@ def train(cfg: RunConfig, *, resume: bool = False, show_progress: bool = True) -
         torch.set_num_threads(cfg.train.threads)
     torch.manual_seed(cfg.train.seed)
     random.seed(cfg.train.seed)
-
-    model, tokenizer = load_model(cfg.model.name, dtype=getattr(torch, cfg.model.dtype))
-    model = apply_lora(model, rank=cfg.lora.rank, alpha=cfg.lora.alpha, dropout=cfg.lora.dropout,
-                       target_modules=tuple(cfg.lora.target_modules))
+    model, tokenizer, optimizer, scheduler = build_policy(cfg)
     sampler = HFSampler(model, tokenizer)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.train.lr,
-                                  weight_decay=cfg.train.weight_decay)
-    warmup = max(cfg.train.warmup_steps, 0)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / (warmup + 1)))
 
     state: dict[str, Any] = {"best_accuracy": -1.0, "before": None, "best": None}
-    start = 0
+    done = 0
     if resume:
         found = checkpoint.list_checkpoints(out)
         if not found:
             raise FileNotFoundError(f"--resume: no checkpoint-* directory in {out}")
         state = checkpoint.load_checkpoint(found[-1], model, optimizer, scheduler)
-        start = state.pop("step")
+        done = state.pop("step")
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
-    logger = MetricsLogger(out, cfg.train.steps, start, show_progress)
+    logger = MetricsLogger(out, cfg.train.steps, done, show_progress)
 
     def run_eval(step: int) -> EvalResult:
         result = evaluate(sampler, task, cfg.eval, out_path=out / "eval" / f"step-{step:06d}.jsonl", seed=cfg.train.seed)
@@ -172,38 +204,28 @@ def train(cfg: RunConfig, *, resume: bool = False, show_progress: bool = True) -
             checkpoint.save_best(out, model, state["best"])
         return result
 
+    def save(step: int) -> None:
+        checkpoint.save_checkpoint(out, step, model, optimizer, scheduler, cfg.to_dict(), state)
+        checkpoint.prune(out, cfg.train.keep_last)
+
     if state["before"] is None:
         state["before"] = run_eval(0).to_dict()
-    params = SamplingParams(n=cfg.algorithm.group_size, temperature=cfg.sampler.temperature,
-                            top_p=cfg.sampler.top_p, max_new_tokens=cfg.sampler.max_new_tokens)
-    estimator = ADVANTAGE_ESTIMATORS[cfg.algorithm.advantage]
     after: EvalResult | None = None
+    saved = done
     try:
-        for step in range(start + 1, cfg.train.steps + 1):
-            t0 = time.perf_counter()
-            items = step_items(task.train, step - 1, cfg.train.prompts_per_step, cfg.train.seed)
-            groups = sampler.generate([task.messages(i) for i in items], params)  # B lists of G
-            rollouts = [c for group in groups for c in group]  # (B*G,), group-major
-            t1 = time.perf_counter()
-            grades, grade_metrics = grade_texts(task.grader, [c.text for c in rollouts],
-                                                [i for i in items for _ in range(cfg.algorithm.group_size)])
-            t2 = time.perf_counter()
-            rewards = torch.tensor([g.score for g in grades])  # (B*G,)
-            advantages, adv_metrics = estimator(rewards, group_size=cfg.algorithm.group_size)
-            update = policy_update(model, optimizer, scheduler, groups, advantages, cfg, tokenizer.pad_token_id)
-            t3 = time.perf_counter()
-            lengths = [len(c.token_ids) for c in rollouts]
-            logger.log(step, grade_metrics | adv_metrics | update | {
-                "completion_length": sum(lengths) / len(lengths),
-                "truncation_rate": sum(c.truncated for c in rollouts) / len(rollouts),
-                "lr": scheduler.get_last_lr()[0],
-                "seconds/sampling": t1 - t0, "seconds/grading": t2 - t1, "seconds/training": t3 - t2,
-            })
+        for step in range(done + 1, cfg.train.steps + 1):
+            metrics = grpo_step(step, task, sampler, model, optimizer, scheduler, cfg)
+            done = step
+            logger.log(step, metrics)
             if step % cfg.eval.interval == 0 or step == cfg.train.steps:
                 after = run_eval(step)
             if step % cfg.train.checkpoint_interval == 0 or step == cfg.train.steps:
-                checkpoint.save_checkpoint(out, step, model, optimizer, scheduler, cfg.to_dict(), state)
-                checkpoint.prune(out, cfg.train.keep_last)
+                save(step)
+                saved = step
+    except BaseException:
+        if done > saved:  # an interrupted run (Ctrl-C, a crash) keeps its last completed step
+            save(done)
+        raise
     finally:
         logger.close()
     summary = {"before": state["before"], "after": after.to_dict() if after else None, "best": state["best"]}

@@ -125,3 +125,36 @@ def test_bad_settings_fail_before_training(override: list[str], message: str, tm
     assert proc.returncode != 0
     assert message in proc.stdout + proc.stderr
     assert not (tmp_path / "metrics.jsonl").exists()
+
+
+def poisoned_echo_task(poison: list[str]) -> Task:
+    """echo_task whose prompt builder is interrupted (as by Ctrl-C) on the `poison` words."""
+    task = echo_task()
+    build = task.prompt
+
+    def prompt(item: dict) -> str:
+        if item["word"] in poison:
+            raise KeyboardInterrupt
+        return build(item)
+
+    task.prompt = prompt
+    return task
+
+
+def test_interrupted_run_keeps_its_last_completed_step(tiny_model: Path, tmp_path: Path) -> None:
+    from rft.recipes.grpo import step_items
+
+    task = echo_task()
+    # Poison only prompts first used at step 3, so steps 1 and 2 complete (no checkpoint is due at step 1).
+    earlier = {i["word"] for s in (0, 1) for i in step_items(task.train, s, 2, 0)}
+    poison = [i["word"] for i in step_items(task.train, 2, 2, 0) if i["word"] not in earlier]
+    assert poison
+    out = tmp_path / "run"
+    cfg = config(tiny_model, out, steps=6, **{"task.name": "tests.rft.test_train_e2e:poisoned_echo_task",
+                                              "task.options.poison": json.dumps(poison),
+                                              "train.checkpoint_interval": "5"})
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, show_progress=False)
+    assert [p.name for p in out.glob("checkpoint-*")] == ["checkpoint-000002"]
+    state = json.loads((out / "checkpoint-000002" / "state.json").read_text())
+    assert state["step"] == 2
