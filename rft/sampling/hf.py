@@ -2,12 +2,42 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
 
 from rft.models import new_cache
 from rft.sampling.base import Completion, Messages, SamplingParams
+
+
+@contextmanager
+def merged_lora(model: Any) -> Iterator[None]:
+    """Generate with each LoRA delta folded into its base weight, then restore the exact originals.
+
+    Unmerged, every adapted projection runs two extra small matmuls per token, which on a CPU is
+    about 40% of generation time (py-spy on SmolLM2-135M). The merged weights are fresh tensors, so
+    restoring is exact (no merge/unmerge round-off drift in the frozen reference weights).
+    """
+    if not hasattr(model, "disable_adapter"):
+        yield
+        return
+    from peft.tuners.lora import LoraLayer
+
+    saved: list[tuple[torch.nn.Parameter, torch.Tensor]] = []
+    try:
+        for module in model.modules():
+            if isinstance(module, LoraLayer) and not module.merged:
+                weight = module.get_base_layer().weight
+                delta = sum(module.get_delta_weight(name) for name in module.active_adapters if name in module.lora_A)
+                saved.append((weight, weight.data))
+                weight.data = weight.data + delta
+        with model.disable_adapter():
+            yield
+    finally:
+        for weight, original in saved:
+            weight.data = original
 
 
 class HFSampler:
@@ -48,15 +78,16 @@ class HFSampler:
             if params.seed is not None:
                 torch.manual_seed(params.seed)
             try:
-                share = self._shared_prefill(input_ids, attention, params.n)
-                out = self.model.generate(
-                    input_ids=input_ids.repeat_interleave(params.n, dim=0),  # (B*G, P), group-major
-                    attention_mask=attention.repeat_interleave(params.n, dim=0),
-                    pad_token_id=pad,
-                    eos_token_id=sorted(self.eos_ids),
-                    **kwargs,
-                    **share,
-                )  # (B*G, P + C)
+                with merged_lora(self.model):
+                    share = self._shared_prefill(input_ids, attention, params.n)
+                    out = self.model.generate(
+                        input_ids=input_ids.repeat_interleave(params.n, dim=0),  # (B*G, P), group-major
+                        attention_mask=attention.repeat_interleave(params.n, dim=0),
+                        pad_token_id=pad,
+                        eos_token_id=sorted(self.eos_ids),
+                        **kwargs,
+                        **share,
+                    )  # (B*G, P + C)
             finally:
                 self.model.train(was_training)
         new = out[:, width:].tolist()

@@ -50,3 +50,30 @@ def test_seeded_calls_repeat_and_leave_the_global_stream_alone(sampler: HFSample
     assert torch.equal(torch.get_rng_state(), before)
     again = [[c.token_ids for c in g] for g in sampler.generate(PROMPTS, params)]
     assert first == again
+
+
+def test_merged_lora_matches_the_adapter_and_restores_exact_weights() -> None:
+    from peft import LoraConfig, get_peft_model
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from rft.sampling.hf import merged_lora
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=40, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2)
+    model = get_peft_model(LlamaForCausalLM(config), LoraConfig(r=4, target_modules=["q_proj", "v_proj", "up_proj"]))
+    for name, p in model.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(p, std=0.5)
+    ids = torch.tensor([[3, 5, 7, 9, 11]])
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    with torch.no_grad():
+        adapted = model(input_ids=ids).logits
+        with model.disable_adapter():
+            base = model(input_ids=ids).logits
+        with merged_lora(model):
+            merged = model(input_ids=ids).logits
+    assert not torch.allclose(adapted, base, atol=1e-3)  # the adapter matters
+    torch.testing.assert_close(merged, adapted, atol=1e-5, rtol=1e-5)
+    for name, p in model.named_parameters():
+        assert torch.equal(p, before[name]), name
