@@ -77,7 +77,8 @@ class TrainConfig:
     prompts_per_step: int = 4  # B: prompts per step (B * G completions)
     micro_batch_size: int = 16  # completions per forward/backward (gradient accumulation)
     lr: float = 5e-4  # AdamW peak learning rate
-    warmup_steps: int = 2  # linear warm-up steps, then constant
+    warmup_steps: int = 2  # linear warm-up steps, then the lr_schedule
+    lr_schedule: str = "constant"  # after warm-up: constant, linear or cosine (both decay to 10% at the end)
     weight_decay: float = 0.0  # AdamW weight decay on LoRA weights
     max_grad_norm: float = 1.0  # gradient clipping norm
     seed: int = 0  # seeds data order, sampling and LoRA initialisation

@@ -10,9 +10,10 @@ training, every `eval.interval` steps and at the end; the best adapter is kept.
 from __future__ import annotations
 
 import json
+import math
 import random
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,8 @@ def validate(cfg: RunConfig, task: Task) -> None:
         raise ValueError(f"algorithm.advantage {algo.advantage!r} is not one of {sorted(ADVANTAGE_ESTIMATORS)}")
     if algo.aggregation not in AGGREGATIONS:
         raise ValueError(f"algorithm.aggregation {algo.aggregation!r} is not one of {sorted(AGGREGATIONS)}")
+    if cfg.train.lr_schedule not in LR_SCHEDULES:
+        raise ValueError(f"train.lr_schedule {cfg.train.lr_schedule!r} is not one of {sorted(LR_SCHEDULES)}")
     if algo.num_iterations < 1 or cfg.train.steps < 1 or cfg.train.prompts_per_step < 1:
         raise ValueError("algorithm.num_iterations, train.steps and train.prompts_per_step must be >= 1")
     if cfg.sampler.backend != "hf":
@@ -129,6 +132,21 @@ def _eval_metrics(result: EvalResult) -> dict[str, float]:
     return out | {f"eval/grader/{k}": v for k, v in result.per_grader.items()}
 
 
+# Learning-rate factor after warm-up, as a function of progress in [0, 1] through the remaining updates.
+LR_SCHEDULES: dict[str, Callable[[float], float]] = {
+    "constant": lambda progress: 1.0,
+    "linear": lambda progress: 1.0 - 0.9 * progress,
+    "cosine": lambda progress: 0.1 + 0.45 * (1.0 + math.cos(math.pi * progress)),
+}
+
+
+def lr_factor(update: int, *, warmup: int, total: int, schedule: str) -> float:
+    """Multiplier of the peak learning rate at optimizer update `update` (0-based) of `total`."""
+    if update < warmup:
+        return (update + 1) / (warmup + 1)
+    return LR_SCHEDULES[schedule](min(1.0, (update - warmup) / max(1, total - warmup - 1)))
+
+
 def build_policy(cfg: RunConfig) -> tuple[Any, Any, Any, Any]:
     """The LoRA-wrapped policy, its tokenizer, AdamW over the adapter, and linear warm-up."""
     model, tokenizer = load_model(cfg.model.name, dtype=getattr(torch, cfg.model.dtype))
@@ -136,8 +154,11 @@ def build_policy(cfg: RunConfig) -> tuple[Any, Any, Any, Any]:
                        target_modules=tuple(cfg.lora.target_modules))
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.train.lr,
                                   weight_decay=cfg.train.weight_decay)
-    warmup = max(cfg.train.warmup_steps, 0)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / (warmup + 1)))
+    total = cfg.train.steps * cfg.algorithm.num_iterations  # the scheduler steps once per optimizer update
+    warmup, schedule = max(cfg.train.warmup_steps, 0), cfg.train.lr_schedule
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda u: lr_factor(u, warmup=warmup, total=total, schedule=schedule)
+    )
     return model, tokenizer, optimizer, scheduler
 
 
