@@ -78,7 +78,7 @@ class TrainConfig:
     micro_batch_size: int = 16  # completions per forward/backward (gradient accumulation)
     lr: float = 5e-4  # AdamW peak learning rate
     warmup_steps: int = 2  # linear warm-up steps, then the lr_schedule
-    lr_schedule: str = "constant"  # after warm-up: constant, linear or cosine (both decay to 10% at the end)
+    lr_schedule: str = "linear"  # after warm-up: constant, linear or cosine (both decay to 10% at the end)
     weight_decay: float = 0.0  # AdamW weight decay on LoRA weights
     max_grad_norm: float = 1.0  # gradient clipping norm
     seed: int = 0  # seeds data order, sampling and LoRA initialisation
