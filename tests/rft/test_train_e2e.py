@@ -92,11 +92,20 @@ def test_grpo_steps_change_every_lora_parameter_and_write_outputs(tiny_model: Pa
 
 
 def test_resume_continues_exactly(tiny_model: Path, tmp_path: Path) -> None:
+    """A run interrupted after step 2 and resumed ends with the same adapter as an uninterrupted run."""
+    from rft.recipes.grpo import step_items
+
     straight = tmp_path / "straight"
     train(config(tiny_model, straight, steps=4), show_progress=False)
 
     resumed = tmp_path / "resumed"
-    train(config(tiny_model, resumed, steps=2), show_progress=False)
+    task = echo_task()
+    earlier = {i["word"] for s in (0, 1) for i in step_items(task.train, s, 2, 0)}
+    poison = [i["word"] for i in step_items(task.train, 2, 2, 0) if i["word"] not in earlier]
+    interrupted = config(tiny_model, resumed, steps=4, **{"task.name": "tests.rft.test_train_e2e:poisoned_echo_task",
+                                                          "task.options.poison": json.dumps(poison)})
+    with pytest.raises(KeyboardInterrupt):
+        train(interrupted, show_progress=False)
     train(config(tiny_model, resumed, steps=4), resume=True, show_progress=False)
 
     a = lora_weights(straight / "checkpoint-000004" / "adapter")
@@ -105,7 +114,7 @@ def test_resume_continues_exactly(tiny_model: Path, tmp_path: Path) -> None:
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6, msg=key)
     logged = [json.loads(x)["step"] for x in (resumed / "metrics.jsonl").read_text().splitlines()]
-    assert [s for s in logged] == [0, 1, 2, 2, 3, 4, 4]  # evals at 0, 2, 4 interleaved with steps
+    assert logged == [0, 1, 2, 2, 3, 4, 4]  # evals at 0, 2, 4 interleaved with steps
 
 
 @pytest.mark.parametrize(
