@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from graders.base import pass_threshold
-from rft.rewards import grade_texts
+from rft.eval import sample_and_grade
 from rft.sampling.base import Sampler, SamplingParams
 from tasks.base import Task, load_task
 from tasks.datasets import load_items, prompt_key
@@ -214,17 +214,9 @@ def preflight(
     start = time.perf_counter()
     indices = choose_prompts(len(task.train), n_prompts, seed)
     items = [task.train[i] for i in indices]
-    texts: list[str] = []
-    truncated: list[int] = []
-    for batch_no, lo in enumerate(range(0, len(items), batch_size)):
-        params = SamplingParams(
-            n=samples, temperature=temperature, max_new_tokens=max_new_tokens, seed=seed + batch_no
-        )
-        for group in sampler.generate([task.messages(item) for item in items[lo : lo + batch_size]], params):
-            texts += [c.text for c in group]
-            truncated.append(sum(c.truncated for c in group))
-    grades, metrics = grade_texts(task.grader, texts, [item for item in items for _ in range(samples)])
-    rows = [grades[b * samples : (b + 1) * samples] for b in range(len(items))]
+    params = SamplingParams(n=samples, temperature=temperature, max_new_tokens=max_new_tokens, seed=seed)
+    groups, rows, metrics = sample_and_grade(sampler, task, items, params, batch_size, seed_per_batch=True)
+    truncated = [sum(c.truncated for c in group) for group in groups]
     report = build_report(
         [[g.score for g in row] for row in rows],
         pass_threshold(task.grader),

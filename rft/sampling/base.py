@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-Messages = list[dict[str, str]]
+from tasks.base import Messages
 
 
 @dataclass(frozen=True)
