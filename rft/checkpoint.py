@@ -1,8 +1,12 @@
-"""Atomic checkpoints: the LoRA adapter (peft format), optimizer, scheduler, RNG, step and config.
+"""Atomic checkpoints: any named modules and optimizers, RNG state, the step and the config.
 
-Each checkpoint is written to a temporary directory and renamed into place, so a crash mid-write
-never leaves a half checkpoint that `--resume` would pick up. Only the last `keep_last` step
-checkpoints are kept, plus `best/` (the adapter with the best held-out accuracy so far).
+A checkpoint holds each named module (a peft model as its adapter in peft format; the policy's
+under `adapter/`, where users and `rft eval --adapter` look; any other module, such as a PPO
+critic or a reward head, as its trainable state dict), every named optimizer with its scheduler,
+the Python / NumPy / torch (and CUDA, when present) RNG states, the loop state and the config.
+Each is written to a temporary directory and renamed into place, so a crash mid-write never
+leaves a half checkpoint that `--resume` would pick up. Only the last `keep_last` step
+checkpoints are kept, plus `best/` (the policy adapter with the best held-out accuracy so far).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import random
 import re
 import shutil
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,15 +26,22 @@ import torch
 
 _STEP_DIR = re.compile(r"^checkpoint-(\d+)$")
 
+Optimizers = Mapping[str, tuple[Any, Any]]  # name -> (optimizer, scheduler or None)
+
 
 def _rng_state() -> dict[str, Any]:
-    return {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
+    state = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
 
 
 def _set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def _write_atomically(target: Path, fill: Any) -> Path:
@@ -45,17 +57,66 @@ def _write_atomically(target: Path, fill: Any) -> Path:
     return target
 
 
+def _module_dir(name: str) -> str:
+    return "adapter" if name == "policy" else name
+
+
+def _save_module(path: Path, module: Any) -> None:
+    if hasattr(module, "peft_config"):
+        module.save_pretrained(path)
+        return
+    from safetensors.torch import save_file
+
+    path.mkdir(parents=True)
+    trainable = {k: v.detach().cpu().contiguous() for k, v in module.named_parameters() if v.requires_grad}
+    save_file(trainable, str(path / "model.safetensors"))
+
+
+def _load_module(path: Path, module: Any) -> None:
+    from safetensors.torch import load_file
+
+    if hasattr(module, "peft_config"):
+        from peft import set_peft_model_state_dict
+
+        weights = path / "adapter_model.safetensors"
+        if not weights.exists():
+            raise FileNotFoundError(f"{path} has no adapter weights ({weights}); is it a complete checkpoint?")
+        result = set_peft_model_state_dict(module, load_file(str(weights)))
+        mismatched = [k for k in getattr(result, "unexpected_keys", []) if "lora" in k]
+        if mismatched:
+            raise ValueError(f"{weights}: LoRA weights do not match this model: {mismatched[:5]}")
+        return
+    weights = path / "model.safetensors"
+    if not weights.exists():
+        raise FileNotFoundError(f"{path} has no module weights ({weights}); is it a complete checkpoint?")
+    missing, unexpected = module.load_state_dict(load_file(str(weights)), strict=False)
+    trainable = {k for k, v in module.named_parameters() if v.requires_grad}
+    if unexpected or trainable & set(missing):
+        raise ValueError(f"{weights}: weights do not match the module (missing {sorted(trainable & set(missing))[:5]}, "
+                         f"unexpected {unexpected[:5]})")
+
+
 def save_checkpoint(
-    output_dir: Path, step: int, model: Any, optimizer: Any, scheduler: Any, config: dict[str, Any], state: dict[str, Any]
+    output_dir: Path,
+    step: int,
+    modules: Mapping[str, Any],
+    optimizers: Optimizers,
+    config: dict[str, Any],
+    state: dict[str, Any],
 ) -> Path:
     """Write `checkpoint-{step}`; `state` holds loop state such as the best accuracy so far."""
 
     def fill(tmp: Path) -> None:
-        model.save_pretrained(tmp / "adapter")
-        torch.save(
-            {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": _rng_state()},
-            tmp / "trainer_state.pt",
-        )
+        for name, module in modules.items():
+            _save_module(tmp / _module_dir(name), module)
+        trainer_state = {
+            "optimizers": {
+                name: {"optimizer": opt.state_dict(), "scheduler": sched.state_dict() if sched else None}
+                for name, (opt, sched) in optimizers.items()
+            },
+            "rng": _rng_state(),
+        }
+        torch.save(trainer_state, tmp / "trainer_state.pt")
         (tmp / "state.json").write_text(json.dumps({"step": step, **state}, indent=2))
         (tmp / "config.json").write_text(json.dumps(config, indent=2))
 
@@ -63,7 +124,7 @@ def save_checkpoint(
 
 
 def save_best(output_dir: Path, model: Any, info: dict[str, Any]) -> Path:
-    """Write the adapter with the best held-out accuracy to `best/` (peft format)."""
+    """Write the policy adapter with the best held-out accuracy to `best/adapter` (peft format)."""
 
     def fill(tmp: Path) -> None:
         model.save_pretrained(tmp / "adapter")
@@ -85,21 +146,18 @@ def prune(output_dir: Path, keep_last: int) -> None:
         shutil.rmtree(old)
 
 
-def load_checkpoint(path: Path, model: Any, optimizer: Any, scheduler: Any) -> dict[str, Any]:
-    """Restore adapter weights, optimizer, scheduler and RNG in place; return the saved loop state."""
-    from peft import set_peft_model_state_dict
-    from safetensors.torch import load_file
-
-    adapter = path / "adapter"
-    weights = adapter / "adapter_model.safetensors"
-    if not weights.exists():
-        raise FileNotFoundError(f"{path} has no adapter weights ({weights}); is it a complete checkpoint?")
-    result = set_peft_model_state_dict(model, load_file(str(weights)))
-    missing = [k for k in getattr(result, "unexpected_keys", []) if "lora" in k]
-    if missing:
-        raise ValueError(f"{weights}: LoRA weights do not match this model: {missing[:5]}")
+def load_checkpoint(path: Path, modules: Mapping[str, Any], optimizers: Optimizers) -> dict[str, Any]:
+    """Restore every named module, optimizer, scheduler and the RNG in place; return the saved loop state."""
+    for name, module in modules.items():
+        _load_module(path / _module_dir(name), module)
     trainer_state = torch.load(path / "trainer_state.pt", weights_only=False)
-    optimizer.load_state_dict(trainer_state["optimizer"])
-    scheduler.load_state_dict(trainer_state["scheduler"])
+    saved = trainer_state["optimizers"]
+    missing = sorted(set(optimizers) - set(saved))
+    if missing:
+        raise ValueError(f"{path}: no saved state for optimizer(s) {missing} (saved: {sorted(saved)})")
+    for name, (opt, sched) in optimizers.items():
+        opt.load_state_dict(saved[name]["optimizer"])
+        if sched is not None and saved[name]["scheduler"] is not None:
+            sched.load_state_dict(saved[name]["scheduler"])
     _set_rng_state(trainer_state["rng"])
     return json.loads((path / "state.json").read_text())

@@ -1,115 +1,117 @@
 """Typed run configuration: nested dataclasses, a YAML file, and `--section.field value` overrides.
 
 `load_config("examples/arithmetic.yaml", ["--train.steps", "50"])` gives a validated `RunConfig`;
-unknown keys and wrongly typed values are errors naming the field. `schemas/config.schema.json` is
-generated from these dataclasses (`python -m rft.config > schemas/config.schema.json`; a test
-keeps it current).
+unknown keys, wrong types and values outside a field's choices are errors naming the field. The
+`algorithm` section's fields depend on `algorithm.name` (see `rft.algorithms`). The JSON Schema in
+`schemas/config.schema.json` is generated from these declarations (`python -m rft.config >
+schemas/config.schema.json`; a test keeps it current).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import json
 import re
 import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from rft.algorithms import ALGORITHMS, GRPOConfig
 from rft.models import DEFAULT_LORA_TARGETS
+from rft.options import ConfigError, opt
 
+__all__ = ["ConfigError", "RunConfig", "load_config", "json_schema"]
 
 _FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
-class ConfigError(ValueError):
-    """A setting a user must fix; the CLI prints it without a traceback."""
-
-
 @dataclass
 class ModelConfig:
-    name: str = "default"  # packaged name ("default", "smollm2-135m"), local path or hub id
-    dtype: str = "float32"  # torch dtype for weights and compute: float32, bfloat16 or float16
+    name: str = opt("default", 'packaged name ("default", "smollm2-135m"), local path or hub id')
+    dtype: str = opt("float32", "torch dtype for weights and compute", choices=("float32", "bfloat16", "float16"))
+    device: str = opt("auto", "torch device for the policy: auto (cuda when available, else cpu), cpu, cuda, cuda:1")
 
 
 @dataclass
 class LoraConfig:
-    rank: int = 16  # LoRA rank r
-    alpha: float = 32.0  # LoRA scaling numerator (scale = alpha / rank)
-    dropout: float = 0.0  # dropout on the LoRA input
-    target_modules: list[str] = field(default_factory=lambda: list(DEFAULT_LORA_TARGETS))  # module names to adapt
+    rank: int = opt(16, "LoRA rank r")
+    alpha: float = opt(32.0, "LoRA scaling numerator (scale = alpha / rank)")
+    dropout: float = opt(0.0, "dropout on the LoRA input")
+    target_modules: list[str] = opt(factory=lambda: list(DEFAULT_LORA_TARGETS), help="module names to adapt")
 
 
 @dataclass
 class TaskConfig:
-    name: str = "arithmetic"  # built-in task name or "package.module:attr"
-    options: dict[str, Any] = field(default_factory=dict)  # keyword options for the task factory
+    name: str = opt("arithmetic", 'built-in task name, "package.module:attr", file.py:attr or a task directory')
+    options: dict[str, Any] = opt(factory=dict, help="keyword options for the task factory")
 
 
 @dataclass
 class SamplerConfig:
-    backend: str = "hf"  # generation backend (see rft.sampling.BACKENDS)
-    temperature: float = 0.8  # sampling temperature for training rollouts
-    top_p: float = 1.0  # nucleus sampling for training rollouts
-    max_new_tokens: int = 24  # completion length cap; longer completions are marked truncated
-
-
-@dataclass
-class AlgorithmConfig:
-    name: str = "grpo"  # training recipe (see rft.recipes.RECIPES)
-    group_size: int = 8  # G: completions sampled per prompt
-    advantage: str = "grpo"  # advantage estimator: grpo (std-scaled) or dr_grpo (mean-centred)
-    epsilon: float = 0.2  # clip range below (and above, unless epsilon_high is set)
-    epsilon_high: float | None = None  # DAPO clip-higher upper range
-    beta: float = 0.0  # KL coefficient to the adapter-disabled reference; 0 skips the reference pass
-    aggregation: str = "token_mean"  # loss aggregation: seq_mean, token_mean or seq_mean_token_sum_norm
-    num_iterations: int = 1  # optimisation passes over each sampled batch (>1 uses old log-probs)
-    mask_truncated: bool = False  # exclude completions that hit max_new_tokens from the loss
+    backend: str = opt("hf", "generation backend (see rft.sampling.SAMPLERS)", choices=("hf",))
+    temperature: float = opt(0.8, "sampling temperature for training rollouts (log-probs are scored at it too)")
+    top_p: float = opt(1.0, "nucleus sampling for training rollouts")
+    max_new_tokens: int = opt(24, "completion length cap; longer completions are marked truncated")
 
 
 @dataclass
 class TrainConfig:
-    steps: int = 30  # optimizer steps, each on one freshly sampled batch
-    prompts_per_step: int = 4  # B: prompts per step (B * G completions)
-    micro_batch_size: int = 16  # completions per forward/backward (gradient accumulation)
-    lr: float = 5e-4  # AdamW peak learning rate
-    warmup_steps: int = 2  # linear warm-up steps, then the lr_schedule
-    lr_schedule: str = "linear"  # after warm-up: constant, linear or cosine (both decay to 10% at the end)
-    weight_decay: float = 0.0  # AdamW weight decay on LoRA weights
-    max_grad_norm: float = 1.0  # gradient clipping norm
-    seed: int = 0  # seeds data order, sampling and LoRA initialisation
-    output_dir: str = "runs/latest"  # where metrics, checkpoints, plots and eval samples go
-    checkpoint_interval: int = 10  # steps between checkpoints (the last step is always saved)
-    keep_last: int = 2  # checkpoints kept besides the best one
-    threads: int = 0  # torch CPU threads; 0 keeps torch's default
+    steps: int = opt(30, "optimizer steps, each on one freshly sampled batch")
+    prompts_per_step: int = opt(4, "B: prompts per step (B * G completions)")
+    micro_batch_size: int = opt(16, "completions per forward/backward (gradient accumulation over whole groups)")
+    lr: float = opt(5e-4, "AdamW peak learning rate")
+    warmup_steps: int = opt(2, "linear warm-up steps, then the lr_schedule")
+    lr_schedule: str = opt("linear", "after warm-up: constant, linear or cosine (both decay to 10% at the end)",
+                           choices=("constant", "linear", "cosine"))
+    weight_decay: float = opt(0.0, "AdamW weight decay on LoRA weights")
+    max_grad_norm: float = opt(1.0, "gradient clipping norm")
+    seed: int = opt(0, "seeds data order, sampling and LoRA initialisation")
+    output_dir: str = opt("runs/latest", "where metrics, checkpoints, plots and eval samples go")
+    checkpoint_interval: int = opt(10, "steps between checkpoints (the last step is always saved)")
+    keep_last: int = opt(2, "checkpoints kept besides the best one")
+    threads: int = opt(0, "torch CPU threads; 0 keeps torch's default")
 
 
 @dataclass
 class EvalConfig:
-    interval: int = 10  # evaluate on held-out items every N steps (and before and after training)
-    limit: int = 200  # held-out items used (0 = all)
-    samples: int = 1  # k samples per item; k > 1 reports pass@k
-    temperature: float = 0.0  # 0 = greedy
-    max_new_tokens: int = 24  # completion length cap during evaluation
-    batch_size: int = 64  # prompts per generate call
+    interval: int = opt(10, "evaluate on held-out items every N steps (and before and after training)")
+    limit: int = opt(200, "held-out items used (0 = all)")
+    samples: int = opt(1, "k samples per item; k > 1 reports pass@k")
+    temperature: float = opt(0.0, "0 = greedy")
+    max_new_tokens: int = opt(24, "completion length cap during evaluation")
+    batch_size: int = opt(64, "prompts per generate call")
 
 
 @dataclass
 class RunConfig:
-    model: ModelConfig = field(default_factory=ModelConfig)
-    lora: LoraConfig = field(default_factory=LoraConfig)
-    task: TaskConfig = field(default_factory=TaskConfig)
-    sampler: SamplerConfig = field(default_factory=SamplerConfig)
-    algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
+    model: ModelConfig = opt(factory=ModelConfig)
+    lora: LoraConfig = opt(factory=LoraConfig)
+    task: TaskConfig = opt(factory=TaskConfig)
+    sampler: SamplerConfig = opt(factory=SamplerConfig)
+    algorithm: Any = opt(factory=GRPOConfig, help="the recipe's own section; its fields depend on algorithm.name")
+    train: TrainConfig = opt(factory=TrainConfig)
+    eval: EvalConfig = opt(factory=EvalConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def validate(self) -> None:
+        """Cross-field checks that need no model or task; the algorithm section checks its own."""
+        for key in ("train.steps", "train.prompts_per_step", "train.micro_batch_size", "eval.interval",
+                    "train.checkpoint_interval", "eval.samples", "eval.batch_size", "sampler.max_new_tokens"):
+            section, name = key.split(".")
+            if getattr(getattr(self, section), name) < 1:
+                raise ConfigError(f"{key} must be >= 1, got {getattr(getattr(self, section), name)}")
+        if self.sampler.temperature <= 0:
+            raise ConfigError(f"sampler.temperature must be > 0 for training rollouts (got "
+                              f"{self.sampler.temperature}): greedy samples of one prompt are all the same")
+        if not 0 < self.sampler.top_p <= 1:
+            raise ConfigError(f"sampler.top_p must be in (0, 1], got {self.sampler.top_p}")
+        self.algorithm.validate(self)
 
 
 def _coerce(value: Any, hint: Any, where: str) -> Any:
@@ -140,23 +142,33 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
     return value
 
 
+def _algorithm_class(data: Any, where: str) -> type:
+    name = data.get("name", "grpo") if isinstance(data, dict) else "grpo"
+    if name not in ALGORITHMS:
+        raise ValueError(f"{where}.name: {name!r} is not one of {sorted(ALGORITHMS)}")
+    return ALGORITHMS[name]
+
+
 def from_dict(data: dict[str, Any], cls: type = RunConfig, where: str = "") -> Any:
-    """Build a (nested) config dataclass, rejecting unknown keys and wrong types."""
+    """Build a (nested) config dataclass, rejecting unknown keys, wrong types and values not in choices."""
     if not isinstance(data, dict):
         raise ValueError(f"{where or 'config'}: expected a mapping, got {data!r}")
     hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise ValueError(f"{where or 'config'}: unknown field(s) {unknown}; known: {sorted(names)}")
+        raise ValueError(f"{where or 'config'}: unknown field(s) {unknown}; known: {sorted(fields)}")
     kwargs = {}
     for key, value in data.items():
         path = f"{where}.{key}" if where else key
-        hint = hints[key]
+        hint = _algorithm_class(value, path) if cls is RunConfig and key == "algorithm" else hints[key]
         if dataclasses.is_dataclass(hint):
             kwargs[key] = from_dict(value, hint, path)
-        else:
-            kwargs[key] = _coerce(value, hint, path)
+            continue
+        kwargs[key] = _coerce(value, hint, path)
+        choices = fields[key].metadata.get("choices")
+        if choices and kwargs[key] not in choices:
+            raise ValueError(f"{path}: {kwargs[key]!r} is not one of {list(choices)}")
     return cls(**kwargs)
 
 
@@ -215,16 +227,19 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             data = yaml.safe_load(Path(path).read_text()) or {}
         except yaml.YAMLError as exc:
             raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read the config: {exc}") from exc
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: expected a mapping of sections at the top level")
     try:
         data = _merge(data, parse_overrides(overrides or []))
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from exc
-    try:
-        return from_dict(_merge(RunConfig().to_dict(), data))
+        # The defaults of the chosen algorithm, not GRPO's, sit under a user's algorithm fields.
+        defaults = RunConfig(algorithm=_algorithm_class(data.get("algorithm"), "algorithm")()).to_dict()
+        cfg = from_dict(_merge(defaults, data))
+        cfg.validate()
     except ValueError as exc:
         raise ConfigError(f"{path or 'config'}: {exc}") from exc
+    return cfg
 
 
 def _schema_for(hint: Any) -> dict[str, Any]:
@@ -242,15 +257,22 @@ def _schema_for(hint: Any) -> dict[str, Any]:
 
 
 def json_schema(cls: type = RunConfig) -> dict[str, Any]:
-    """JSON Schema of a config dataclass; field comments in this file are the descriptions."""
+    """JSON Schema of a config dataclass, with each field's declared help text and choices."""
     hints = typing.get_type_hints(cls)
-    source = inspect.getsource(cls).splitlines()
     props = {}
     for f in dataclasses.fields(cls):
+        if cls is RunConfig and f.name == "algorithm":
+            sections = [json_schema(c) for c in ALGORITHMS.values()]
+            for name, section in zip(ALGORITHMS, sections):
+                section["properties"]["name"] = {"const": name, **section["properties"]["name"]}
+                section["properties"]["name"].pop("enum", None)
+            props[f.name] = {"oneOf": sections, "description": f.metadata["help"]}
+            continue
         prop = _schema_for(hints[f.name])
-        comment = next((ln.split("#", 1)[1].strip() for ln in source if ln.strip().startswith(f"{f.name}:") and "#" in ln), "")
-        if comment and not dataclasses.is_dataclass(hints[f.name]):
-            prop["description"] = comment
+        if "choices" in f.metadata:
+            prop["enum"] = list(f.metadata["choices"])
+        if f.metadata.get("help") and not dataclasses.is_dataclass(hints[f.name]):
+            prop["description"] = f.metadata["help"]
         props[f.name] = prop
     schema: dict[str, Any] = {"type": "object", "properties": props, "additionalProperties": False}
     if cls is RunConfig:

@@ -9,14 +9,14 @@ import json
 import math
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from graders.base import Grade, pass_threshold
 from rft.config import EvalConfig
-from rft.rewards import grade_texts
-from rft.sampling.base import Completion, Sampler, SamplingParams
+from rft.rollout import rollout
+from rft.sampling.base import Sampler, SamplingParams
 from tasks.base import Task
 
 Z95 = 1.959963984540054
@@ -86,29 +86,6 @@ def summarize(grades: Sequence[Sequence[Grade]], threshold: float) -> EvalResult
     return EvalResult(n, k, mean_interval(item_scores), accuracy, pass_k, per_grader, errors)
 
 
-def sample_and_grade(
-    sampler: Sampler,
-    task: Task,
-    items: Sequence[Mapping[str, Any]],
-    params: SamplingParams,
-    batch_size: int,
-    *,
-    seed_per_batch: bool = False,
-) -> tuple[list[list[Completion]], list[list[Grade]], dict[str, float]]:
-    """Sample `params.n` completions per item in batches, grade them in one call, regroup by item.
-
-    With `seed_per_batch`, batch b is sampled with seed `params.seed + b` instead of `params.seed`.
-    Returns completions[i][j] and grades[i][j] for item i, sample j, and the grading metrics.
-    """
-    groups: list[list[Completion]] = []
-    for batch_no, lo in enumerate(range(0, len(items), batch_size)):
-        batch_params = replace(params, seed=params.seed + batch_no) if seed_per_batch else params
-        groups += sampler.generate([task.messages(i) for i in items[lo : lo + batch_size]], batch_params)
-    k = params.n
-    flat, metrics = grade_texts(task.grader, [c.text for g in groups for c in g], [i for i in items for _ in range(k)])
-    return groups, [flat[i * k : (i + 1) * k] for i in range(len(items))], metrics
-
-
 def evaluate(
     sampler: Sampler, task: Task, cfg: EvalConfig, *, out_path: Path | None = None, seed: int = 0
 ) -> EvalResult:
@@ -120,8 +97,9 @@ def evaluate(
     params = SamplingParams(
         n=cfg.samples, temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens, seed=seed
     )
-    groups, grades, _ = sample_and_grade(sampler, task, items, params, cfg.batch_size)
-    texts = [[c.text for c in group] for group in groups]
+    result_rollout = rollout(sampler, task, items, params, batch_size=cfg.batch_size)
+    grades = result_rollout.grade_rows()
+    texts = [[c.text for c in group] for group in result_rollout.groups]
     result = summarize(grades, pass_threshold(task.grader))
     result.seconds = time.perf_counter() - start
     if out_path is not None:

@@ -16,9 +16,14 @@ from rft.models import new_cache
 
 
 def pack_groups(
-    prompts: list[list[int]], completions: list[list[int]], group_size: int, pad_id: int, length: int | None = None
+    prompts: list[list[int]],
+    completions: list[list[int]],
+    group_size: int,
+    pad_id: int,
+    length: int | None = None,
+    device: torch.device | str = "cpu",
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Lay out B prompts and their B*G completions (group-major) as tensors.
+    """Lay out B prompts and their B*G completions (group-major) as tensors on `device`.
 
     Returns prompt_ids (B, P) and prompt_mask (B, P), left-padded; completion_ids (B*G, T) and
     completion_mask (B*G, T), right-padded to `length` (default: the longest completion).
@@ -27,10 +32,10 @@ def pack_groups(
         raise ValueError(f"{len(completions)} completions for {len(prompts)} prompts x group_size {group_size}")
     width = max(len(p) for p in prompts)
     length = length or max(1, max(len(c) for c in completions))
-    prompt_ids = torch.tensor([[pad_id] * (width - len(p)) + p for p in prompts])
-    prompt_mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
-    completion_ids = torch.tensor([c + [pad_id] * (length - len(c)) for c in completions])
-    completion_mask = torch.tensor([[1] * len(c) + [0] * (length - len(c)) for c in completions])
+    prompt_ids = torch.tensor([[pad_id] * (width - len(p)) + p for p in prompts], device=device)
+    prompt_mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device)
+    completion_ids = torch.tensor([c + [pad_id] * (length - len(c)) for c in completions], device=device)
+    completion_mask = torch.tensor([[1] * len(c) + [0] * (length - len(c)) for c in completions], device=device)
     return prompt_ids, prompt_mask, completion_ids, completion_mask
 
 
@@ -41,13 +46,19 @@ def grouped_completion_logprobs(
     completion_ids: torch.Tensor,
     completion_mask: torch.Tensor,
     group_size: int,
+    temperature: float = 1.0,
 ) -> torch.Tensor:
     """Log-probs (B*G, T) of each completion token given its prompt and the tokens before it.
 
     prompt_ids, prompt_mask: (B, P) left-padded. completion_ids, completion_mask: (B*G, T),
     right-padded, group-major. Positions follow the attention mask, as in left-padded generation,
     so the scores match what the sampler saw. Values at padded positions are meaningless.
+    `temperature`: the logits are divided by the sampling temperature before the log-softmax, so
+    the policy, old-policy and reference log-probs are of the distribution the tokens were drawn
+    from (as TRL's GRPOTrainer and verl do); 1.0 scores the raw model.
     """
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0 to score sampled tokens, got {temperature}")
     cache_kw = new_cache(model)
     (cache,) = cache_kw.values()
     prompt_pos = (prompt_mask.cumsum(-1) - 1).clamp(min=0)  # (B, P)
@@ -61,10 +72,12 @@ def grouped_completion_logprobs(
     rest = model(
         input_ids=completion_ids,
         attention_mask=torch.cat([prompt_mask.repeat_interleave(group_size, dim=0), completion_mask], dim=1),
-        position_ids=start + torch.arange(length),  # (B*G, T)
+        position_ids=start + torch.arange(length, device=completion_ids.device),  # (B*G, T)
         use_cache=True,
         **cache_kw,
     ).logits  # (B*G, T, V): column t predicts token t+1
     logits = torch.cat([first.repeat_interleave(group_size, dim=0).unsqueeze(1), rest[:, :-1, :]], dim=1).float()
+    if temperature != 1.0:
+        logits = logits / temperature  # (B*G, T, V)
     picked = logits.gather(-1, completion_ids.unsqueeze(-1)).squeeze(-1)  # (B*G, T)
     return picked - torch.logsumexp(logits, dim=-1)  # (B*G, T)

@@ -13,38 +13,60 @@ named, pure aggregation function in `AGGREGATIONS`, since the papers disagree on
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-Aggregation = Callable[[Tensor, Tensor, int | None], Tensor]
+
+@dataclass(frozen=True)
+class BatchCounts:
+    """Counts over the whole optimizer batch, so losses of its micro-batches add up to the full-batch loss.
+
+    Gradient accumulation runs the loss on micro-batches and sums their gradients; normalising each
+    micro-batch by its own token count would weigh a token by the size of the micro-batch it landed
+    in. Passing the whole batch's counts makes `micro_batch_size` change nothing but memory.
+    sequences: every sequence N in the batch. present: sequences with at least one real token.
+    tokens: real (unmasked) tokens.
+    """
+
+    sequences: int
+    present: int
+    tokens: float
+
+    @classmethod
+    def of(cls, mask: Tensor) -> BatchCounts:
+        """The counts of one (N, T) mask; for a batch split in micro-batches, pass the full mask."""
+        real = mask.bool()
+        return cls(int(mask.shape[0]), int(real.any(dim=1).sum().item()), float(real.sum().item()))
 
 
-def _seq_mean(per_token: Tensor, mask: Tensor, max_tokens: int | None) -> Tensor:
+Aggregation = Callable[[Tensor, Tensor, int | None, BatchCounts], Tensor]
+
+
+def _seq_mean(per_token: Tensor, mask: Tensor, max_tokens: int | None, counts: BatchCounts) -> Tensor:
     """GRPO eq. 3: mean over each sequence's own tokens, then mean over the sequences that have any.
 
     A fully masked sequence (padding row, truncated completion) is left out of the outer mean, as it
     is absent from the objective; an all-masked batch gives 0 (still connected to the graph).
     """
-    lengths = mask.sum(dim=1)  # (N,)
-    per_seq = (per_token * mask).sum(dim=1) / lengths.clamp(min=1.0)  # (N,)
-    present = (lengths > 0).to(per_token.dtype)  # (N,)
-    return (per_seq * present).sum() / present.sum().clamp(min=1.0)
+    per_seq = (per_token * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)  # (N,); 0 for empty rows
+    return per_seq.sum() / max(counts.present, 1)
 
 
-def _token_mean(per_token: Tensor, mask: Tensor, max_tokens: int | None) -> Tensor:
-    """DAPO's token-level loss: every real token in the micro-batch weighs the same."""
-    return (per_token * mask).sum() / mask.sum().clamp(min=1.0)
+def _token_mean(per_token: Tensor, mask: Tensor, max_tokens: int | None, counts: BatchCounts) -> Tensor:
+    """DAPO's token-level loss: every real token in the whole batch weighs the same."""
+    return (per_token * mask).sum() / max(counts.tokens, 1.0)
 
 
-def _seq_mean_token_sum_norm(per_token: Tensor, mask: Tensor, max_tokens: int | None) -> Tensor:
+def _seq_mean_token_sum_norm(per_token: Tensor, mask: Tensor, max_tokens: int | None, counts: BatchCounts) -> Tensor:
     """Dr. GRPO: sum over all real tokens divided by the constant N * max_tokens."""
     if max_tokens is None:
         raise ValueError(
             "aggregation 'seq_mean_token_sum_norm' (Dr. GRPO) needs max_tokens, the generation budget "
             "(max new tokens) used as its constant normaliser"
         )
-    return (per_token * mask).sum() / (mask.shape[0] * max_tokens)
+    return (per_token * mask).sum() / (counts.sequences * max_tokens)
 
 
 AGGREGATIONS: dict[str, Aggregation] = {
@@ -97,6 +119,7 @@ def grpo_loss(
     beta: float = 0.0,
     aggregation: str = "token_mean",
     max_tokens: int | None = None,
+    counts: BatchCounts | None = None,
 ) -> tuple[Tensor, dict[str, float]]:
     """Clipped-surrogate policy loss (+ beta * k3 KL to a reference policy), reduced by `aggregation`.
 
@@ -113,6 +136,8 @@ def grpo_loss(
         beta: weight of the k3 KL penalty; needs ref_logprobs when > 0.
         aggregation: a key of `AGGREGATIONS`.
         max_tokens: the generation budget; required by "seq_mean_token_sum_norm".
+        counts: the whole batch's counts when this is one micro-batch of it (default: this mask's),
+            so that the micro-batch losses sum to the loss of the whole batch.
 
     Returns the scalar loss and python-float metrics: "loss", "ratio_mean", "clip_ratio" (fraction of
     real tokens whose clipped term was the active one), "clip_ratio_low", "clip_ratio_high", and "kl"
@@ -148,7 +173,7 @@ def grpo_loss(
         if beta > 0:
             per_token = per_token + beta * kl
 
-    loss = AGGREGATIONS[aggregation](per_token, weights, max_tokens)
+    loss = AGGREGATIONS[aggregation](per_token, weights, max_tokens, counts or BatchCounts.of(mask))
     return loss, _metrics(loss, ratio, adv, kl, weights, epsilon, upper)
 
 

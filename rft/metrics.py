@@ -1,9 +1,14 @@
-"""Step metrics: one JSONL line per step, TensorBoard when installed, and a live progress line."""
+"""Step metrics: one JSONL line per step, TensorBoard when installed, and what a person watching sees.
+
+On a terminal that is a live progress bar; elsewhere (CI, `| tee`, nohup) a bar would print nothing
+useful, so each step and each evaluation gets one plain line instead.
+"""
 
 from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +30,10 @@ class MetricsLogger:
         elif start_step > 0:
             self._truncate_after(start_step)
         self._tb = _tensorboard(output_dir / "tensorboard")
+        self.total_steps = total_steps
         self._progress: Progress | None = None
-        if show_progress:
+        self._lines = show_progress and not sys.stdout.isatty()
+        if show_progress and not self._lines:
             self._progress = Progress(
                 TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
                 TextColumn("{task.fields[status]}"), TimeRemainingColumn(),
@@ -49,11 +56,24 @@ class MetricsLogger:
             for key, value in metrics.items():
                 if isinstance(value, (int, float)) and math.isfinite(value):
                     self._tb.add_scalar(key, value, step)
+        if self._lines:
+            self._print_line(step, metrics)
         if self._progress is not None and "reward_mean" in metrics:
             status = f"reward {metrics['reward_mean']:.3f}"
             if "eval/accuracy" in metrics:
                 status += f"  held-out acc {metrics['eval/accuracy']:.3f}"
             self._progress.update(self._bar, completed=step, status=status)
+
+    def _print_line(self, step: int, metrics: dict[str, Any]) -> None:
+        if "eval/accuracy" in metrics:
+            low, high = metrics["eval/accuracy_low"], metrics["eval/accuracy_high"]
+            print(f"eval  step {step}: held-out accuracy {100 * metrics['eval/accuracy']:.1f}% "
+                  f"[{100 * low:.1f}, {100 * high:.1f}]  mean score {metrics['eval/mean_score']:.3f}  "
+                  f"{metrics['eval/seconds']:.1f} s", flush=True)
+        if "reward_mean" in metrics:
+            print(f"step {step}/{self.total_steps}: reward {metrics['reward_mean']:.3f}  "
+                  f"accuracy {metrics.get('accuracy', float('nan')):.3f}  "
+                  f"{metrics.get('seconds/step', float('nan')):.1f} s", flush=True)
 
     def close(self) -> None:
         if self._progress is not None:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from graders.base import pass_threshold
-from rft.eval import sample_and_grade
+from rft.rollout import rollout
 from rft.sampling.base import Sampler, SamplingParams
 from tasks.base import Task, load_task
 from tasks.datasets import load_items, prompt_key
@@ -215,8 +215,9 @@ def preflight(
     indices = choose_prompts(len(task.train), n_prompts, seed)
     items = [task.train[i] for i in indices]
     params = SamplingParams(n=samples, temperature=temperature, max_new_tokens=max_new_tokens, seed=seed)
-    groups, rows, metrics = sample_and_grade(sampler, task, items, params, batch_size, seed_per_batch=True)
-    truncated = [sum(c.truncated for c in group) for group in groups]
+    result = rollout(sampler, task, items, params, batch_size=batch_size, seed_per_batch=True)
+    rows, metrics = result.grade_rows(), result.metrics
+    truncated = [sum(c.truncated for c in group) for group in result.groups]
     report = build_report(
         [[g.score for g in row] for row in rows],
         pass_threshold(task.grader),

@@ -22,26 +22,22 @@ def eval_command(
 
     from rft.config import load_config, split_args
     from rft.eval import evaluate
-    from rft.models import load_model
-    from rft.sampling.hf import HFSampler
+    from rft.policy import policy_from_config
+    from rft.sampling import build_sampler
     from tasks.base import load_task
 
+    if adapter is not None and not (adapter / "adapter_config.json").exists():
+        raise typer.BadParameter(f"{adapter} is not a peft adapter directory (no adapter_config.json)")
     try:
         cfg = load_config(*split_args(config, ctx.args))
         task = load_task(cfg.task.name, **cfg.task.options)
+        if cfg.train.threads:
+            torch.set_num_threads(cfg.train.threads)
+        policy = policy_from_config(cfg, adapter=adapter, trainable=False)
     except (ValueError, OSError) as exc:
         typer.secho(f"error: {exc}", err=True, fg="red")
         raise typer.Exit(2) from exc
-    model, tokenizer = load_model(cfg.model.name, dtype=getattr(torch, cfg.model.dtype))
-    if adapter is not None:
-        from peft import PeftModel
-
-        if not (adapter / "adapter_config.json").exists():
-            raise typer.BadParameter(f"{adapter} is not a peft adapter directory (no adapter_config.json)")
-        model = PeftModel.from_pretrained(model, str(adapter))
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
-    result = evaluate(HFSampler(model, tokenizer), task, cfg.eval, out_path=out, seed=cfg.train.seed)
+    result = evaluate(build_sampler(cfg.sampler, policy), task, cfg.eval, out_path=out, seed=cfg.train.seed)
     typer.echo(f"task {task.name}: {result.n_items} held-out items x {result.samples_per_item} samples")
     typer.echo(f"accuracy   {result.accuracy}")
     typer.echo(f"mean score {result.mean_score}")

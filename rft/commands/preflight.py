@@ -1,10 +1,14 @@
-"""`rft preflight TASK [--model M] [--filter-out FILE.jsonl]`: which training prompts give GRPO no signal."""
+"""`rft preflight [TASK] [--config RUN.yaml] [--filter-out FILE.jsonl]`: which training prompts give GRPO no signal.
+
+Sampling settings default to the run config's (sampler temperature and token limit, group size), so the
+report describes the rollouts training would see.
+"""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import typer
 
@@ -67,37 +71,49 @@ def _print_report(task_name: str, report: Any, group_size: int) -> None:
 
 
 def preflight_command(
-    task: str = typer.Argument(..., help="built-in task, pkg.module:attr, file.py:attr or a task directory"),
-    model: str = typer.Option("default", help="packaged model name, local path or hub id"),
+    task: Optional[str] = typer.Argument(
+        None, help="built-in task, pkg.module:attr, file.py:attr or a task directory (default: the config's task)"
+    ),
+    config: Optional[Path] = typer.Option(
+        None, "--config", "-c", help="run config YAML: model, task, sampler temperature and token limit, group size"
+    ),
+    model: Optional[str] = typer.Option(None, help="packaged model name, local path or hub id (default: model.name)"),
     prompts: int = typer.Option(32, help="training prompts to check (a seeded random subset); 0 = all"),
-    samples: int = typer.Option(8, help="completions sampled per prompt"),
-    temperature: float = typer.Option(1.0, help="sampling temperature (use the training temperature)"),
-    max_new_tokens: int = typer.Option(48, help="completion length cap"),
+    samples: Optional[int] = typer.Option(None, help="completions sampled per prompt (default: algorithm.group_size)"),
+    temperature: Optional[float] = typer.Option(None, help="sampling temperature (default: sampler.temperature)"),
+    max_new_tokens: Optional[int] = typer.Option(None, help="completion cap (default: sampler.max_new_tokens)"),
     option: list[str] = typer.Option([], "--option", "-o", help="task option key=value, repeatable"),
-    filter_out: Path | None = typer.Option(
+    filter_out: Optional[Path] = typer.Option(
         None, "--filter-out", help="write the checked training items that have signal to this JSONL file"
     ),
     keep: str = typer.Option("mixed", help="with --filter-out: 'mixed' pass/fail, 'varied' score spread"),
-    group_size: int | None = typer.Option(None, help="GRPO group size for the estimate (default: --samples)"),
+    group_size: Optional[int] = typer.Option(None, help="GRPO group size for the estimate (default: --samples)"),
     batch_size: int = typer.Option(8, help="prompts per generate call"),
-    seed: int = typer.Option(0, help="seeds the prompt subset and the sampling"),
+    seed: Optional[int] = typer.Option(None, help="seeds the prompt subset and the sampling (default: train.seed)"),
     as_json: bool = typer.Option(False, "--json", help="print the report as JSON instead of tables"),
 ) -> None:
-    """Sample the model on training prompts and report how many it always / never solves."""
+    """Sample the model on training prompts, as training would, and report how many it always / never solves."""
     from rft.commands.tasks import parse_options
-    from rft.models import load_model
+    from rft.config import load_config
+    from rft.policy import load_policy
     from rft.preflight import KEEP, preflight, write_signal_items
-    from rft.sampling.hf import HFSampler
+    from rft.sampling import build_sampler
     from tasks.base import load_task
 
     try:
         if keep not in KEEP:
             raise ValueError(f"--keep must be one of {sorted(KEEP)}, got {keep!r}")
-        loaded = load_task(task, **parse_options(option))
-        policy, tokenizer = load_model(model)
+        cfg = load_config(config)
+        task = task or cfg.task.name
+        options = parse_options(option) if (option or task != cfg.task.name) else cfg.task.options
+        loaded = load_task(task, **options)
+        samples = samples or getattr(cfg.algorithm, "group_size", 8)
+        policy = load_policy(model or cfg.model.name, dtype=cfg.model.dtype, device=cfg.model.device)
         report = preflight(
-            loaded, HFSampler(policy, tokenizer), n_prompts=prompts, samples=samples, temperature=temperature,
-            max_new_tokens=max_new_tokens, seed=seed, batch_size=batch_size,
+            loaded, build_sampler(cfg.sampler, policy), n_prompts=prompts, samples=samples,
+            temperature=cfg.sampler.temperature if temperature is None else temperature,
+            max_new_tokens=max_new_tokens or cfg.sampler.max_new_tokens,
+            seed=cfg.train.seed if seed is None else seed, batch_size=batch_size,
         )
     except (ValueError, TypeError, OSError) as exc:
         typer.secho(f"error: {exc}", err=True, fg="red")
@@ -109,13 +125,13 @@ def preflight_command(
         _print_report(loaded.name, report, group)
     if filter_out is not None:
         written = write_signal_items(filter_out, loaded, report, keep)
-        options = {"base_task": task, "train_file": str(filter_out), **parse_options(option)}
+        filtered = {"base_task": task, "train_file": str(filter_out), **options}
         partial = ""
         if len(report.prompts) < report.n_train:
             partial = f" (checked {len(report.prompts)} of {report.n_train}; --prompts 0 checks all)"
         typer.echo(
             f"wrote {written} training items with signal to {filter_out}{partial}; train on them with "
-            f"task name 'rft.preflight:filtered_task' and options {json.dumps(options)}",
+            f"task name 'rft.preflight:filtered_task' and options {json.dumps(filtered)}",
             err=as_json,
         )
 

@@ -1,15 +1,20 @@
-"""The `Sampler` interface: B prompts (chat messages) in, B x n completions out.
+"""The sampler contract: B prompts (chat messages) in, B x n completions out, and a weight sync hook.
 
-Backends (transformers now; vLLM with LoRA adapters fits the same shape) return token ids as well
-as text so the trainer can score exactly the tokens that were sampled.
+Backends (transformers in-process; vLLM holding its own copy of the weights) return token ids as
+well as text so the trainer scores exactly the tokens that were sampled, and optionally the
+sampler's own per-token log-probs. Every recipe calls `sync(policy)` after each optimizer update;
+`policy.version` tells a backend with its own weights whether it is stale.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from tasks.base import Messages
+
+if TYPE_CHECKING:
+    from rft.policy import Policy
 
 
 @dataclass(frozen=True)
@@ -18,7 +23,8 @@ class SamplingParams:
     temperature: float = 1.0  # 0 = greedy
     top_p: float = 1.0
     max_new_tokens: int = 64
-    seed: int | None = None  # seeds the torch generator for this call when set
+    seed: int | None = None  # seeds this call's generator when set, leaving the training stream alone
+    logprobs: bool = False  # also return each sampled token's log-prob under the sampling distribution
 
 
 @dataclass
@@ -27,12 +33,16 @@ class Completion:
 
     prompt_ids: the prompt's token ids (no padding). token_ids: the completion's ids, ending with
     EOS when the model stopped by itself. truncated: it hit max_new_tokens without EOS.
+    logprobs: (len(token_ids),) log-probs of the sampled tokens at the sampling temperature, when
+    asked for. policy_version: the `Policy.version` whose weights sampled it.
     """
 
     prompt_ids: list[int]
     token_ids: list[int]
     text: str
     truncated: bool
+    logprobs: list[float] | None = None
+    policy_version: int = 0
 
 
 class Sampler(Protocol):
@@ -40,6 +50,6 @@ class Sampler(Protocol):
         """Sample `params.n` completions for each prompt; result[b][g] is sample g of prompt b."""
         ...
 
-    def set_policy(self, model: Any) -> None:
-        """Point the sampler at updated policy weights (no-op when it shares the training model)."""
+    def sync(self, policy: Policy) -> None:
+        """Bring the sampler's weights to `policy` (called after every optimizer update)."""
         ...

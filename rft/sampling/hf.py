@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from rft.models import new_cache
 from rft.sampling.base import Completion, Messages, SamplingParams
+
+if TYPE_CHECKING:
+    from rft.config import SamplerConfig
+    from rft.policy import Policy
 
 
 @contextmanager
@@ -41,15 +45,17 @@ def merged_lora(model: Any) -> Iterator[None]:
 
 
 class HFSampler:
-    """Samples from the (LoRA-wrapped) training model itself, so no weight sync is needed."""
+    """Samples from the (LoRA-wrapped) training model itself, so `sync` only records the version."""
 
-    def __init__(self, model: Any, tokenizer: Any) -> None:
-        self.model = model
-        self.tokenizer = tokenizer
-        self.eos_ids = _eos_ids(model, tokenizer)
+    def __init__(self, policy: Policy, config: SamplerConfig | None = None) -> None:
+        self.policy = policy
+        self.model, self.tokenizer = policy.model, policy.tokenizer
+        self.eos_ids = _eos_ids(policy.model, policy.tokenizer)
 
-    def set_policy(self, model: Any) -> None:
-        self.model = model
+    def sync(self, policy: Policy) -> None:
+        if policy.model is not self.model:
+            raise ValueError("HFSampler samples from the model it was built with; build a new one for another")
+        self.policy = policy
 
     def encode(self, prompts: list[Messages]) -> list[list[int]]:
         """Prompt token ids through the tokenizer's chat template, ready for the assistant turn."""
@@ -64,17 +70,22 @@ class HFSampler:
         prompt_ids = self.encode(prompts)
         pad = self.tokenizer.pad_token_id
         width = max(len(p) for p in prompt_ids)
+        device = self.policy.device
         # Left padding keeps every prompt's last token at the same position for generation.
-        input_ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompt_ids])  # (B, P)
-        attention = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompt_ids])  # (B, P)
+        input_ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompt_ids], device=device)  # (B, P)
+        attention = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompt_ids], device=device)
         greedy = params.temperature <= 0
         kwargs: dict[str, Any] = {"do_sample": not greedy, "max_new_tokens": params.max_new_tokens}
         if not greedy:
             kwargs.update(temperature=params.temperature, top_p=params.top_p, top_k=0)
+        if params.logprobs:
+            # `scores` are the logits after the temperature / top-p warpers: the sampling distribution.
+            kwargs.update(output_scores=True, return_dict_in_generate=True)
         was_training = self.model.training
         self.model.eval()
+        cuda = [device] if device.type == "cuda" else []
         # A seeded call (evaluation) must not reset the global stream the training rollouts draw from.
-        with torch.random.fork_rng(devices=[], enabled=params.seed is not None):
+        with torch.random.fork_rng(devices=cuda, enabled=params.seed is not None):
             if params.seed is not None:
                 torch.manual_seed(params.seed)
             try:
@@ -90,12 +101,19 @@ class HFSampler:
                     )  # (B*G, P + C)
             finally:
                 self.model.train(was_training)
-        new = out[:, width:].tolist()
+        sequences = out.sequences if params.logprobs else out  # (B*G, P + C)
+        new = sequences[:, width:]  # (B*G, C)
+        token_logprobs = _sampled_logprobs(out.scores, new).tolist() if params.logprobs else None
+        new_ids = new.tolist()
         results: list[list[Completion]] = []
         for b, p in enumerate(prompt_ids):
             group = []
             for g in range(params.n):
-                group.append(self._completion(p, new[b * params.n + g], params.max_new_tokens))
+                row = b * params.n + g
+                c = self._completion(p, new_ids[row], params.max_new_tokens)
+                if token_logprobs is not None:
+                    c.logprobs = token_logprobs[row][: len(c.token_ids)]
+                group.append(c)
             results.append(group)
         return results
 
@@ -118,7 +136,15 @@ class HFSampler:
         stop = next((i for i, t in enumerate(ids) if t in self.eos_ids), None)
         tokens = ids[: stop + 1] if stop is not None else ids[:limit]
         text = self.tokenizer.decode(tokens, skip_special_tokens=True)
-        return Completion(prompt_ids=prompt, token_ids=tokens, text=text, truncated=stop is None)
+        return Completion(prompt_ids=prompt, token_ids=tokens, text=text, truncated=stop is None,
+                          policy_version=self.policy.version)
+
+
+def _sampled_logprobs(scores: tuple[torch.Tensor, ...], new: torch.Tensor) -> torch.Tensor:
+    """Log-probs (B*G, C) of the generated tokens `new` (B*G, C) under the per-step `scores` (C x (B*G, V))."""
+    steps = torch.stack(scores, dim=1).float()  # (B*G, C, V)
+    picked = steps.gather(-1, new[:, : steps.shape[1]].unsqueeze(-1)).squeeze(-1)  # (B*G, C)
+    return picked - torch.logsumexp(steps, dim=-1)
 
 
 def _eos_ids(model: Any, tokenizer: Any) -> set[int]:

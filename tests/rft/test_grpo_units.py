@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from rft.recipes.grpo import lr_factor, step_items
+from rft.policy import lr_factor
+from rft.recipes.grpo import step_items
 
 
 @pytest.mark.parametrize(

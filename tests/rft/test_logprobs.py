@@ -66,3 +66,21 @@ def test_pack_groups_layout_and_errors() -> None:
     assert completion_mask.tolist()[1] == [1, 0, 0, 0]
     with pytest.raises(ValueError, match="3 completions for 2 prompts"):
         pack_groups(PROMPTS, COMPLETIONS[:3], 2, PAD)
+
+
+def test_temperature_divides_the_logits_before_the_log_softmax() -> None:
+    """At T the log-probs are log_softmax(logits / T): checked against the naive rows' raw logits."""
+    model = tiny_lora_model()
+    tensors = pack_groups(PROMPTS, COMPLETIONS, 2, PAD)
+    with torch.no_grad():
+        scaled = grouped_completion_logprobs(model, *tensors, 2, temperature=0.5)
+        for row, (prompt, completion) in enumerate(zip([p for p in PROMPTS for _ in range(2)], COMPLETIONS)):
+            ids = torch.tensor([prompt + completion])
+            logits = model(input_ids=ids).logits[0].float() / 0.5
+            logp = torch.log_softmax(logits, dim=-1)
+            expected = torch.stack([logp[len(prompt) - 1 + t, tok] for t, tok in enumerate(completion)])
+            torch.testing.assert_close(scaled[row, : len(completion)], expected, atol=1e-5, rtol=1e-5)
+        plain = grouped_completion_logprobs(model, *tensors, 2)
+    assert not torch.allclose(scaled * tensors[3], plain * tensors[3])
+    with pytest.raises(ValueError, match="temperature must be > 0"):
+        grouped_completion_logprobs(model, *tensors, 2, temperature=0.0)

@@ -295,3 +295,31 @@ def test_misuse_raises_value_error(change: dict, message: str) -> None:
     batch.update({k: v for k, v in change.items() if k in batch})
     with pytest.raises(ValueError, match=message):
         grpo_loss(**batch, **options)
+
+
+@pytest.mark.parametrize("aggregation", sorted(AGGREGATIONS))
+def test_micro_batches_with_whole_batch_counts_sum_to_the_full_batch_loss(aggregation: str) -> None:
+    """Gradient accumulation: split 4 ragged sequences 1+3; with the full batch's `BatchCounts` the two
+    micro-batch losses (and gradients) add up to the one-batch loss. Normalising by each micro-batch's
+    own counts (the old behaviour) does not, for token_mean: micro-batch 1 has 1 token, 2 has 7."""
+    from rft.losses import BatchCounts
+
+    torch.manual_seed(0)
+    old = torch.randn(4, 3, dtype=torch.float64)
+    logprobs = (old + 0.3 * torch.randn(4, 3, dtype=torch.float64)).requires_grad_()
+    adv = torch.tensor([1.0, -0.5, 2.0, -1.5], dtype=torch.float64)
+    mask = torch.tensor([[1, 0, 0], [1, 1, 1], [1, 1, 0], [1, 1, 0]], dtype=torch.float64)
+    kw = {"aggregation": aggregation, "max_tokens": 3, "epsilon": 0.2}
+    full, _ = grpo_loss(logprobs, old, None, adv, mask, **kw)
+    (full_grad,) = torch.autograd.grad(full, logprobs)
+    counts = BatchCounts.of(mask)
+    assert counts == BatchCounts(sequences=4, present=4, tokens=8.0)
+    parts = [grpo_loss(logprobs[s], old[s], None, adv[s], mask[s], counts=counts, **kw)[0]
+             for s in (slice(0, 1), slice(1, 4))]
+    (split_grad,) = torch.autograd.grad(sum(parts), logprobs)
+    torch.testing.assert_close(sum(parts).detach(), full.detach())
+    torch.testing.assert_close(split_grad, full_grad)
+    own = [grpo_loss(logprobs[s], old[s], None, adv[s], mask[s], **kw)[0] for s in (slice(0, 1), slice(1, 4))]
+    weighted = own[0] * 1 / 4 + own[1] * 3 / 4  # the old per-row weighting of per-micro-batch means
+    if aggregation == "token_mean":
+        assert not torch.allclose(weighted, full)

@@ -206,11 +206,12 @@ def test_preflight_on_default_model_and_arithmetic() -> None:
     """SmolLM2-135M solves some two-digit sums and misses others: every bucket share is a real count."""
     from rft.models import load_model
     from rft.preflight import preflight
+    from rft.policy import Policy
     from rft.sampling.hf import HFSampler
     from tasks.base import load_task
 
     model, tokenizer = load_model("default")
-    sampler = HFSampler(model, tokenizer)
+    sampler = HFSampler(Policy(model, tokenizer))
     task = load_task("arithmetic")
     report = preflight(task, sampler, n_prompts=8, samples=8, temperature=0.7, max_new_tokens=48)
     assert [p.index for p in report.prompts] == choose_prompts(2000, 8, seed=0) and report.n_train == 2000

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 import torch
 
 from rft.models import load_model
 from rft.sampling.base import SamplingParams
+from rft.policy import Policy
 from rft.sampling.hf import HFSampler
 from tests.tiny_chat import build_chat_model
 
@@ -19,7 +19,7 @@ PROMPTS = [[{"role": "user", "content": "Say apple"}], [{"role": "user", "conten
 def sampler(tmp_path_factory: pytest.TempPathFactory) -> HFSampler:
     path = build_chat_model(tmp_path_factory.mktemp("tiny") / "model")
     model, tokenizer = load_model(str(path))
-    return HFSampler(model, tokenizer)
+    return HFSampler(Policy(model, tokenizer))
 
 
 def test_group_with_shared_prefill_matches_single_greedy_runs(sampler: HFSampler) -> None:
@@ -77,3 +77,34 @@ def test_merged_lora_matches_the_adapter_and_restores_exact_weights() -> None:
     torch.testing.assert_close(merged, adapted, atol=1e-5, rtol=1e-5)
     for name, p in model.named_parameters():
         assert torch.equal(p, before[name]), name
+
+
+def test_sampler_logprobs_equal_the_trainers_at_the_sampling_temperature(sampler: HFSampler) -> None:
+    """The sampler's own per-token log-probs (T = 0.7) are what the trainer scores at T = 0.7, not at T = 1."""
+    from rft.logprobs import grouped_completion_logprobs, pack_groups
+
+    groups = sampler.generate(PROMPTS, SamplingParams(n=3, temperature=0.7, max_new_tokens=6, seed=3, logprobs=True))
+    flat = [c for g in groups for c in g]
+    assert all(c.logprobs is not None and len(c.logprobs) == len(c.token_ids) for c in flat)
+    tensors = pack_groups([g[0].prompt_ids for g in groups], [c.token_ids for c in flat], 3,
+                          sampler.tokenizer.pad_token_id)
+    with torch.no_grad():
+        at_t = grouped_completion_logprobs(sampler.model, *tensors, 3, temperature=0.7)
+        at_1 = grouped_completion_logprobs(sampler.model, *tensors, 3)
+    for row, c in enumerate(flat):
+        n = len(c.token_ids)
+        torch.testing.assert_close(torch.tensor(c.logprobs), at_t[row, :n], atol=1e-4, rtol=1e-4)
+    assert any(not torch.allclose(torch.tensor(c.logprobs), at_1[r, : len(c.token_ids)], atol=1e-3)
+               for r, c in enumerate(flat))
+
+
+def test_sync_records_the_policy_version_on_completions(sampler: HFSampler) -> None:
+    from rft.policy import Policy
+
+    policy = Policy(sampler.model, sampler.tokenizer, version=5)
+    sampler.sync(policy)
+    (group,) = sampler.generate(PROMPTS[:1], SamplingParams(n=2, temperature=0, max_new_tokens=3))
+    assert [c.policy_version for c in group] == [5, 5]
+    with pytest.raises(ValueError, match="build a new one"):
+        sampler.sync(Policy(torch.nn.Linear(1, 1), sampler.tokenizer))
+    sampler.sync(Policy(sampler.model, sampler.tokenizer))

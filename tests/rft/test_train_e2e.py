@@ -167,3 +167,38 @@ def test_interrupted_run_keeps_its_last_completed_step(tiny_model: Path, tmp_pat
     assert [p.name for p in out.glob("checkpoint-*")] == ["checkpoint-000002"]
     state = json.loads((out / "checkpoint-000002" / "state.json").read_text())
     assert state["step"] == 2
+
+
+@pytest.mark.parametrize("aggregation", ["seq_mean", "token_mean", "seq_mean_token_sum_norm"])
+def test_micro_batch_size_does_not_change_the_update(tiny_model: Path, aggregation: str) -> None:
+    """micro_batch_size = G (3 micro-batches) and = B*G (one) give the same update, for every aggregation.
+
+    Plain SGD with lr 1 makes the parameter change equal to minus the gradient, so the check is on the
+    gradient itself (Adam's first step would hide a rescaled gradient)."""
+    from rft.policy import load_policy
+    from rft.recipes.grpo import policy_update
+    from rft.sampling.base import SamplingParams
+    from rft.sampling.hf import HFSampler
+
+    deltas = []
+    for micro in (2, 6):
+        cfg = config(tiny_model, Path("unused"), steps=1, **{
+            "algorithm.aggregation": aggregation, "algorithm.group_size": "2", "train.micro_batch_size": str(micro),
+            "algorithm.num_iterations": "1", "algorithm.beta": "0.05", "train.max_grad_norm": "1e9"})
+        torch.manual_seed(0)
+        policy = load_policy(str(tiny_model), lora=cfg.lora)
+        for name, p in policy.model.named_parameters():
+            if "lora_B" in name:
+                torch.nn.init.normal_(p, std=0.1)
+        sampler = HFSampler(policy)
+        prompts = [[{"role": "user", "content": f"Say {w}"}] for w in WORDS[:3]]
+        groups = sampler.generate(prompts, SamplingParams(n=2, temperature=1.0, max_new_tokens=6, seed=1))
+        assert len({len(c.token_ids) for g in groups for c in g}) > 1  # ragged, so normalisers matter
+        params = policy.trainable_parameters()
+        before = [p.detach().clone() for p in params]
+        optimizer = torch.optim.SGD(params, lr=1.0)
+        advantages = torch.tensor([1.0, -1.0, 0.5, -0.5, -2.0, 2.0])
+        policy_update(policy, optimizer, None, groups, advantages, cfg, sampler)
+        deltas.append(torch.cat([(p.detach() - b).flatten() for p, b in zip(params, before)]))
+    assert deltas[0].abs().sum() > 0
+    torch.testing.assert_close(deltas[0], deltas[1], rtol=1e-4, atol=1e-6)

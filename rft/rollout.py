@@ -1,0 +1,84 @@
+"""Rollouts: sample n completions for each of B prompts, grade them, and return rewards with metrics.
+
+Every recipe, held-out evaluation and the pre-flight check go through `rollout`, so batching,
+grading and the sampling/grading metrics are computed one way. Layout is group-major: row
+`b * n + g` is sample g of prompt b.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import torch
+
+from graders.base import Grade
+from rft.rewards import grade_texts
+from rft.sampling.base import Completion, Sampler, SamplingParams
+from tasks.base import Task
+
+
+@dataclass
+class Rollout:
+    """B prompts x n completions with their grades.
+
+    items: the B task items. groups: groups[b][g], sample g of prompt b. grades: (B*n,) group-major.
+    metrics: grading metrics (reward mean/std, accuracy, sub-graders, errors), completion length,
+    truncation rate and the seconds spent sampling and grading.
+    """
+
+    items: list[Mapping[str, Any]]
+    groups: list[list[Completion]]
+    grades: list[Grade]
+    metrics: dict[str, float]
+
+    @property
+    def completions(self) -> list[Completion]:
+        """(B*n,) group-major."""
+        return [c for group in self.groups for c in group]
+
+    def rewards(self, device: torch.device | str = "cpu") -> torch.Tensor:
+        """(B*n,) float32 scores; a grader error scores 0 and is counted in `metrics`."""
+        return torch.tensor([g.score for g in self.grades], dtype=torch.float32, device=device)
+
+    def grade_rows(self) -> list[list[Grade]]:
+        """grades[b][g] for prompt b, sample g."""
+        n = len(self.groups[0]) if self.groups else 0
+        return [self.grades[b * n : (b + 1) * n] for b in range(len(self.groups))]
+
+
+def rollout(
+    sampler: Sampler,
+    task: Task,
+    items: Sequence[Mapping[str, Any]],
+    params: SamplingParams,
+    *,
+    batch_size: int | None = None,
+    seed_per_batch: bool = False,
+) -> Rollout:
+    """Sample `params.n` completions per item (in generate calls of `batch_size` prompts) and grade them all.
+
+    With `seed_per_batch`, batch k is sampled with seed `params.seed + k`, so batches differ while the
+    whole call stays reproducible.
+    """
+    if not items:
+        raise ValueError(f"task {task.name!r}: rollout needs at least one item")
+    start = time.perf_counter()
+    size = batch_size or len(items)
+    groups: list[list[Completion]] = []
+    for k, lo in enumerate(range(0, len(items), size)):
+        call = replace(params, seed=params.seed + k) if seed_per_batch and params.seed is not None else params
+        groups += sampler.generate([task.messages(i) for i in items[lo : lo + size]], call)
+    sampled = time.perf_counter()
+    flat = [c for group in groups for c in group]
+    grades, metrics = grade_texts(task.grader, [c.text for c in flat], [i for i in items for _ in range(params.n)])
+    lengths = [len(c.token_ids) for c in flat]
+    metrics |= {
+        "completion_length": sum(lengths) / len(lengths),
+        "truncation_rate": sum(c.truncated for c in flat) / len(flat),
+        "seconds/sampling": sampled - start,
+        "seconds/grading": time.perf_counter() - sampled,
+    }
+    return Rollout(list(items), groups, grades, metrics)

@@ -1,0 +1,181 @@
+"""The run lifecycle every recipe shares, as plain helpers: no base class, the recipe keeps its loop.
+
+    task = load_checked_task(cfg)
+    with open_run(cfg, task, policy, {"policy": (optimizer, scheduler)}, resume=resume) as run:
+        run.evaluate_before(sampler)                  # held-out accuracy before training (once)
+        for step in run.remaining_steps():
+            ...                                       # the recipe: rollout, advantages, update
+            run.end_step(step, metrics, sampler)      # log; evaluate + keep best; save + prune
+    return run.finish()                               # summary.json, plot, summary table
+
+`open_run` opens or resumes the run directory (any number of named modules and optimizers, so a
+critic or a reward head fits); leaving the `with` block by an exception (Ctrl-C, a crash) saves the
+last completed step first, so `--resume` loses nothing that finished.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rft import checkpoint
+from rft.config import ConfigError, RunConfig
+from rft.eval import EvalResult, evaluate
+from rft.metrics import MetricsLogger
+from rft.policy import Policy
+from rft.report import plot, print_summary
+from rft.rewards import grade_texts
+from rft.sampling.base import Sampler
+from tasks.base import Task, load_task
+
+
+def load_checked_task(cfg: RunConfig) -> Task:
+    """The configured task, failing before any model is loaded on splits or graders that cannot work."""
+    try:
+        task = load_task(cfg.task.name, **cfg.task.options)
+        for split, items in (("train", task.train), ("held-out", task.test)):
+            if len(items) == 0:
+                raise ValueError(f"task {task.name!r} has an empty {split} split")
+            try:
+                task.messages(items[0])
+            except KeyError as exc:
+                raise ValueError(f"task {task.name!r}: {split} item 0 lacks the field {exc} used by its prompt") from exc
+        # A grader that cannot read the item (a template naming a missing field) must fail now, not mid-run.
+        grade_texts(task.grader, ["0"], [task.train[0]])
+    except (ValueError, TypeError) as exc:  # GraderInputError is a ValueError
+        raise ConfigError(str(exc)) from exc
+    return task
+
+
+def seed_everything(cfg: RunConfig) -> None:
+    """Threads and seeds before any weights are created, so LoRA initialisation is reproducible."""
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    torch.manual_seed(cfg.train.seed)
+    random.seed(cfg.train.seed)
+
+
+def _eval_metrics(result: EvalResult) -> dict[str, float]:
+    out = {
+        "eval/accuracy": result.accuracy.value, "eval/accuracy_low": result.accuracy.low,
+        "eval/accuracy_high": result.accuracy.high, "eval/mean_score": result.mean_score.value,
+        "eval/grader_errors": float(result.grader_errors), "eval/seconds": result.seconds,
+    }
+    if result.pass_at_k is not None:
+        out["eval/pass_at_k"] = result.pass_at_k.value
+    return out | {f"eval/grader/{k}": v for k, v in result.per_grader.items()}
+
+
+@dataclass
+class Run:
+    """One run directory: its config, task, policy, what gets checkpointed, and the loop state."""
+
+    cfg: RunConfig
+    task: Task
+    policy: Policy
+    modules: dict[str, Any]
+    optimizers: Mapping[str, tuple[Any, Any]]
+    logger: MetricsLogger
+    show_progress: bool
+    state: dict[str, Any] = field(default_factory=lambda: {"best_accuracy": -1.0, "before": None, "best": None})
+    done: int = 0  # last completed step
+    saved: int = 0  # last checkpointed step
+    after: EvalResult | None = None
+    _step_started: float = field(default_factory=time.perf_counter)
+
+    @property
+    def out(self) -> Path:
+        return Path(self.cfg.train.output_dir)
+
+    def remaining_steps(self) -> Iterator[int]:
+        """Steps left to run, 1-based; a resumed run continues after its checkpoint."""
+        for step in range(self.done + 1, self.cfg.train.steps + 1):
+            self._step_started = time.perf_counter()
+            yield step
+
+    def evaluate_before(self, sampler: Sampler) -> None:
+        """Held-out accuracy of the untrained policy (step 0); a resumed run has it already."""
+        if self.state["before"] is None:
+            self.state["before"] = self.evaluate(0, sampler).to_dict()
+
+    def evaluate(self, step: int, sampler: Sampler) -> EvalResult:
+        """Held-out evaluation, logged, with the policy adapter kept in `best/` when it is the best so far."""
+        result = evaluate(sampler, self.task, self.cfg.eval, out_path=self.out / "eval" / f"step-{step:06d}.jsonl",
+                          seed=self.cfg.train.seed)
+        self.logger.log(step, _eval_metrics(result))
+        if result.accuracy.value > self.state["best_accuracy"]:
+            self.state["best_accuracy"] = result.accuracy.value
+            self.state["best"] = result.to_dict() | {"step": step}
+            checkpoint.save_best(self.out, self.policy.model, self.state["best"])
+        return result
+
+    def end_step(self, step: int, metrics: dict[str, float], sampler: Sampler) -> None:
+        """Log the step; evaluate every `eval.interval` steps and save every `train.checkpoint_interval`."""
+        self.done = step
+        self.logger.log(step, metrics | {"seconds/step": time.perf_counter() - self._step_started})
+        last = step == self.cfg.train.steps
+        if step % self.cfg.eval.interval == 0 or last:
+            self.after = self.evaluate(step, sampler)
+        if step % self.cfg.train.checkpoint_interval == 0 or last:
+            self.save(step)
+
+    def save(self, step: int) -> None:
+        self.state["policy_version"] = self.policy.version
+        checkpoint.save_checkpoint(self.out, step, self.modules, self.optimizers, self.cfg.to_dict(), self.state)
+        checkpoint.prune(self.out, self.cfg.train.keep_last)
+        self.saved = step
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        try:
+            if kind is not None and self.done > self.saved:  # interrupted: keep the last completed step
+                self.save(self.done)
+        finally:
+            self.logger.close()
+
+    def finish(self) -> dict[str, Any]:
+        """Write `summary.json` and the plot, print the before/after table; returns the summary."""
+        after = self.after.to_dict() if self.after else None
+        summary = {"before": self.state["before"], "after": after, "best": self.state["best"]}
+        (self.out / "summary.json").write_text(json.dumps(summary, indent=2))
+        plot(self.out / "metrics.jsonl", self.out / "plot.png")
+        if after is not None and self.show_progress:
+            print_summary(self.state["before"], after, self.state["best"])
+        return summary
+
+
+def open_run(
+    cfg: RunConfig,
+    task: Task,
+    policy: Policy,
+    optimizers: Mapping[str, tuple[Any, Any]],
+    *,
+    modules: Mapping[str, Any] | None = None,
+    resume: bool = False,
+    show_progress: bool = True,
+) -> Run:
+    """Open `train.output_dir` (or resume its latest checkpoint); `modules` are checkpointed besides the policy."""
+    out = Path(cfg.train.output_dir)
+    named = {"policy": policy.model, **(modules or {})}
+    state: dict[str, Any] = {"best_accuracy": -1.0, "before": None, "best": None}
+    done = 0
+    if resume:
+        found = checkpoint.list_checkpoints(out)
+        if not found:
+            raise FileNotFoundError(f"--resume: no checkpoint-* directory in {out}")
+        state = checkpoint.load_checkpoint(found[-1], named, optimizers)
+        done = state.pop("step")
+        policy.version = state.get("policy_version", 0)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+    logger = MetricsLogger(out, cfg.train.steps, done, show_progress)
+    return Run(cfg, task, policy, named, optimizers, logger, show_progress, state, done=done, saved=done)
