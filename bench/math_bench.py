@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from graders.math import grade_answer
-from graders.math_sympy import warm_up
+from graders.math.sympy_worker import warm_up
 
 DATA = Path(__file__).resolve().parents[1] / "tests" / "data" / "math_labelled.jsonl"
 

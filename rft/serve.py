@@ -20,7 +20,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from graders.judge_spec import check_messages
+from graders.judge.spec import check_messages
 
 _FIELDS = {
     "model",

@@ -22,7 +22,7 @@ from tiny_chat import build_chat_model, one_torch_thread
 
 from graders.base import GraderInputError, Sample
 from graders.judge import LabelModelGrader, ScoreModelGrader, parse_verdict, rubric_score
-from graders.judge_backends import Completion
+from graders.judge.backends import Completion
 
 pytestmark = pytest.mark.usefixtures(one_torch_thread.__name__)
 ROOT = Path(__file__).resolve().parents[2]

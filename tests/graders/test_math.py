@@ -11,7 +11,7 @@ import pytest
 
 from graders.base import Grade, GraderInputError, Sample
 from graders.math import MathGrader, grade_answer
-from graders.math_sympy import warm_up
+from graders.math.sympy_worker import warm_up
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "math_labelled.jsonl"
 

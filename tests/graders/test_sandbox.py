@@ -15,8 +15,8 @@ import pytest
 from graders.base import GraderInputError
 from graders.code import CodeGrader
 from graders.sandbox import Limits, Sandbox, SandboxDied, isolation_info, pids_of, uid_range
-from graders.sandbox_boot import decode, dump
-from graders.sandbox_process import _Zygote
+from graders.sandbox.boot import decode, dump
+from graders.sandbox.process import _Zygote
 
 FAST = Limits(wall_s=2.0, memory_mb=256)
 MARK = "rft-escape-probe"

@@ -18,11 +18,12 @@ from fractions import Fraction
 from multiprocessing.connection import Connection
 from typing import Any
 
-from graders.math_parse import Node, compare
+from graders.math.parsing import Node, compare
 
 STARTUP_TIMEOUT = 120.0
 REL_TOL = 1e-9
 MEMORY_LIMIT = 2 * 1024**3
+_WORKER = "from graders.math.sympy_worker import _serve; _serve()"
 
 
 class SympyFailure(Exception):
@@ -34,9 +35,10 @@ class SympyTimeout(SympyFailure):
 
 
 class _Worker:
-    """One `python -m graders.math_sympy` process, talked to over its stdin/stdout pipes.
+    """One worker process running `_serve`, talked to over its stdin/stdout pipes.
 
-    A plain subprocess rather than multiprocessing's spawn, so callers need no `__main__` guard.
+    A plain subprocess rather than multiprocessing's spawn, so callers need no `__main__` guard; started
+    with `-c` rather than `-m`, since `graders.math` imports this module and runpy would run it twice.
     """
 
     def __init__(self) -> None:
@@ -44,7 +46,7 @@ class _Worker:
         from_child, to_parent = os.pipe()
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "graders.math_sympy"], stdin=from_parent, stdout=to_parent, env=env
+            [sys.executable, "-c", _WORKER], stdin=from_parent, stdout=to_parent, env=env
         )
         os.close(from_parent)
         os.close(to_parent)
@@ -224,7 +226,3 @@ class _SympyEquality:
                 continue
             ratios.append(d1.xreplace(point) / v2)
         return bool(ratios) and ratios[0] != 0 and all(self._close(r, ratios[0]) for r in ratios[1:])
-
-
-if __name__ == "__main__":
-    _serve()

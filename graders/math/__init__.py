@@ -2,7 +2,7 @@
 
 The response's final answer is extracted (last `\\boxed{}`, else `####`, else "the answer is", else
 the last number; a letter for multiple-choice references), both sides are parsed into structures
-(numbers, sets, tuples, intervals, matrices, equations, expressions; see `graders.math_parse`) and
+(numbers, sets, tuples, intervals, matrices, equations, expressions; see `graders.math.parsing`) and
 compared. Exact numbers, strings and structures are settled in microseconds in the calling
 process; only expressions go to a sympy worker process, under a hard time limit that holds in any
 thread. Pathological inputs (exponent towers, thousands of nested braces, huge texts) come back as
@@ -26,9 +26,9 @@ from typing import Any
 
 from graders.base import Grade, GraderInputError, Sample
 from graders.extract import extract_choice, extract_final_answer
-from graders.math_latex import TooComplex, clean
-from graders.math_parse import NeedsSympy, Node, compare, parse
-from graders.math_sympy import SympyFailure, SympyTimeout, symbolic_compare
+from graders.math.latex import TooComplex, clean
+from graders.math.parsing import NeedsSympy, Node, compare, parse
+from graders.math.sympy_worker import SympyFailure, SympyTimeout, symbolic_compare
 from graders.string import check_template, prepare
 from graders.templates import resolve
 

@@ -1,10 +1,11 @@
 """In-sandbox bootstrap: isolate, drop privileges, apply rlimits, then run or serve the submission.
 
-Runs as `python -I -S sandbox_boot.py REQ_FD RESP_FD` (standard library only, no package imports) as
-the first program inside the sandbox, still as the grader's user. The parent sends trusted `marshal`
-frames on REQ_FD (the configuration, then call requests); the child answers with JSON lines on
-RESP_FD that the parent parses with `json` and `decode`, never with `marshal`, since that text is
-untrusted. The parent imports this same module, so both sides share one codec.
+Runs as `main(["main.py", REQ_FD, RESP_FD])` in a child forked by the fork server (`zygote.py`, inside
+`python -I -S`, standard library only, no package imports): the first code inside the sandbox, still as
+the grader's user. The parent sends trusted `marshal` frames on REQ_FD (the configuration, then call
+requests); the child answers with JSON lines on RESP_FD that the parent parses with `json` and
+`decode`, never with `marshal`, since that text is untrusted. The parent imports this same module, so
+both sides share one codec.
 
 Why results cannot be forged: expected values never enter the sandbox. In "serve" mode this process
 only answers `call(fn, args)` requests with the *actual* return value, encoded with exact builtin

@@ -7,7 +7,7 @@ An answer is parsed into a small tree of picklable tuples ("nodes"):
     ("eq", lhs, rhs)   ("alt", nodes)  -- several readings of ambiguous text, e.g. "(1, 2)" or "50%"
 
 `compare` walks two trees; scalar pairs it cannot settle exactly (anything involving "expr") go to a
-`symbolic` callback, which is the sympy worker in `graders.math_sympy`. In the calling process that
+`symbolic` callback, which is the sympy worker in `graders.math.sympy_worker`. In the calling process that
 callback raises `NeedsSympy`, so exact and structural answers never pay for sympy.
 
 Rules worth knowing: a percentage `p%` equals both `p` and `p/100`; units and degree signs after a
@@ -21,7 +21,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from graders.math_latex import FUNCTIONS, LatexError, TooComplex, clean, parse_number, to_sympy_syntax
+from graders.math.latex import FUNCTIONS, LatexError, TooComplex, clean, parse_number, to_sympy_syntax
 
 Node = tuple[Any, ...]
 MAX_LENGTH = 1000

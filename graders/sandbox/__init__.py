@@ -1,8 +1,8 @@
 """Run untrusted Python in a separate, isolated, resource-limited process that can never hang the grader.
 
-Layers, outermost first (see `graders/sandbox_boot.py` for the inside):
+Layers, outermost first (see `graders/sandbox/boot.py` for the inside):
 - each run is forked from a clean `python -I -S` fork server started once per grader process
-  (`graders/sandbox_zygote.py`), which costs a fraction of starting an interpreter per run;
+  (`graders/sandbox/zygote.py`), which costs a fraction of starting an interpreter per run;
 - a new session and process group, stdin closed (or fed test input), a minimal environment without the
   parent's secrets, stdout/stderr read concurrently and capped;
 - where unshare(2) works: fresh network (no interface up, so no traffic at all), PID (a daemonised
@@ -28,7 +28,7 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 
-from graders.sandbox_process import (
+from graders.sandbox.process import (
     STATUSES,
     CandidateError,
     IsolationInfo,
@@ -40,7 +40,7 @@ from graders.sandbox_process import (
     pids_of,
     uid_range,
 )
-from graders.sandbox_session import Session
+from graders.sandbox.session import Session
 
 __all__ = [
     "STATUSES",

@@ -2,7 +2,7 @@
 
 Spec fields follow OpenAI's `score_model` / `label_model` graders (`input`, `range`, `pass_threshold`,
 `labels`, `sampling_params`), plus rft's judge settings (`backend`, `base_url`, `api_key_env`, `rubric`,
-`response_prefix`, `max_concurrency`, ...), listed in `graders.judge_backends.BACKEND_FIELDS` and
+`response_prefix`, `max_concurrency`, ...), listed in `graders.judge.backends.BACKEND_FIELDS` and
 `COMMON_FIELDS` here.
 """
 
@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from graders.base import GraderInputError
-from graders.judge_backends import BACKEND_FIELDS, JudgeClient, SamplingParams, make_backend
+from graders.judge.backends import BACKEND_FIELDS, JudgeClient, SamplingParams, make_backend
 
 _ROLES = ("system", "developer", "user", "assistant")
 # Fields every judge grader accepts, besides the backend's.

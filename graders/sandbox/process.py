@@ -1,9 +1,9 @@
 """One sandboxed child process and the call session built on it (see `graders.sandbox` for the design).
 
-`Process` has a run forked by the fork server (`graders/sandbox_zygote.py`, one clean `python -I -S` per
+`Process` has a run forked by the fork server (`graders/sandbox/zygote.py`, one clean `python -I -S` per
 grader process and interpreter), pumps its pipes in the caller's thread, enforces the wall-clock deadline,
 collects its exit status and CPU time and removes every trace. `Session` is a loaded submission answering
-calls (`graders/sandbox_session.py`).
+calls (`graders/sandbox/session.py`).
 """
 
 from __future__ import annotations
@@ -24,14 +24,15 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from graders import sandbox_boot
-from graders.sandbox_boot import EXIT_MEMORY, send_frame
+from graders.sandbox import boot
+from graders.sandbox.boot import EXIT_MEMORY, send_frame
 
-# Imported rather than run as a script, so the server loads cached bytecode instead of compiling it;
-# its folder goes last on the path so sibling modules (graders/string.py...) never shadow the stdlib.
+# Imported rather than run as a script, so the server loads cached bytecode instead of compiling it.
+# `graders/sandbox/` goes on the path (last, so nothing there can shadow the stdlib) and `zygote.py` and
+# `boot.py` load as top-level modules: the server imports no package, not even `graders`.
 ZYGOTE = (
-    f"import sys; sys.path.append({os.path.dirname(os.path.abspath(sandbox_boot.__file__))!r}); "
-    "import sandbox_zygote; sys.path.pop(); sandbox_zygote.serve(int(sys.argv[1]))"
+    f"import sys; sys.path.append({os.path.dirname(os.path.abspath(boot.__file__))!r}); "
+    "import zygote; sys.path.pop(); zygote.serve(int(sys.argv[1]))"
 )
 STATUSES = ("ok", "timeout", "memory", "killed", "error")
 _HIDDEN = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock")

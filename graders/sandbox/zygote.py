@@ -1,14 +1,14 @@
 """Fork server for sandbox runs (runs inside `python -I -S`, standard library only, as the grader's user).
 
 Starting an interpreter per run costs more CPU than everything else in the sandbox, so one clean
-interpreter (this module plus `sandbox_boot`, nothing else) is started once and forks a fresh child per
+interpreter (this module plus `boot`, nothing else) is started once and forks a fresh child per
 run. The parent sends each request over a SOCK_SEQPACKET socket with the run's descriptors attached
 (stdin, stdout, stderr, request pipe, reply pipe, status pipe). The server writes the child's pid to the
 status pipe at once, and its wait status and CPU time when it has reaped it.
 
 A child enters a new session, then (when asked for namespaces) new mount, network and PID namespaces;
 it stays outside as the waiter while its own child becomes PID 1 inside, mounts a fresh /proc and
-continues with `sandbox_boot.main`, which makes the private filesystem and forks the submission.
+continues with `boot.main`, which makes the private filesystem and forks the submission.
 """
 
 import marshal
@@ -17,10 +17,10 @@ import signal
 import socket
 import sys
 
-if __package__:  # imported as graders.sandbox_zygote by the grader's tools (doctest collection)
-    from graders import sandbox_boot as boot
-else:  # inside the fork server, a top-level module next to sandbox_boot
-    import sandbox_boot as boot
+if __package__:  # imported as graders.sandbox.zygote by the grader's tools (doctest collection)
+    from graders.sandbox import boot
+else:  # inside the fork server, a top-level module next to boot.py
+    import boot
 
 _CLONE_NEWNS, _CLONE_NEWUSER, _CLONE_NEWPID, _CLONE_NEWNET = 0x20000, 0x10000000, 0x20000000, 0x40000000
 _MS_NOSUID, _MS_NODEV, _MS_NOEXEC, _MS_REC, _MS_PRIVATE = 2, 4, 8, 16384, 1 << 18
@@ -60,7 +60,7 @@ def serve(sock_fd: int) -> None:
 
 
 def _child(namespaces: bool, fds: list[int]) -> None:
-    """Become the run: own session, the run's descriptors as 0-4, then `sandbox_boot.main`; never returns."""
+    """Become the run: own session, the run's descriptors as 0-4, then `boot.main`; never returns."""
     code = 1
     try:
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)

@@ -9,8 +9,8 @@ import os
 from typing import Any
 
 from graders.base import GraderInputError
-from graders.sandbox_boot import decode
-from graders.sandbox_process import CandidateError, Process, RunResult, SandboxDied
+from graders.sandbox.boot import decode
+from graders.sandbox.process import CandidateError, Process, RunResult, SandboxDied
 
 
 class Session:

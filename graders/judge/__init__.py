@@ -22,14 +22,14 @@ from typing import Any, TypeVar
 
 from graders.base import Grade, GraderInputError, Sample
 from graders.extract import extract_last_json
-from graders.judge_backends import (
+from graders.judge.backends import (
     Completion,
     JudgeClient,
     JudgeUnavailable,
     Messages,
     run_sync,
 )
-from graders.judge_spec import (
+from graders.judge.spec import (
     COMMON_FIELDS,
     check_fields,
     check_input,
