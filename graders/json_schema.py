@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from graders.base import Grade, GraderInputError, Sample
-from graders.string import DEFAULT_INPUT, check_template, normalize_text, prepare, render_field
+from graders.string import normalize_text
+from graders.templates import DEFAULT_INPUT, check_template, prepare, render_field
 
 _MISSING = object()
 

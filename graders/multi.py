@@ -25,7 +25,7 @@ from typing import Any
 
 from graders.base import Grade, Grader, GraderInputError, Sample, agrade
 from graders.formula import Formula, compile_formula
-from graders.string import prepare
+from graders.templates import prepare
 
 
 def _failed(exc: Exception) -> Grade:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from graders.base import Grade, GraderInputError, Sample
-from graders.string import DEFAULT_INPUT, DEFAULT_REFERENCE, check_template, prepare, render_field
+from graders.templates import DEFAULT_INPUT, DEFAULT_REFERENCE, check_template, prepare, render_field
 
 Embed = Callable[[list[str]], Sequence[Sequence[float]]]
 _WORDS = re.compile(r"\w+|[^\w\s]")

@@ -19,10 +19,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from graders.base import Grade, GraderInputError, Sample
-from graders.templates import references, render, resolve
-
-DEFAULT_INPUT = "{{sample.output_text}}"
-DEFAULT_REFERENCE = "{{item.answer}}"
+from graders.templates import DEFAULT_INPUT, DEFAULT_REFERENCE, check_template, prepare, render_field
 
 # OpenAI semantics: like = case-sensitive "input contains reference", ilike = case-insensitive.
 OPERATIONS: dict[str, Callable[[str, str], bool]] = {
@@ -35,31 +32,6 @@ OPERATIONS: dict[str, Callable[[str, str], bool]] = {
 _GROUPED = r"[-+]?\d{1,3}(?:,\d{3})+(?!\d)(?:\.\d+)?"
 _PLAIN = r"[-+]?\d+(?:\.\d+)?"
 _TOKEN = re.compile(rf"{_GROUPED}|{_PLAIN}|[^\W_]+")
-
-
-def check_template(template: Any, field: str) -> str:
-    """Fail at construction when a template is not a string or refers outside `item.`/`sample.`."""
-    if not isinstance(template, str):
-        raise GraderInputError(f"{field} must be a template string, got {type(template).__name__}")
-    for ref in references(template):
-        if ref.split(".")[0] not in ("item", "sample"):
-            raise GraderInputError(f"{field}: template reference '{{{{{ref}}}}}' must start with item. or sample.")
-    return template
-
-
-def render_field(template: str, sample: Sample, item: Mapping[str, Any], where: str, keep_type: bool = False) -> Any:
-    """Render one template, naming the grader field (`where`) when a reference cannot be resolved."""
-    try:
-        return resolve(template, sample, item) if keep_type else render(template, sample, item)
-    except GraderInputError as exc:
-        raise GraderInputError(f"{where}: {exc}") from exc
-
-
-def prepare(sample: Any, item: Any) -> tuple[Sample, Mapping[str, Any]]:
-    """Coerce the sample (str / dict / Sample) and reject a non-mapping item with a clear error."""
-    if not isinstance(item, Mapping):
-        raise GraderInputError(f"item must be a mapping of fields, got {type(item).__name__}")
-    return Sample.coerce(sample), item
 
 
 def _number(token: str) -> str:

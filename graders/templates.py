@@ -3,6 +3,8 @@
 Supported references: `{{item.field}}`, nested `{{item.a.b}}` (list indices too: `{{item.xs.0}}`),
 `{{sample.output_text}}`, `{{sample.output_json}}` and `{{sample.output_json.a.b}}`. A reference
 to a field the item lacks raises `GraderInputError` naming the path, never renders as empty text.
+The helpers every templated grader shares live here too: the default `input` / `reference`
+templates, `check_template` (at construction), `render_field` (per sample) and `prepare`.
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ from typing import Any
 from graders.base import GraderInputError, Sample
 
 _REF = re.compile(r"\{\{\s*([A-Za-z_][\w.\-]*)\s*\}\}")
+
+DEFAULT_INPUT = "{{sample.output_text}}"
+DEFAULT_REFERENCE = "{{item.answer}}"
 
 
 def references(template: str) -> list[str]:
@@ -63,3 +68,28 @@ def resolve(value: Any, sample: Sample | None, item: Mapping[str, Any]) -> Any:
     if whole:
         return lookup(whole.group(1), sample, item)
     return render(value, sample, item)
+
+
+def check_template(template: Any, field: str) -> str:
+    """Fail at construction when a template is not a string or refers outside `item.`/`sample.`."""
+    if not isinstance(template, str):
+        raise GraderInputError(f"{field} must be a template string, got {type(template).__name__}")
+    for ref in references(template):
+        if ref.split(".")[0] not in ("item", "sample"):
+            raise GraderInputError(f"{field}: template reference '{{{{{ref}}}}}' must start with item. or sample.")
+    return template
+
+
+def render_field(template: str, sample: Sample, item: Mapping[str, Any], where: str, keep_type: bool = False) -> Any:
+    """Render one template, naming the grader field (`where`) when a reference cannot be resolved."""
+    try:
+        return resolve(template, sample, item) if keep_type else render(template, sample, item)
+    except GraderInputError as exc:
+        raise GraderInputError(f"{where}: {exc}") from exc
+
+
+def prepare(sample: Any, item: Any) -> tuple[Sample, Mapping[str, Any]]:
+    """Coerce the sample (str / dict / Sample) and reject a non-mapping item with a clear error."""
+    if not isinstance(item, Mapping):
+        raise GraderInputError(f"item must be a mapping of fields, got {type(item).__name__}")
+    return Sample.coerce(sample), item

@@ -29,8 +29,7 @@ from graders.extract import extract_choice, extract_final_answer
 from graders.math.latex import TooComplex, clean
 from graders.math.parsing import NeedsSympy, Node, compare, parse
 from graders.math.sympy_worker import SympyFailure, SympyTimeout, symbolic_compare
-from graders.string import check_template, prepare
-from graders.templates import resolve
+from graders.templates import check_template, prepare, resolve
 
 _CHOICE_REFERENCE = re.compile(r"^\(?\s*([A-E])\s*\)?\.?$")
 _SPEC_KEYS = {"type", "name", "reference", "timeout"}

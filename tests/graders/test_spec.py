@@ -140,7 +140,7 @@ def test_read_spec_accepts_text_files_and_request_bodies(tmp_path: Path) -> None
     [
         ("graders.string:ExactMatchGrader", ExactMatchGrader),  # a factory (the class) is called
         (f"{__name__}:CHECK", StringCheckGrader),  # a spec dict is loaded
-        ("graders.string:DEFAULT_INPUT", "not a grader"),
+        ("graders.templates:DEFAULT_INPUT", "not a grader"),
         ("graders.nowhere:grader", "cannot import grader 'graders.nowhere:grader'"),
         ("graders.string:nothing", "cannot import grader"),
     ],
