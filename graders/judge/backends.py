@@ -5,12 +5,14 @@ production grading needs on top: a concurrency limit, a response cache keyed by 
 and per-grader counts of requests, cache hits, errors, retries, tokens and latency. Transient trouble
 (timeouts, 429/5xx after all retries, an unreadable body) raises `JudgeUnavailable`, which the judge graders
 turn into a counted `Grade(error=...)`; settings a user must fix raise `GraderInputError`.
-torch and transformers are imported only when a local judge is built, so `graders` stays torch-free.
+Backends are registered by dotted path and imported only when a spec uses one: the local backend
+(`rft.local_judge`) loads a model with torch, so it lives in `rft`, and `graders` never imports `rft`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import os
 import random
@@ -20,7 +22,7 @@ import weakref
 from collections import OrderedDict
 from collections.abc import Coroutine, Mapping
 from dataclasses import asdict, dataclass
-from typing import Any, ClassVar, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from graders.base import GraderInputError
 
@@ -120,39 +122,6 @@ def completion_from_response(body: Any) -> Completion:
         )
     except (KeyError, IndexError, TypeError, AttributeError, ValueError) as exc:
         raise JudgeUnavailable(f"malformed chat-completions response ({exc!r}): {str(body)[:200]}") from exc
-
-
-class LocalJudge:
-    """A transformers model loaded in this process (`"default"` is the packaged model).
-
-    Generation runs in a worker thread so the event loop stays free; `rft.serve.ChatModel` serialises
-    generation with a lock, so a concurrency limit above 1 only overlaps prompt rendering and parsing.
-    Graders naming the same model share one loaded copy.
-    """
-
-    _loaded: ClassVar[dict[tuple[str, str | None], Any]] = {}
-    _load_lock = threading.Lock()
-
-    def __init__(self, model: str = "default", adapter: str | None = None) -> None:
-        from rft.serve import ChatModel  # lazy: pulls in torch and transformers
-
-        self.key = f"local:{model}:{adapter or ''}"
-        with self._load_lock:
-            if (model, adapter) not in self._loaded:
-                self._loaded[(model, adapter)] = ChatModel.load(model, adapter=adapter)
-        self.chat = self._loaded[(model, adapter)]
-
-    @classmethod
-    def from_spec(cls, spec: Mapping[str, Any], where: str) -> LocalJudge:
-        extra = sorted(_HTTP_ONLY & set(spec))
-        if extra:
-            raise GraderInputError(f"{where}: {extra} only apply to backend 'http'")
-        return cls(spec.get("model") or "default", adapter=spec.get("adapter"))
-
-    async def complete(self, messages: Messages, params: SamplingParams) -> Completion:
-        request = {"messages": messages, **params.to_request(), **prefill_fields(messages)}
-        body = await asyncio.to_thread(self.chat.complete, request)
-        return completion_from_response(body)
 
 
 class HTTPJudge:
@@ -267,13 +236,17 @@ class _Transient(Exception):
     """A failure worth retrying."""
 
 
-# Backend registry: spec["backend"] -> class with `from_spec(spec, where)`.
-BACKENDS: dict[str, Any] = {"local": LocalJudge, "http": HTTPJudge}
+# Backend registry: spec["backend"] -> "module:Class" with `from_spec(spec, where)`, imported on first use.
+BACKENDS: dict[str, str] = {
+    "local": "rft.local_judge:LocalJudge",
+    "http": "graders.judge.backends:HTTPJudge",
+}
 # Spec fields that configure the backend rather than the grader.
 BACKEND_FIELDS = frozenset(
     {"backend", "model", "adapter", "base_url", "api_key_env", "timeout_s", "max_retries", "retry_backoff_s"}
 )
-_HTTP_ONLY = frozenset({"base_url", "api_key_env", "timeout_s", "max_retries", "retry_backoff_s"})
+# Fields only the http backend reads; another backend rejects them by name.
+HTTP_ONLY_FIELDS = frozenset({"base_url", "api_key_env", "timeout_s", "max_retries", "retry_backoff_s"})
 
 
 def backend_name(spec: Mapping[str, Any], where: str) -> str:
@@ -284,9 +257,22 @@ def backend_name(spec: Mapping[str, Any], where: str) -> str:
     return name
 
 
+def backend_class(name: str, where: str) -> Any:
+    """Import the class registered for backend `name`, naming the backend when it cannot be imported."""
+    target = BACKENDS[name]
+    module, _, attr = target.partition(":")
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as exc:
+        raise GraderInputError(
+            f"{where}.backend: judge backend {name!r} is provided by {target}, which cannot be loaded: {exc}"
+        ) from exc
+
+
 def make_backend(spec: Mapping[str, Any], where: str) -> JudgeBackend:
     """Build the judge backend a grader spec asks for."""
-    return BACKENDS[backend_name(spec, where)].from_spec(spec, where)
+    name = backend_name(spec, where)
+    return backend_class(name, where).from_spec(spec, where)
 
 
 @dataclass

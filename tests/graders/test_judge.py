@@ -366,6 +366,15 @@ def test_local_backend_with_tiny_model(judge_dir: Path, prefix: str | None) -> N
     assert grader.usage()["requests"] == 2
 
 
+def test_local_backend_without_rft_is_an_error_naming_the_backend(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`graders` installed without `rft`: the local backend's dotted path cannot be imported."""
+    monkeypatch.setitem(sys.modules, "rft", None)  # makes `import rft...` fail as if it were not installed
+    monkeypatch.delitem(sys.modules, "rft.local_judge", raising=False)
+    message = r"'geo'.backend: judge backend 'local' is provided by rft.local_judge:LocalJudge, which cannot be"
+    with pytest.raises(GraderInputError, match=message):
+        ScoreModelGrader.from_spec(score_spec(backend="local", model="m"))
+
+
 def test_spec_loader_runner_and_multi(judge_dir: Path) -> None:
     """The judge plugs into `load_grader`, the batch runner and `multi` like any other grader."""
     from graders.runner import grade_batch
