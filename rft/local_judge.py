@@ -15,11 +15,11 @@ from typing import Any, ClassVar
 from graders.base import GraderInputError
 from graders.judge.backends import (
     HTTP_ONLY_FIELDS,
-    Completion,
+    JudgeParams,
+    JudgeReply,
     Messages,
-    SamplingParams,
-    completion_from_response,
     prefill_fields,
+    reply_from_response,
 )
 from rft.serve import ChatModel
 
@@ -49,7 +49,7 @@ class LocalJudge:
             raise GraderInputError(f"{where}: {extra} only apply to backend 'http'")
         return cls(spec.get("model") or "default", adapter=spec.get("adapter"))
 
-    async def complete(self, messages: Messages, params: SamplingParams) -> Completion:
+    async def complete(self, messages: Messages, params: JudgeParams) -> JudgeReply:
         request = {"messages": messages, **params.to_request(), **prefill_fields(messages)}
         body = await asyncio.to_thread(self.chat.complete, request)
-        return completion_from_response(body)
+        return reply_from_response(body)

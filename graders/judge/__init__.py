@@ -23,8 +23,8 @@ from typing import Any, TypeVar
 from graders.base import Grade, GraderInputError, Sample
 from graders.extract import extract_last_json
 from graders.judge.backends import (
-    Completion,
     JudgeClient,
+    JudgeReply,
     JudgeUnavailable,
     Messages,
     run_sync,
@@ -56,10 +56,10 @@ class VerdictError(Exception):
     """The judge's reply holds no usable verdict."""
 
 
-def parse_verdict(completion: Completion) -> tuple[Any, list[Any]]:
+def parse_verdict(completion: JudgeReply) -> tuple[Any, list[Any]]:
     """`(result, steps)` from a judge reply, or `VerdictError` saying why there is none.
 
-    >>> parse_verdict(Completion('Sure. {"steps": ["fine"], "result": 7}'))
+    >>> parse_verdict(JudgeReply('Sure. {"steps": ["fine"], "result": 7}'))
     (7, ['fine'])
     """
     if completion.refusal:

@@ -1,6 +1,6 @@
 """How a judge is called: a model in this process or an OpenAI-compatible server, behind one client.
 
-Both backends take chat messages plus `SamplingParams` and return a `Completion`. `JudgeClient` adds what
+Both backends take chat messages plus `JudgeParams` and return a `JudgeReply`. `JudgeClient` adds what
 production grading needs on top: a concurrency limit, a response cache keyed by (judge, messages, params),
 and per-grader counts of requests, cache hits, errors, retries, tokens and latency. Transient trouble
 (timeouts, 429/5xx after all retries, an unreadable body) raises `JudgeUnavailable`, which the judge graders
@@ -42,7 +42,7 @@ class JudgeUnavailable(Exception):
 
 
 @dataclass(frozen=True)
-class SamplingParams:
+class JudgeParams:
     """Sampling settings sent to the judge; `None` leaves the backend's default."""
 
     temperature: float | None = 0.0
@@ -51,7 +51,7 @@ class SamplingParams:
     seed: int | None = None
 
     @classmethod
-    def from_spec(cls, spec: Mapping[str, Any] | None, where: str = "sampling_params") -> SamplingParams:
+    def from_spec(cls, spec: Mapping[str, Any] | None, where: str = "sampling_params") -> JudgeParams:
         """Parse an OpenAI-style `sampling_params` object, rejecting unknown keys by name."""
         spec = dict(spec or {})
         aliases = [k for k in _MAX_TOKENS_ALIASES if k in spec]
@@ -82,7 +82,7 @@ class SamplingParams:
 
 
 @dataclass(frozen=True)
-class Completion:
+class JudgeReply:
     """One judge reply: its text, token usage, and the refusal the API reported, if any."""
 
     text: str
@@ -97,7 +97,7 @@ class JudgeBackend(Protocol):
 
     key: str
 
-    async def complete(self, messages: Messages, params: SamplingParams) -> Completion: ...
+    async def complete(self, messages: Messages, params: JudgeParams) -> JudgeReply: ...
 
 
 def prefill_fields(messages: Messages) -> dict[str, Any]:
@@ -107,13 +107,13 @@ def prefill_fields(messages: Messages) -> dict[str, Any]:
     return {"continue_final_message": True, "add_generation_prompt": False}
 
 
-def completion_from_response(body: Any) -> Completion:
+def reply_from_response(body: Any) -> JudgeReply:
     """Read the first choice and the usage out of an OpenAI chat-completions response body."""
     try:
         choice = body["choices"][0]
         message = choice["message"]
         usage = body.get("usage") or {}
-        return Completion(
+        return JudgeReply(
             text=message.get("content") or "",
             prompt_tokens=int(usage.get("prompt_tokens", 0)),
             completion_tokens=int(usage.get("completion_tokens", 0)),
@@ -188,7 +188,7 @@ class HTTPJudge:
                 self._clients[loop] = client
         return client
 
-    async def complete(self, messages: Messages, params: SamplingParams) -> Completion:
+    async def complete(self, messages: Messages, params: JudgeParams) -> JudgeReply:
         payload = {
             "model": self.model,
             "messages": messages,
@@ -205,7 +205,7 @@ class HTTPJudge:
             except _Transient as exc:
                 last = str(exc)
                 continue
-            return completion_from_response(body)
+            return reply_from_response(body)
         raise JudgeUnavailable(f"judge failed after {self.max_retries + 1} attempts: {last}")
 
     async def _post(self, payload: dict[str, Any]) -> Any:
@@ -293,7 +293,7 @@ class JudgeClient:
     def __init__(
         self,
         backend: JudgeBackend,
-        params: SamplingParams,
+        params: JudgeParams,
         max_concurrency: int = 8,
         cache_size: int = 10_000,
     ) -> None:
@@ -302,7 +302,7 @@ class JudgeClient:
         self.backend, self.params = backend, params
         self.max_concurrency, self.cache_size = max_concurrency, cache_size
         self.stats = JudgeStats()
-        self._cache: OrderedDict[str, Completion] = OrderedDict()
+        self._cache: OrderedDict[str, JudgeReply] = OrderedDict()
         self._lock = threading.Lock()
         # asyncio primitives belong to one event loop; graders may be awaited from several.
         self._limits: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
@@ -314,7 +314,7 @@ class JudgeClient:
         with self._lock:
             return self._limits.setdefault(loop, asyncio.Semaphore(self.max_concurrency))
 
-    async def ask(self, messages: Messages) -> tuple[Completion, dict[str, Any]]:
+    async def ask(self, messages: Messages) -> tuple[JudgeReply, dict[str, Any]]:
         """The judge's reply and per-call details (cached, latency, tokens); raises `JudgeUnavailable`."""
         key = json.dumps([self.backend.key, messages, self.params.to_request()], sort_keys=True)
         with self._lock:

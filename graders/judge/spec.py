@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from graders.base import GraderInputError
-from graders.judge.backends import BACKEND_FIELDS, JudgeClient, SamplingParams, make_backend
+from graders.judge.backends import BACKEND_FIELDS, JudgeClient, JudgeParams, make_backend
 
 _ROLES = ("system", "developer", "user", "assistant")
 # Fields every judge grader accepts, besides the backend's.
@@ -72,7 +72,7 @@ def check_prefix(spec: Mapping[str, Any], where: str) -> str | None:
 
 def make_judge(spec: Mapping[str, Any], where: str) -> JudgeClient:
     """Check the judge settings, then build the backend (loading a local model happens last)."""
-    params = SamplingParams.from_spec(spec.get("sampling_params"), f"{where}.sampling_params")
+    params = JudgeParams.from_spec(spec.get("sampling_params"), f"{where}.sampling_params")
     concurrency = spec.get("max_concurrency", 8)
     if not isinstance(concurrency, int) or concurrency < 1:
         raise GraderInputError(f"{where}.max_concurrency must be a positive integer, got {concurrency!r}")

@@ -22,7 +22,7 @@ from tiny_chat import build_chat_model, one_torch_thread
 
 from graders.base import GraderInputError, Sample
 from graders.judge import LabelModelGrader, ScoreModelGrader, parse_verdict, rubric_score
-from graders.judge.backends import Completion
+from graders.judge.backends import JudgeReply
 
 pytestmark = pytest.mark.usefixtures(one_torch_thread.__name__)
 ROOT = Path(__file__).resolve().parents[2]
@@ -211,15 +211,15 @@ def test_rubric_score(points: list[float], met: list[bool], expected: float) -> 
 @pytest.mark.parametrize(
     "completion, result, error",
     [
-        (Completion('```json\n{"steps": ["a"], "result": 4}\n```'), 4, None),
-        (Completion('draft {"result": 1} final {"result": 2, "steps": []}'), 2, None),
-        (Completion("Looks good to me."), None, "no JSON object with 'result'"),
-        (Completion('{"steps": ["a", "b"', finish_reason="length"), None, "cut off at max_tokens"),
-        (Completion("", refusal="I cannot grade this."), None, "judge refused"),
-        (Completion('{"result": 1}', finish_reason="content_filter"), None, "content filter"),
+        (JudgeReply('```json\n{"steps": ["a"], "result": 4}\n```'), 4, None),
+        (JudgeReply('draft {"result": 1} final {"result": 2, "steps": []}'), 2, None),
+        (JudgeReply("Looks good to me."), None, "no JSON object with 'result'"),
+        (JudgeReply('{"steps": ["a", "b"', finish_reason="length"), None, "cut off at max_tokens"),
+        (JudgeReply("", refusal="I cannot grade this."), None, "judge refused"),
+        (JudgeReply('{"result": 1}', finish_reason="content_filter"), None, "content filter"),
     ],
 )
-def test_parse_verdict(completion: Completion, result: Any, error: str | None) -> None:
+def test_parse_verdict(completion: JudgeReply, result: Any, error: str | None) -> None:
     if error is None:
         assert parse_verdict(completion)[0] == result
     else:
