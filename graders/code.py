@@ -21,12 +21,10 @@ import ast
 import hashlib
 import json
 import math
-import os
 import threading
 import traceback
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -232,11 +230,6 @@ class CodeGrader:
             while len(self._cache) > self.cache_size:
                 self._cache.popitem(last=False)
         return _copy(grade)
-
-    def grade_batch(self, samples: Sequence[Sample | str], items: Sequence[Mapping[str, Any]]) -> list[Grade]:
-        """Grade many samples with one sandbox per core busy at a time."""
-        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-            return list(pool.map(self.grade, samples, items))
 
     def _grade(self, program: str, item: Mapping[str, Any], tests: list[Any]) -> Grade:
         results: list[dict[str, Any]] = []
