@@ -17,6 +17,7 @@ values it could have returned honestly.
 import marshal
 import os
 import resource
+import stat
 import sys
 
 # Annotations use `object` rather than typing.Any: importing typing (and with it re and enum) would
@@ -131,21 +132,51 @@ def _mount(
         raise OSError(err, f"mount {target}: {os.strerror(err)}")
 
 
+def _bind_read_only(libc: object, fd: int, path: str) -> None:
+    """Bind what `fd` (opened before any mount) refers to onto `path`, read-only and without setuid."""
+    _mount(libc, f"/proc/self/fd/{fd}", path, None, _MS_BIND | _MS_REC, None)
+    _mount(libc, None, path, None, _MS_BIND | _MS_REMOUNT | _MS_RDONLY | _MS_NOSUID, None)
+    os.close(fd)
+
+
 def _isolate_filesystem(libc: object, cfg: dict) -> str:
     """Private tmpfs over every world-writable place and the grader's home; keep the interpreter reachable."""
     keep = {p: os.open(p, os.O_PATH | os.O_DIRECTORY) for p in cfg["keep"]}
+    shown = [
+        (os.path.join(site, entry), os.open(os.path.join(site, entry), os.O_PATH))
+        for site, entries in cfg["packages"].items()
+        for entry in entries
+    ]
     size = f"size={cfg['tmpfs_mb']}m,nr_inodes=4096"
     for path in cfg["hide"]:
         mode = "1777" if path != cfg["home"] else "0755"
         _mount(libc, "tmpfs", path, "tmpfs", _MS_NOSUID | _MS_NODEV, f"{size},mode={mode}")
     for path, fd in keep.items():
         os.makedirs(path, exist_ok=True)
-        _mount(libc, f"/proc/self/fd/{fd}", path, None, _MS_BIND | _MS_REC, None)
-        _mount(libc, None, path, None, _MS_BIND | _MS_REMOUNT | _MS_RDONLY | _MS_NOSUID, None)
-        os.close(fd)
+        _bind_read_only(libc, fd, path)
+    _show_packages(libc, list(cfg["packages"]), shown)
     workdir = "/tmp/work"
     os.mkdir(workdir, 0o700)
     return workdir
+
+
+def _show_packages(libc: object, sites: list[str], shown: list[tuple[str, int]]) -> None:
+    """Cover each site directory with an empty tmpfs, bind the allowed entries back, make it all read-only.
+
+    So a program sees exactly the allowed packages at their real paths (their `$ORIGIN`-relative shared
+    libraries still resolve) and nothing else of site-packages, however it edits `sys.path`.
+    """
+    for site in sites:
+        os.makedirs(site, exist_ok=True)
+        _mount(libc, "tmpfs", site, "tmpfs", _MS_NOSUID | _MS_NODEV, "size=64k,nr_inodes=4096,mode=0755")
+    for path, fd in shown:
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            os.mkdir(path)
+        else:
+            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o444))
+        _bind_read_only(libc, fd, path)
+    for site in sites:
+        _mount(libc, None, site, None, _MS_REMOUNT | _MS_RDONLY | _MS_NOSUID | _MS_NODEV, None)
 
 
 def _stay_init() -> None:
@@ -227,12 +258,24 @@ def _serve(module: dict, req: object, resp_fd: int) -> None:
         except MemoryError:
             raise
         except BaseException as exc:  # noqa: BLE001 - the submission's failure is data for the parent
-            reply = '{"exc":' + _text(f"{type(exc).__name__}: {exc}") + "}"
+            reply = _failure("exc", exc)
         _write_all(resp_fd, reply.encode("utf-8") + b"\n")
 
 
 def _text(message: str) -> str:
     return dump(message[:2000])
+
+
+def _failure(key: str, exc: BaseException) -> str:
+    """`{"exc":"ZeroDivisionError: division by zero","line":3}`, the line being that of the deepest frame
+    in the submission, so the grader can show the line that failed rather than a bare exit status."""
+    line, tb = getattr(exc, "lineno", None) if isinstance(exc, SyntaxError) else None, exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == "main.py":
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    line = line if type(line) is int else None
+    return f'{{"{key}":{_text(f"{type(exc).__name__}: {exc}")},"line":{dump(line)}}}'
 
 
 def _run(cfg: dict, req: object, resp_fd: int) -> None:
@@ -248,7 +291,7 @@ def _run(cfg: dict, req: object, resp_fd: int) -> None:
     except MemoryError:
         raise
     except BaseException as exc:
-        _write_all(resp_fd, ('{"load_error":' + _text(f"{type(exc).__name__}: {exc}") + "}\n").encode())
+        _write_all(resp_fd, (_failure("load_error", exc) + "\n").encode())
         raise
     _serve(namespace, req, resp_fd)
 
@@ -271,6 +314,7 @@ def main(argv: list[str]) -> None:
     _drop_privileges(libc, cfg, workdir)
     _apply_limits(cfg["limits"])
     sys.argv = ["main.py"]
+    sys.path.extend(cfg["path"])  # after the standard library, as `site` would put site-packages
     if not namespaces:
         sys.addaudithook(_audit_hook(workdir))
     try:
