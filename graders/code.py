@@ -31,7 +31,7 @@ from typing import Any
 from graders.base import Grade, GraderInputError, Sample
 from graders.extract import extract_code_block
 from graders.sandbox import Limits, RunResult, Sandbox, SandboxDied, Session
-from graders.sandbox.packages import package_view
+from graders.sandbox.packages import DOCUMENTED, package_view
 from graders.templates import render
 
 _LANGS = ("python", "py", "python3", None)
@@ -351,7 +351,9 @@ class PythonGrader:
         try:
             session = self.sandbox.session(self.source)
         except SandboxDied as died:
-            reason = f"loading the source failed: {died.error}" if died.error else _failure_reason(died, "", "")
+            reason = (
+                f"loading the source failed: {died.error}" if died.error else _failure_reason(died, "", "")
+            )
             return Grade.failure(_with_import_hint(reason), stderr=died.result.stderr[-2000:])
         try:
             value = session.call("grade", sample.to_dict(), dict(item))
@@ -375,7 +377,8 @@ def _with_import_hint(reason: str) -> str:
     if "ModuleNotFoundError" not in reason:
         return reason
     view = package_view()
-    hint = f"; python graders can import the standard library and {', '.join(sorted(view.installed))}"
+    modules = sorted(DOCUMENTED[name][0] for name in view.installed)
+    hint = f"; python graders can import the standard library and {', '.join(modules)}"
     if view.missing:
         hint += f" (documented by OpenAI but not installed: {', '.join(view.missing)}"
         hint += "; pip install 'rft[python-graders]')"

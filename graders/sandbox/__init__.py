@@ -156,7 +156,9 @@ class Sandbox:
         if len(source.encode()) > self.limits.max_source_bytes:
             return RunResult("error", None, "", "", 0.0, 0.0, "source size limit exceeded", self.info.mode)
         data = stdin.encode() if isinstance(stdin, str) else stdin
-        return Process(self.info, self.limits, "run", {**(files or {}), "main.py": source}, data, self.packages).finish()
+        return Process(
+            self.info, self.limits, "run", {**(files or {}), "main.py": source}, data, self.packages
+        ).finish()
 
     def session(self, source: str) -> Session:
         """Load `source` as a module serving calls to its functions; `SandboxDied` if loading fails."""
@@ -165,7 +167,9 @@ class Sandbox:
             raise SandboxDied(
                 RunResult("error", None, "", "", 0.0, 0.0, "source size limit exceeded", self.info.mode)
             )
-        return Session(Process(self.info, self.limits, "serve", {"main.py": source}, b"", self.packages), source)
+        return Session(
+            Process(self.info, self.limits, "serve", {"main.py": source}, b"", self.packages), source
+        )
 
     def run_many(
         self, jobs: Iterable[tuple[str, str | bytes]], workers: int | None = None

@@ -316,6 +316,8 @@ def main(argv: list[str]) -> None:
     sys.argv = ["main.py"]
     sys.path.extend(cfg["path"])  # after the standard library, as `site` would put site-packages
     if not namespaces:
+        if cfg["path"]:
+            import ctypes  # noqa: F401 - numpy, scipy and pandas import it, which the hook would then refuse
         sys.addaudithook(_audit_hook(workdir))
     try:
         _run(cfg, req, resp_fd)

@@ -23,25 +23,26 @@ import tempfile
 from dataclasses import dataclass
 from functools import cache
 from importlib import metadata
+from typing import Any
 
-# distribution -> the version OpenAI's python-grader image pins
+# distribution -> (the module it is imported as, the version OpenAI's python-grader image pins)
 DOCUMENTED = {
-    "numpy": "2.2.4",
-    "scipy": "1.15.2",
-    "sympy": "1.13.3",
-    "pandas": "2.2.3",
-    "rapidfuzz": "3.10.1",
-    "scikit-learn": "1.6.1",
-    "rouge-score": "0.1.2",
-    "deepdiff": "8.4.2",
-    "jsonschema": "4.23.0",
-    "pydantic": "2.10.6",
-    "pyyaml": "6.0.2",
-    "nltk": "3.9.1",
-    "sqlparse": "0.5.3",
-    "rdkit": "2024.9.6",
-    "scikit-bio": "0.6.3",
-    "ast-grep-py": "0.36.2",
+    "numpy": ("numpy", "2.2.4"),
+    "scipy": ("scipy", "1.15.2"),
+    "sympy": ("sympy", "1.13.3"),
+    "pandas": ("pandas", "2.2.3"),
+    "rapidfuzz": ("rapidfuzz", "3.10.1"),
+    "scikit-learn": ("sklearn", "1.6.1"),
+    "rouge-score": ("rouge_score", "0.1.2"),
+    "deepdiff": ("deepdiff", "8.4.2"),
+    "jsonschema": ("jsonschema", "4.23.0"),
+    "pydantic": ("pydantic", "2.10.6"),
+    "pyyaml": ("yaml", "6.0.2"),
+    "nltk": ("nltk", "3.9.1"),
+    "sqlparse": ("sqlparse", "0.5.3"),
+    "rdkit": ("rdkit", "2024.9.6"),
+    "scikit-bio": ("skbio", "0.6.3"),
+    "ast-grep-py": ("ast_grep_py", "0.36.2"),
 }
 _REQUIREMENT = re.compile(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)[^;]*(?:;(.*))?")
 
@@ -54,11 +55,11 @@ class PackageView:
     installed: dict[str, str]  # documented distribution -> installed version
     missing: tuple[str, ...]  # documented distributions not installed here
 
-    def report(self) -> dict[str, object]:
-        """For `rft doctor`: each documented distribution's installed and OpenAI-pinned version."""
+    def report(self) -> dict[str, dict[str, str | None]]:
+        """For `rft doctor`: each documented distribution's module, installed and OpenAI-pinned version."""
         return {
-            name: {"installed": self.installed.get(name), "openai": pinned}
-            for name, pinned in DOCUMENTED.items()
+            name: {"module": module, "installed": self.installed.get(name), "openai": pinned}
+            for name, (module, pinned) in DOCUMENTED.items()
         }
 
 
@@ -149,3 +150,16 @@ def symlink_dir() -> str:
             if not os.path.lexists(os.path.join(path, entry)):
                 os.symlink(os.path.join(site, entry), os.path.join(path, entry))
     return path
+
+
+def package_cfg(mode: str, interpreter: str, enabled: bool) -> dict[str, Any]:
+    """A run's `packages` (site entries `boot._show_packages` binds) and `path` (added to its `sys.path`).
+
+    Only for the interpreter the packages were installed for: another one could not load their extensions.
+    """
+    if not enabled or interpreter != os.path.realpath(sys.executable):
+        return {"packages": {}, "path": []}
+    sites = package_view().sites
+    if mode == "namespaces":
+        return {"packages": sites, "path": list(sites)}
+    return {"packages": {}, "path": [symlink_dir()] if sites else []}

@@ -26,7 +26,7 @@ from typing import Any
 
 from graders.sandbox import boot
 from graders.sandbox.boot import EXIT_MEMORY, send_frame
-from graders.sandbox.packages import package_view, symlink_dir
+from graders.sandbox.packages import package_cfg
 
 # Imported rather than run as a script, so the server loads cached bytecode instead of compiling it.
 # `graders/sandbox/` goes on the path (last, so nothing there can shadow the stdlib) and `zygote.py` and
@@ -125,19 +125,6 @@ def _keep_paths(hidden: Sequence[str], interpreter: str) -> list[str]:
     """Interpreter directories that lie under a hidden directory and must be bound back read-only."""
     prefixes = {os.path.realpath(p) for p in (sys.base_prefix, sys.prefix, os.path.dirname(interpreter))}
     return sorted(p for p in prefixes if any(p.startswith(h + os.sep) for h in hidden))
-
-
-def _package_cfg(info: IsolationInfo, packages: bool) -> dict[str, Any]:
-    """Which site entries the run sees (`boot._show_packages`) and what goes on its `sys.path`.
-
-    Only for the interpreter the packages were installed for: another one could not load their extensions.
-    """
-    if not packages or info.interpreter != os.path.realpath(sys.executable):
-        return {"packages": {}, "path": []}
-    sites = package_view().sites
-    if info.mode == "namespaces":
-        return {"packages": sites, "path": list(sites)}
-    return {"packages": {}, "path": [symlink_dir()] if sites else []}
 
 
 def uid_range(pid: int | None = None) -> range:
@@ -286,7 +273,7 @@ class Process:
             "home": home,
             "keep": _keep_paths(hidden, info.interpreter),
             "tmpfs_mb": limits.tmpfs_mb,
-            **_package_cfg(info, packages),
+            **package_cfg(info.mode, info.interpreter, packages),
         }
         self.send(marshal.dumps(cfg))
         self.streams = {out_r: 1, err_r: 2}  # still open for reading; both are closed in finish()
