@@ -31,7 +31,7 @@ from typing import Any
 from graders.base import Grade, GraderInputError, Sample
 from graders.extract import extract_code_block
 from graders.sandbox import Limits, RunResult, Sandbox, SandboxDied, Session
-from graders.sandbox.packages import DOCUMENTED, package_view
+from graders.sandbox.packages import import_hint
 from graders.templates import render
 
 _LANGS = ("python", "py", "python3", None)
@@ -354,7 +354,9 @@ class PythonGrader:
             reason = (
                 f"loading the source failed: {died.error}" if died.error else _failure_reason(died, "", "")
             )
-            return Grade.failure(_with_import_hint(reason), stderr=died.result.stderr[-2000:])
+            return Grade.failure(
+                _with_import_hint(reason, self.sandbox.info.interpreter), stderr=died.result.stderr[-2000:]
+            )
         try:
             value = session.call("grade", sample.to_dict(), dict(item))
         except (Exception, SandboxDied) as exc:
@@ -362,7 +364,11 @@ class PythonGrader:
             if isinstance(exc, GraderInputError):
                 raise
             reason = session.error or _failure_reason(exc, "", "")
-            return Grade.failure(_with_import_hint(f"grade() failed: {reason}"), stderr=run.stderr[-2000:])
+            return Grade.failure(
+                _with_import_hint(f"grade() failed: {reason}", self.sandbox.info.interpreter),
+                traceback=session.traceback,
+                stderr=run.stderr[-2000:],
+            )
         finally:
             session.close()
         if type(value) not in (int, float) or not 0.0 <= value <= 1.0:
@@ -372,17 +378,9 @@ class PythonGrader:
         return Grade(float(value), {"returned": value})
 
 
-def _with_import_hint(reason: str) -> str:
+def _with_import_hint(reason: str, interpreter: str) -> str:
     """A failed import also says what a python grader can import here and how to install the rest."""
-    if "ModuleNotFoundError" not in reason:
-        return reason
-    view = package_view()
-    modules = sorted(DOCUMENTED[name][0] for name in view.installed)
-    hint = f"; python graders can import the standard library and {', '.join(modules)}"
-    if view.missing:
-        hint += f" (documented by OpenAI but not installed: {', '.join(view.missing)}"
-        hint += "; pip install 'rft[python-graders]')"
-    return reason + hint
+    return reason + import_hint(interpreter) if "ModuleNotFoundError" in reason else reason
 
 
 def _check_keys(spec: dict[str, Any], kind: str, extra: set[str]) -> None:

@@ -246,7 +246,7 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-def _serve(module: dict, req: object, resp_fd: int) -> None:
+def _serve(module: dict, req: object, resp_fd: int, source: str) -> None:
     """Answer each marshalled call request with one JSON line: the return value or the exception text."""
     names = sorted(k for k, v in module.items() if callable(v) and not k.startswith("__"))
     _write_all(resp_fd, ('{"ready":' + dump(names) + "}\n").encode())
@@ -258,7 +258,7 @@ def _serve(module: dict, req: object, resp_fd: int) -> None:
         except MemoryError:
             raise
         except BaseException as exc:  # noqa: BLE001 - the submission's failure is data for the parent
-            reply = _failure("exc", exc)
+            reply = _failure("exc", exc, source)
         _write_all(resp_fd, reply.encode("utf-8") + b"\n")
 
 
@@ -266,16 +266,21 @@ def _text(message: str) -> str:
     return dump(message[:2000])
 
 
-def _failure(key: str, exc: BaseException) -> str:
-    """`{"exc":"ZeroDivisionError: division by zero","line":3}`, the line being that of the deepest frame
-    in the submission, so the grader can show the line that failed rather than a bare exit status."""
+def _failure(key: str, exc: BaseException, source: str) -> str:
+    """`{"exc":"ZeroDivisionError: division by zero","line":3,"tb":"Traceback ..."}`: the line is that of
+    the deepest frame in the submission, so the grader can name the line that failed, not an exit status."""
+    import linecache
+    import traceback  # only once something failed: importing them costs more than a run's start-up
+
+    linecache.cache["main.py"] = (len(source), None, source.splitlines(True), "main.py")
     line, tb = getattr(exc, "lineno", None) if isinstance(exc, SyntaxError) else None, exc.__traceback__
     while tb is not None:
         if tb.tb_frame.f_code.co_filename == "main.py":
             line = tb.tb_lineno
         tb = tb.tb_next
     line = line if type(line) is int else None
-    return f'{{"{key}":{_text(f"{type(exc).__name__}: {exc}")},"line":{dump(line)}}}'
+    trace = "".join(traceback.format_exception(exc))[-4000:]
+    return f'{{"{key}":{_text(f"{type(exc).__name__}: {exc}")},"line":{dump(line)},"tb":{dump(trace)}}}'
 
 
 def _run(cfg: dict, req: object, resp_fd: int) -> None:
@@ -291,9 +296,9 @@ def _run(cfg: dict, req: object, resp_fd: int) -> None:
     except MemoryError:
         raise
     except BaseException as exc:
-        _write_all(resp_fd, (_failure("load_error", exc) + "\n").encode())
+        _write_all(resp_fd, (_failure("load_error", exc, source) + "\n").encode())
         raise
-    _serve(namespace, req, resp_fd)
+    _serve(namespace, req, resp_fd, source)
 
 
 def main(argv: list[str]) -> None:

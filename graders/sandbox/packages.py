@@ -163,3 +163,18 @@ def package_cfg(mode: str, interpreter: str, enabled: bool) -> dict[str, Any]:
     if mode == "namespaces":
         return {"packages": sites, "path": list(sites)}
     return {"packages": {}, "path": [symlink_dir()] if sites else []}
+
+
+def import_hint(interpreter: str) -> str:
+    """What python graders can import in a sandbox running `interpreter`, for a failed import's error."""
+    if interpreter != os.path.realpath(sys.executable):
+        return (
+            f"; python graders can import the standard library only: the sandbox runs {interpreter}, "
+            f"not {os.path.realpath(sys.executable)} for which the packages are installed (see `rft doctor`)"
+        )
+    view = package_view()
+    modules = ", ".join(sorted(DOCUMENTED[name][0] for name in view.installed))
+    hint = f"; python graders can import the standard library and {modules}"
+    if view.missing:
+        hint += f" (OpenAI's image also has {', '.join(view.missing)}: pip install 'rft[python-graders]')"
+    return hint

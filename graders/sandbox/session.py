@@ -35,6 +35,7 @@ class Session:
         self.result: RunResult | None = None
         self.names: list[str] = []
         self.error: str | None = None  # the last call's exception, described with its line
+        self.traceback = ""  # and its traceback, as the sandbox formatted it
         self._buf = b""
         ready = self._reply()
         names = ready.get("ready")
@@ -76,7 +77,7 @@ class Session:
 
     def call(self, fn: str, *args: Any, **kwargs: Any) -> Any:
         """Call `fn` inside the sandbox; its exception is re-raised as the same builtin type if it is one."""
-        self.error = None
+        self.error, self.traceback = None, ""
         if self.result is not None:
             raise SandboxDied(self.result)
         try:
@@ -92,6 +93,7 @@ class Session:
             except (ValueError, TypeError, RecursionError):
                 self._die("unreadable reply")
         self.error = describe(reply.get("exc", "malformed reply"), reply.get("line"), self.source)
+        self.traceback = str(reply.get("tb", ""))
         name, _, text = str(reply.get("exc", "")).partition(": ")
         builtin = getattr(builtins, name, None)
         if isinstance(builtin, type) and issubclass(builtin, Exception):

@@ -234,6 +234,14 @@ def test_a_missing_module_error_says_what_can_be_imported() -> None:
     assert "numpy" in grade.error and "Traceback" in grade.details["stderr"]
 
 
+def test_the_full_traceback_stays_in_details() -> None:
+    source = "import numpy as np\ndef grade(s, i):\n    return float(np.linalg.inv(np.zeros((2, 2)))[0, 0])"
+    trace = PythonGrader(source, limits=LIMITS).grade("x", {}).details["traceback"]
+    assert trace.startswith("Traceback") and trace.rstrip().endswith("LinAlgError: Singular matrix")
+    assert 'File "main.py", line 3, in grade' in trace and "np.linalg.inv(np.zeros" in trace
+    assert "numpy/linalg" in trace  # the frames inside numpy, below the grader's own line
+
+
 def test_the_extra_installs_exactly_the_documented_list() -> None:
     extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
     assert sorted(extras["python-graders"]) == sorted(DOCUMENTED)
