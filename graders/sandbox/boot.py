@@ -25,7 +25,8 @@ import sys
 EXIT_MEMORY = 86  # exit status of a run that died of MemoryError (mapped to status "memory")
 
 _MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_REMOUNT, _MS_BIND, _MS_REC = 1, 2, 4, 32, 4096, 16384
-_PR_SET_PDEATHSIG, _PR_SET_NO_NEW_PRIVS = 1, 38
+_PR_SET_PDEATHSIG, _PR_CAPBSET_DROP, _PR_SET_NO_NEW_PRIVS = 1, 24, 38
+_CAP_VERSION_3 = 0x20080522
 _PATH_EVENTS = ("os.mkdir", "os.rename", "os.symlink", "os.link", "os.remove", "os.rmdir", "os.chmod")
 _BLOCKED_EVENTS = ("socket.", "ctypes.", "os.exec", "os.posix_spawn", "os.system", "subprocess.", "os.fork")
 
@@ -200,9 +201,23 @@ def _drop_privileges(libc: object, cfg: dict, workdir: str) -> None:
         os.setgroups([])
         os.setresgid(uid, uid, uid)
         os.setresuid(uid, uid, uid)
+    elif cfg["isolation"] == "namespaces":
+        _drop_capabilities(libc)
     if libc is not None:
         libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
         libc.prctl(_PR_SET_PDEATHSIG, 9, 0, 0, 0)  # changing uid cleared unshare's --kill-child
+
+
+def _drop_capabilities(libc: object) -> None:
+    """A grader that is not root runs the submission as root of its own user namespace: without this, it
+    could unmount the private /tmp or the read-only package view, or remount them writable."""
+    for cap in range(64):  # the bounding set, so that no exec gives them back; EINVAL past the last one
+        libc.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0)
+    import ctypes
+
+    header = (ctypes.c_uint32 * 2)(_CAP_VERSION_3, 0)
+    if libc.capset(header, (ctypes.c_uint32 * 6)()) != 0:
+        raise OSError(ctypes.get_errno(), "capset: cannot drop the namespace's capabilities")
 
 
 def _apply_limits(limits: dict) -> None:

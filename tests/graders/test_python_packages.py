@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
+import subprocess
 import textwrap
 from pathlib import Path
 
@@ -246,3 +248,48 @@ def test_the_extra_installs_exactly_the_documented_list() -> None:
     extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
     assert sorted(extras["python-graders"]) == sorted(DOCUMENTED)
     assert all(os.path.isabs(site) for site in package_view().sites)
+
+
+AS_NOBODY = """
+import json, sys
+from graders.sandbox import Limits, Sandbox
+sandbox = Sandbox(Limits(wall_s=10.0), packages=True)
+result = sandbox.run('''
+import ctypes, json, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+out = {}
+for path in ("/tmp", sys.path[-1]):
+    out["umount " + path] = (libc.umount2(path.encode(), 2), ctypes.get_errno())
+    out["remount rw " + path] = (libc.mount(None, path.encode(), None, 32 | 4096, None), ctypes.get_errno())
+out["uid"] = os.getuid()
+print(json.dumps(out))
+''')
+print(json.dumps({"mode": sandbox.info.mode, "status": result.status, "out": result.stdout, "err": result.stderr}))
+"""
+
+
+def test_a_grader_that_is_not_root_leaves_the_submission_no_capabilities() -> None:
+    """A grader running as an ordinary user gives the submission uid 0 of a fresh user namespace; with its
+    capabilities it could unmount the private /tmp (reaching the real one) or remount the package view
+    writable. Run as `nobody` with the system python3, every such attempt must fail with EPERM (1)."""
+    setpriv, python = shutil.which("setpriv"), "/usr/bin/python3"
+    if os.geteuid() != 0 or not setpriv or not os.access(python, os.X_OK):
+        pytest.skip("needs root (to become nobody), setpriv and /usr/bin/python3")
+    run = subprocess.run(
+        [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", python, "-c", AS_NOBODY],
+        cwd="/",
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "HOME": "/nonexistent"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if run.returncode != 0 and "Permission denied" in run.stderr:
+        pytest.skip(f"the checkout is not readable by nobody: {run.stderr[-200:]}")
+    report = json.loads(run.stdout.splitlines()[-1])
+    if report["mode"] != "namespaces":
+        pytest.skip("unprivileged user namespaces are not available here")
+    assert report["status"] == "ok", report["err"]
+    attempts = json.loads(report["out"])
+    assert attempts.pop("uid") == 0
+    assert attempts and all(rc == -1 and errno_ == 1 for rc, errno_ in attempts.values()), attempts
