@@ -44,6 +44,7 @@ DOCUMENTED = {
     "scikit-bio": ("skbio", "0.6.3"),
     "ast-grep-py": ("ast_grep_py", "0.36.2"),
 }
+_SITE_NAMES = ("site-packages", "dist-packages")
 _REQUIREMENT = re.compile(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)[^;]*(?:;(.*))?")
 
 
@@ -104,10 +105,11 @@ def _entries(dist: metadata.Distribution) -> set[str]:
 
 def resolve(names: list[str]) -> PackageView:
     """The distributions `names` that are installed, with everything they require, as site entries."""
+    names = [_normal(n) for n in names]
     sites: dict[str, set[str]] = {}
     installed: dict[str, str] = {}
     seen: set[str] = set()
-    todo = [_normal(n) for n in names]
+    todo = list(names)
     while todo:
         name = todo.pop()
         if name in seen:
@@ -120,6 +122,8 @@ def resolve(names: list[str]) -> PackageView:
         if name in names:
             installed[name] = dist.version
         site = os.path.realpath(str(dist.locate_file("")))
+        if os.path.basename(site) not in _SITE_NAMES:  # never cover a checkout or `/` with the view
+            continue
         sites.setdefault(site, set()).update(
             e for e in _entries(dist) if os.path.lexists(os.path.join(site, e))
         )

@@ -200,6 +200,8 @@ def test_resolution_follows_dependencies_and_nothing_else() -> None:
     assert not any(e.split("-")[0] in ("torch", "transformers", "rft", "sympy") for e in entries)
     assert view.installed.keys() == {"pandas"} and view.missing == ()
     assert resolve(["no-such-distribution"]).missing == ("no-such-distribution",)
+    yaml = resolve(["PyYAML"])  # names compare as PEP 503 names; PyYAML installs `yaml` and `_yaml`
+    assert yaml.installed.keys() == {"pyyaml"} and "yaml" in next(iter(yaml.sites.values()))
 
 
 ERRORS = [
