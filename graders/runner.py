@@ -162,7 +162,7 @@ class GradingPool:
                 except GraderInputError as exc:
                     raise SampleInputError(i, str(exc)) from exc
                 except Exception as exc:  # noqa: BLE001 - counted as this sample's error
-                    return Grade.failure(f"{type(exc).__name__}: {exc}"), time.perf_counter() - start
+                    return Grade.from_exception(exc), time.perf_counter() - start
                 if use_native:
                     return outcome, time.perf_counter() - start
                 status, value, seconds = outcome
