@@ -36,6 +36,7 @@ _FIELDS = {
     "user",
     "continue_final_message",
     "add_generation_prompt",
+    "reasoning_effort",  # OpenAI judges send it; a local model has no reasoning budget, so it is accepted and unused
 }
 
 

@@ -25,12 +25,15 @@ from dataclasses import asdict, dataclass
 from typing import Any, Protocol, TypeVar
 
 from graders.base import GraderInputError
+from graders.endpoints import Endpoint, is_hosted_model, resolve
 
-Messages = list[dict[str, str]]
+# Chat messages; `content` is text, or a list of content parts when the judge is shown images.
+Messages = list[dict[str, Any]]
 T = TypeVar("T")
 
 # OpenAI grader specs say `max_completions_tokens`; the chat API says `max_completion_tokens` / `max_tokens`.
 _MAX_TOKENS_ALIASES = ("max_tokens", "max_completions_tokens", "max_completion_tokens")
+REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
 # Statuses worth retrying: rate limits, server overload and gateway failures.
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 # Statuses that mean the judge settings are wrong, so every sample would fail the same way.
@@ -43,12 +46,17 @@ class JudgeUnavailable(Exception):
 
 @dataclass(frozen=True)
 class JudgeParams:
-    """Sampling settings sent to the judge; `None` leaves the backend's default."""
+    """Sampling settings sent to the judge; `None` leaves the backend's default.
+
+    `reasoning_effort` (OpenAI's reasoning models) is passed through as is; a spec that sets it and no
+    temperature sends no temperature, since reasoning models reject one.
+    """
 
     temperature: float | None = 0.0
     top_p: float | None = None
     max_tokens: int | None = None
     seed: int | None = None
+    reasoning_effort: str | None = None
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any] | None, where: str = "sampling_params") -> JudgeParams:
@@ -58,11 +66,13 @@ class JudgeParams:
         if len(aliases) > 1:
             raise GraderInputError(f"{where}: give only one of {aliases}")
         max_tokens = spec.pop(aliases[0]) if aliases else None
-        unknown = sorted(set(spec) - {"temperature", "top_p", "seed"})
+        known = {"temperature", "top_p", "seed", "reasoning_effort"}
+        unknown = sorted(set(spec) - known)
         if unknown:
-            known = ["temperature", "top_p", "seed", *_MAX_TOKENS_ALIASES]
-            raise GraderInputError(f"{where}: unknown keys {unknown}; known: {known}")
-        params = cls(spec.get("temperature", 0.0), spec.get("top_p"), max_tokens, spec.get("seed"))
+            raise GraderInputError(f"{where}: unknown keys {unknown}; known: {[*sorted(known), *_MAX_TOKENS_ALIASES]}")
+        effort = spec.get("reasoning_effort")
+        temperature = spec.get("temperature", None if effort is not None else 0.0)
+        params = cls(temperature, spec.get("top_p"), max_tokens, spec.get("seed"), effort)
         params.validate(where)
         return params
 
@@ -75,10 +85,21 @@ class JudgeParams:
             raise GraderInputError(f"{where}.max_tokens must be a positive integer, got {self.max_tokens!r}")
         if self.seed is not None and not isinstance(self.seed, int):
             raise GraderInputError(f"{where}.seed must be an integer, got {self.seed!r}")
+        if self.reasoning_effort is not None and self.reasoning_effort not in REASONING_EFFORTS:
+            raise GraderInputError(
+                f"{where}.reasoning_effort must be one of {list(REASONING_EFFORTS)}, got {self.reasoning_effort!r}"
+            )
 
     def to_request(self) -> dict[str, Any]:
-        """The chat-completions request fields for these settings (unset ones left out)."""
-        return {k: v for k, v in asdict(self).items() if v is not None}
+        """The chat-completions request fields for these settings (unset ones left out).
+
+        The token limit is sent as `max_completion_tokens`, the name OpenAI's reasoning models require
+        (vLLM and `rft serve` accept it too).
+        """
+        fields = {k: v for k, v in asdict(self).items() if v is not None}
+        if "max_tokens" in fields:
+            fields["max_completion_tokens"] = fields.pop("max_tokens")
+        return fields
 
 
 @dataclass(frozen=True)
@@ -105,6 +126,21 @@ def prefill_fields(messages: Messages) -> dict[str, Any]:
     if messages[-1]["role"] != "assistant":
         return {}
     return {"continue_final_message": True, "add_generation_prompt": False}
+
+
+def chat_message(message: Mapping[str, Any]) -> dict[str, Any]:
+    """A judge message in chat-completions form: OpenAI eval content parts become `text` / `image_url` parts."""
+    content = message["content"]
+    if isinstance(content, str):
+        return dict(message)
+    parts = []
+    for part in content:
+        if part["type"] == "input_image":
+            image = {"url": part["image_url"], **({"detail": part["detail"]} if part.get("detail") else {})}
+            parts.append({"type": "image_url", "image_url": image})
+        else:
+            parts.append({"type": "text", "text": part["text"]})
+    return {"role": message["role"], "content": parts}
 
 
 def reply_from_response(body: Any) -> JudgeReply:
@@ -140,6 +176,7 @@ class HTTPJudge:
         timeout_s: float = 60.0,
         max_retries: int = 3,
         backoff_s: float = 0.5,
+        endpoint: Endpoint | None = None,
     ) -> None:
         if not base_url.startswith(("http://", "https://")):
             raise GraderInputError(f"judge base_url must start with http:// or https://, got {base_url!r}")
@@ -148,6 +185,9 @@ class HTTPJudge:
         if timeout_s <= 0 or max_retries < 0 or backoff_s < 0:
             raise GraderInputError("judge timeout_s must be > 0, max_retries and retry_backoff_s >= 0")
         self.headers = {"Content-Type": "application/json"}
+        self.missing_key = endpoint.missing_key if endpoint is not None else None
+        if endpoint is not None and endpoint.api_key:
+            self.headers["Authorization"] = f"Bearer {endpoint.api_key}"
         if api_key_env is not None:
             key = os.environ.get(api_key_env)
             if not key:
@@ -164,13 +204,19 @@ class HTTPJudge:
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any], where: str) -> HTTPJudge:
-        if "base_url" not in spec:
-            raise GraderInputError(f"{where}: backend 'http' needs base_url (e.g. http://127.0.0.1:8000/v1)")
+        """From `base_url` + `model`, or an OpenAI model name routed by `graders.endpoints.resolve`."""
         if "adapter" in spec:
             raise GraderInputError(f"{where}: 'adapter' applies to backend 'local'; serve it with rft serve")
+        model = str(spec.get("model", ""))
+        endpoint = None
+        if "base_url" not in spec:
+            if not is_hosted_model(model):
+                raise GraderInputError(f"{where}: backend 'http' needs base_url (e.g. http://127.0.0.1:8000/v1)")
+            endpoint = resolve(model)
         return cls(
-            spec["base_url"],
-            spec.get("model", ""),
+            spec["base_url"] if endpoint is None else endpoint.base_url,
+            model if endpoint is None else endpoint.model,
+            endpoint=endpoint,
             api_key_env=spec.get("api_key_env"),
             timeout_s=float(spec.get("timeout_s", 60.0)),
             max_retries=int(spec.get("max_retries", 3)),
@@ -189,9 +235,11 @@ class HTTPJudge:
         return client
 
     async def complete(self, messages: Messages, params: JudgeParams) -> JudgeReply:
+        if self.missing_key is not None:
+            raise GraderInputError(self.missing_key)
         payload = {
             "model": self.model,
-            "messages": messages,
+            "messages": [chat_message(m) for m in messages],
             **params.to_request(),
             **prefill_fields(messages),
         }
@@ -250,8 +298,12 @@ HTTP_ONLY_FIELDS = frozenset({"base_url", "api_key_env", "timeout_s", "max_retri
 
 
 def backend_name(spec: Mapping[str, Any], where: str) -> str:
-    """The backend a spec asks for (http when `base_url` is set, else local), checked against `BACKENDS`."""
-    name = spec.get("backend") or ("http" if "base_url" in spec else "local")
+    """The backend a spec asks for, checked against `BACKENDS`.
+
+    Default: http when `base_url` is set or `model` is an OpenAI model name (never loadable locally), else local.
+    """
+    hosted = is_hosted_model(str(spec.get("model") or ""))
+    name = spec.get("backend") or ("http" if "base_url" in spec or hosted else "local")
     if name not in BACKENDS:
         raise GraderInputError(f"{where}.backend: unknown judge backend {name!r}; known: {sorted(BACKENDS)}")
     return name
