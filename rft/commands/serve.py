@@ -17,13 +17,27 @@ def register(app: typer.Typer) -> None:
         host: str = typer.Option("127.0.0.1", "--host", help="interface to bind (0.0.0.0 exposes it)"),
         port: int = typer.Option(8000, "--port", help="TCP port; 0 picks a free one (printed at start)"),
         name: str | None = typer.Option(None, "--name", help="model id clients send (default: --model)"),
+        dtype: str = typer.Option(
+            "float32", "--dtype", help="torch dtype of the weights (float32, bfloat16, ...)"
+        ),
+        device: str = typer.Option(
+            "auto", "--device", help="auto (cuda when available, else cpu), cpu, cuda:1, ..."
+        ),
         verbose: bool = typer.Option(False, "--verbose", help="log every request"),
     ) -> None:
-        """Serve POST /v1/chat/completions and GET /v1/models, e.g. for a judge grader or an eval."""
+        """Serve POST /v1/chat/completions (stream=true too) and GET /v1/models, e.g. for a judge or an eval."""
         if adapter is not None and not (adapter / "adapter_config.json").is_file():
             raise typer.BadParameter(f"{adapter} holds no adapter_config.json", param_hint="--adapter")
         from rft.serve import serve  # heavy imports stay out of `rft --help`
 
+        adapter_dir = str(adapter) if adapter else None
         serve(
-            model, adapter=str(adapter) if adapter else None, host=host, port=port, name=name, verbose=verbose
+            model,
+            adapter=adapter_dir,
+            host=host,
+            port=port,
+            name=name,
+            dtype=dtype,
+            device=device,
+            verbose=verbose,
         )

@@ -1,7 +1,7 @@
 """Judge graders end to end: a tiny model trained in the test answers as a judge, locally and over HTTP.
 
 The HTTP judge talks to real servers on 127.0.0.1: a `rft serve` subprocess (the full path) and, for
-failures, an in-process `rft.serve.ChatServer` whose handler injects a 500, a stall, a prose verdict or a
+failures, the same `rft serve` app in-process with extra routes that inject a 500, a stall, a prose verdict or a
 garbage body, chosen by a URL prefix `/<mode>/<token>/v1` so every test counts its own requests.
 """
 
@@ -14,7 +14,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -86,74 +88,62 @@ def judge_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_chat_model(tmp_path_factory.mktemp("judge"), examples, max_steps=400)
 
 
-def make_fault_handler() -> type:
-    """A `ChatHandler` whose `/<mode>/<token>/v1/chat/completions` prefix picks an injected behaviour."""
-    from rft.serve import ChatHandler
+def add_fault_routes(app: Any, chat: Any, state: SimpleNamespace) -> None:
+    """Routes `/<mode>/<token>/v1/chat/completions` on the real app, whose `mode` picks an injected behaviour;
+    per-token call records and in-flight counts go to `state`, so a stalled earlier test cannot leak in."""
+    from fastapi.responses import JSONResponse, Response
 
-    class Handler(ChatHandler):
-        def do_POST(self) -> None:
-            _, mode, token, _rest = self.path.split("/", 3)
-            body = json.loads(self.read_body())
-            server = self.server
-            with server.state_lock:  # per-token counts: a stalled earlier test cannot leak in
-                calls = server.calls.setdefault(token, [])
-                calls.append(body)
-                server.inflight[token] = server.inflight.get(token, 0) + 1
-                server.max_inflight[token] = max(server.max_inflight.get(token, 0), server.inflight[token])
-            try:
-                self.answer(mode, len(calls), body)
-            finally:
-                with server.state_lock:
-                    server.inflight[token] -= 1
+    from rft.serve.app import error_body
 
-        def answer(self, mode: str, call: int, body: dict[str, Any]) -> None:
-            if mode == "fail-once" and call == 1:
-                self.send_error_json(500, "injected failure")
-            elif mode == "slow":
-                time.sleep(1.0)
-                self.send_error_json(503, "too late")
-            elif mode == "garbage":
-                data = b"<html>upstream proxy error</html>"
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-            elif mode in ("prose", "refusal"):
-                message = {"role": "assistant", "content": "The answer looks fine to me."}
-                if mode == "refusal":
-                    message = {"role": "assistant", "content": None, "refusal": "I can't help with that."}
-                self.send_json(
-                    200,
-                    {
-                        "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
-                        "usage": {"prompt_tokens": 5, "completion_tokens": 7},
-                    },
-                )
-            else:
-                if mode == "hold":
-                    time.sleep(0.2)
-                self.send_json(200, self.server.chat.complete(body))
+    def answer(mode: str, call: int, body: dict[str, Any]) -> Response:
+        if mode == "fail-once" and call == 1:
+            return JSONResponse(error_body(500, "injected failure"), status_code=500)
+        if mode == "slow":
+            time.sleep(1.0)
+            return JSONResponse(error_body(503, "too late"), status_code=503)
+        if mode == "garbage":
+            return Response(b"<html>upstream proxy error</html>", media_type="text/html")
+        if mode in ("prose", "refusal"):
+            message = {"role": "assistant", "content": "The answer looks fine to me."}
+            if mode == "refusal":
+                message = {"role": "assistant", "content": None, "refusal": "I can't help with that."}
+            choice = {"index": 0, "message": message, "finish_reason": "stop"}
+            return JSONResponse({"choices": [choice], "usage": {"prompt_tokens": 5, "completion_tokens": 7}})
+        if mode == "hold":
+            time.sleep(0.2)
+        return JSONResponse(chat.complete(body))
 
-    return Handler
+    @app.post("/{mode}/{token}/v1/chat/completions", response_model=None)
+    def faulty(mode: str, token: str, body: dict[str, Any]):
+        with state.lock:
+            calls = state.calls.setdefault(token, [])
+            calls.append(body)
+            state.inflight[token] = state.inflight.get(token, 0) + 1
+            state.max_inflight[token] = max(state.max_inflight.get(token, 0), state.inflight[token])
+        try:
+            return answer(mode, len(calls), body)
+        finally:
+            with state.lock:
+                state.inflight[token] -= 1
 
 
 @pytest.fixture(scope="module")
-def fault_server(judge_dir: Path):
-    from rft.serve import ChatModel, ChatServer
+def fault_server(judge_dir: Path) -> Iterator[SimpleNamespace]:
+    """The real `rft serve` app with fault routes added, on uvicorn on a free loopback port."""
+    from rft.serve import ChatModel, Server, build_app
 
-    server = ChatServer(ChatModel.load(str(judge_dir), name="judge"), port=0, handler=make_fault_handler())
-    server.calls, server.state_lock, server.inflight, server.max_inflight = {}, threading.Lock(), {}, {}
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+    chat = ChatModel.load(str(judge_dir), name="judge")
+    state = SimpleNamespace(calls={}, lock=threading.Lock(), inflight={}, max_inflight={})
+    app = build_app(chat)
+    add_fault_routes(app, chat, state)
+    with Server(app, port=0) as server:
+        state.base_url = server.base_url.removesuffix("/v1")
+        yield state
 
 
-def http_spec(server: Any, mode: str, token: str, **extra: Any) -> dict[str, Any]:
-    host, port = server.server_address[:2]
+def http_spec(server: SimpleNamespace, mode: str, token: str, **extra: Any) -> dict[str, Any]:
     return {
-        "base_url": f"http://{host}:{port}/{mode}/{token}/v1",
+        "base_url": f"{server.base_url}/{mode}/{token}/v1",
         "model": "judge",
         "retry_backoff_s": 0.01,
         **extra,
@@ -372,7 +362,9 @@ def test_local_backend_without_rft_is_an_error_naming_the_backend(monkeypatch: p
     """`graders` installed without `rft`: the local backend's dotted path cannot be imported."""
     monkeypatch.setitem(sys.modules, "rft", None)  # makes `import rft...` fail as if it were not installed
     monkeypatch.delitem(sys.modules, "rft.local_judge", raising=False)
-    message = r"'geo'.backend: judge backend 'local' is provided by rft.local_judge:LocalJudge, which cannot be"
+    message = (
+        r"'geo'.backend: judge backend 'local' is provided by rft.local_judge:LocalJudge, which cannot be"
+    )
     with pytest.raises(GraderInputError, match=message):
         ScoreModelGrader.from_spec(score_spec(backend="local", model="m"))
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-import threading
+import json
+from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -11,7 +13,7 @@ import pytest
 from tiny_chat import build_chat_model, one_torch_thread
 from typer.testing import CliRunner
 
-from rft.serve import ChatModel, ChatRequest, ChatServer
+from rft.serve import ChatModel, ChatRequest, Server, build_app
 
 pytestmark = pytest.mark.usefixtures(one_torch_thread.__name__)
 MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Name a city."}]
@@ -23,15 +25,14 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def server(model_dir: Path):
-    srv = ChatServer(ChatModel.load(str(model_dir), name="tiny"), port=0)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    yield srv
-    srv.shutdown()
-    srv.server_close()
+def server(model_dir: Path) -> Iterator[SimpleNamespace]:
+    """The app on uvicorn on a free loopback port: `base_url` and the `chat` model it serves."""
+    chat_model = ChatModel.load(str(model_dir), name="tiny")
+    with Server(build_app(chat_model), port=0) as srv:
+        yield SimpleNamespace(base_url=srv.base_url, chat=chat_model)
 
 
-def chat(server: ChatServer, **body: Any) -> httpx.Response:
+def chat(server: SimpleNamespace, **body: Any) -> httpx.Response:
     return httpx.post(
         server.base_url + "/chat/completions", json={"model": "tiny", "messages": MESSAGES, **body}
     )
@@ -42,13 +43,22 @@ def chat(server: ChatServer, **body: Any) -> httpx.Response:
     [
         ({"messages": []}, "messages must be a non-empty list"),
         ({"messages": [{"role": "robot", "content": "hi"}]}, r"messages\[0\] must be"),
-        ({"messages": MESSAGES, "temperature": 3}, r"temperature must be in \[0, 2\]"),
-        ({"messages": MESSAGES, "top_p": 0}, r"top_p must be in \(0, 1\]"),
-        ({"messages": MESSAGES, "max_tokens": 0}, "max_tokens must be a positive integer"),
-        ({"messages": MESSAGES, "n": 1.5}, "n must be a positive integer"),
+        (
+            {"messages": MESSAGES, "temperature": 3},
+            "temperature: Input should be less than or equal to 2, got 3",
+        ),
+        ({"messages": MESSAGES, "top_p": 0}, "top_p: Input should be greater than 0, got 0"),
+        ({"messages": MESSAGES, "max_tokens": 0}, "max_tokens: Input should be greater than or equal to 1"),
+        ({"messages": MESSAGES, "n": 1.5}, "n: Input should be a valid integer, got 1.5"),
+        ({"messages": MESSAGES, "seed": "7"}, "seed: Input should be a valid integer"),
         ({"messages": MESSAGES, "stop": [""]}, "stop must be"),
-        ({"messages": MESSAGES, "stream": True}, "stream=true is not supported"),
-        ({"messages": MESSAGES, "logit_bias": {}}, r"unsupported fields \['logit_bias'\]"),
+        ({"messages": MESSAGES, "stream": "yes"}, "stream: Input should be a valid boolean"),
+        (
+            {"messages": MESSAGES, "stream_options": {"usage": True}},
+            "stream_options.usage: unsupported field",
+        ),
+        ({"messages": MESSAGES, "logit_bias": {}}, "logit_bias: unsupported field"),
+        ([MESSAGES], "request body must be a JSON object"),
         ({"messages": MESSAGES, "continue_final_message": True}, "last message to be from the assistant"),
         ({"messages": MESSAGES, "continue_final_message": True, "add_generation_prompt": True}, "opposite"),
     ],
@@ -65,14 +75,14 @@ def test_request_defaults_and_aliases() -> None:
     assert (req.max_tokens, req.stop, req.temperature, req.n) == (7, ("\n",), 1.0, 1)
 
 
-def test_models_health_and_unknown_routes(server: ChatServer) -> None:
+def test_models_health_and_unknown_routes(server: SimpleNamespace) -> None:
     models = httpx.get(server.base_url + "/models").json()
     assert [m["id"] for m in models["data"]] == ["tiny"]
     assert httpx.get(server.base_url.removesuffix("/v1") + "/health").json() == {"status": "ok"}
     assert httpx.get(server.base_url + "/nope").status_code == 404
 
 
-def test_greedy_completion_with_usage(server: ChatServer) -> None:
+def test_greedy_completion_with_usage(server: SimpleNamespace) -> None:
     """A random tiny model runs for all 6 tokens (no EOS), so the finish reason is 'length'."""
     tokenizer = server.chat.tokenizer
     prompt = tokenizer.apply_chat_template(MESSAGES, tokenize=False, add_generation_prompt=True)
@@ -88,7 +98,7 @@ def test_greedy_completion_with_usage(server: ChatServer) -> None:
     assert (usage["completion_tokens"], usage["total_tokens"]) == (6, usage["prompt_tokens"] + 6)
 
 
-def test_seed_n_and_stop(server: ChatServer) -> None:
+def test_seed_n_and_stop(server: SimpleNamespace) -> None:
     def texts(**body: Any) -> list[str]:
         return [c["message"]["content"] for c in chat(server, max_tokens=8, **body).json()["choices"]]
 
@@ -101,7 +111,7 @@ def test_seed_n_and_stop(server: ChatServer) -> None:
     assert cut["message"]["content"] == greedy[: greedy.index(stop)] and cut["finish_reason"] == "stop"
 
 
-def test_continue_final_message_extends_a_prefill(server: ChatServer) -> None:
+def test_continue_final_message_extends_a_prefill(server: SimpleNamespace) -> None:
     """The reply continues the assistant's partial message: prompt = rendered messages + the prefill text."""
     prefill = [*MESSAGES, {"role": "assistant", "content": "Paris"}]
     body = chat(
@@ -131,7 +141,9 @@ def test_continue_final_message_extends_a_prefill(server: ChatServer) -> None:
         (b'{"model": "tiny", "messages": [], "n": 2}', 400, "messages must be a non-empty list"),
     ],
 )
-def test_errors_use_openai_error_shape(server: ChatServer, content: bytes, status: int, message: str) -> None:
+def test_errors_use_openai_error_shape(
+    server: SimpleNamespace, content: bytes, status: int, message: str
+) -> None:
     response = httpx.post(server.base_url + "/chat/completions", content=content)
     assert response.status_code == status and message in response.json()["error"]["message"]
 
@@ -164,3 +176,75 @@ def test_cli_rejects_a_directory_without_adapter(tmp_path: Path) -> None:
 
     result = CliRunner().invoke(app, ["serve", "--adapter", str(tmp_path)])
     assert result.exit_code == 2 and "adapter_config.json" in result.output
+
+
+def stream(server: SimpleNamespace, **body: Any) -> list[dict[str, Any]]:
+    """The server-sent events of a streamed request, parsed; asserts the stream ends with `[DONE]`."""
+    payload = {"model": "tiny", "messages": MESSAGES, "stream": True, **body}
+    with httpx.stream("POST", server.base_url + "/chat/completions", json=payload) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        events = [line.removeprefix("data: ") for line in response.iter_lines() if line.startswith("data: ")]
+    assert events[-1] == "[DONE]"
+    return [json.loads(e) for e in events[:-1]]
+
+
+def streamed_texts(chunks: list[dict[str, Any]]) -> dict[int, str]:
+    texts: dict[int, str] = {}
+    for chunk in chunks:
+        for choice in chunk["choices"]:
+            texts[choice["index"]] = texts.get(choice["index"], "") + choice["delta"].get("content", "")
+    return texts
+
+
+def test_stream_equals_the_whole_completion(server: SimpleNamespace) -> None:
+    """Greedy and seeded-sampled streams concatenate to exactly the non-streamed texts, in several chunks,
+    one id for the whole stream, a role delta first, a finish reason last per choice, usage when asked."""
+    whole = chat(server, temperature=0, max_tokens=8).json()
+    chunks = stream(server, temperature=0, max_tokens=8, stream_options={"include_usage": True})
+    assert streamed_texts(chunks) == {0: whole["choices"][0]["message"]["content"]}
+    assert len(chunks) >= 4 and {c["id"] for c in chunks} == {chunks[0]["id"]}
+    assert all(c["object"] == "chat.completion.chunk" and c["model"] == "tiny" for c in chunks)
+    assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+    assert chunks[-2]["choices"][0]["finish_reason"] == whole["choices"][0]["finish_reason"] == "length"
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"] == whole["usage"]
+
+    sampled = {"temperature": 1.0, "top_p": 0.9, "seed": 5, "n": 2, "max_tokens": 8}
+    expected = [c["message"]["content"] for c in chat(server, **sampled).json()["choices"]]
+    assert streamed_texts(stream(server, **sampled)) == dict(enumerate(expected))
+
+
+def test_stream_holds_back_a_stop_string(server: SimpleNamespace) -> None:
+    """A stop string is never sent, not even its first characters: the stream ends where the text is cut."""
+    greedy = chat(server, temperature=0, max_tokens=8).json()["choices"][0]["message"]["content"]
+    stop = greedy[len(greedy) // 2 :][:2]
+    chunks = stream(server, temperature=0, max_tokens=8, stop=stop)
+    assert streamed_texts(chunks) == {0: greedy[: greedy.index(stop)]}
+    assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
+
+
+def test_closing_a_stream_stops_generation(server: SimpleNamespace) -> None:
+    """A client that goes away frees the model at once: a 100k-token generation gives the lock back."""
+    chunks = server.chat.stream(
+        ChatRequest.parse({"messages": MESSAGES, "max_tokens": 100_000, "stream": True})
+    )
+    next(chunks), next(chunks)
+    chunks.close()
+    assert server.chat._lock.acquire(timeout=10)
+    server.chat._lock.release()
+
+
+def test_openai_client_chat_and_stream(server: SimpleNamespace) -> None:
+    """The official openai-python client, pointed at the server, gets the same text whole and streamed."""
+    from openai import NotFoundError, OpenAI
+
+    client = OpenAI(base_url=server.base_url, api_key="unused", max_retries=0)
+    assert [m.id for m in client.models.list()] == ["tiny"]
+    whole = client.chat.completions.create(model="tiny", messages=MESSAGES, temperature=0, max_tokens=6)
+    parts = client.chat.completions.create(
+        model="tiny", messages=MESSAGES, temperature=0, max_tokens=6, stream=True
+    )
+    text = "".join(p.choices[0].delta.content or "" for p in parts if p.choices)
+    assert text == whole.choices[0].message.content and whole.usage.completion_tokens == 6
+    with pytest.raises(NotFoundError, match="is not served here"):
+        client.chat.completions.create(model="gpt-4o", messages=MESSAGES)

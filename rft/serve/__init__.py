@@ -1,0 +1,32 @@
+"""`rft serve`: an OpenAI-compatible server (FastAPI on uvicorn) over a transformers model, optionally + LoRA.
+
+It lets a trained adapter be evaluated by any OpenAI client and gives the HTTP judge a real server to talk
+to without vLLM. Routes: `POST /v1/chat/completions` (whole or `stream=true` server-sent events),
+`GET /v1/models`, `GET /health`, and the generated OpenAPI page at `/docs`.
+"""
+
+from __future__ import annotations
+
+from rft.serve.app import ApiError, build_app
+from rft.serve.chat import ChatModel, ChatRequest
+from rft.serve.server import Server
+
+__all__ = ["ApiError", "ChatModel", "ChatRequest", "Server", "build_app", "serve"]
+
+
+def serve(
+    model: str = "default",
+    *,
+    adapter: str | None = None,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    name: str | None = None,
+    dtype: str = "float32",
+    device: str = "auto",
+    verbose: bool = False,
+) -> None:
+    """Load the model and answer requests until interrupted; prints the base URL once listening."""
+    chat = ChatModel.load(model, adapter=adapter, name=name, dtype=dtype, device=device)
+    server = Server(build_app(chat), host, port, verbose=verbose)
+    print(f"rft serve: {chat.name!r} listening on {server.base_url}", flush=True)
+    server.run()
