@@ -7,7 +7,7 @@ reference (openai-python `GraderRunResponse` / `GraderValidateResponse`):
     run:      {"grader": {...}, "item": {...}, "model_sample": "..."} ->
               {"reward", "sub_rewards", "model_grader_token_usage_per_model",
                "metadata": {"name", "type", "errors": {<flag>: bool, ...}, "execution_time",
-                            "scores", "token_usage", "sampled_model_name"}}
+                            "scores", "token_usage" (total tokens, as openai-python types it), "sampled_model_name"}}
     validate: {"grader": {...}} -> {"grader": {...}}
 
 A malformed request or grader raises `APIError` (answer it with `exc.status` and `exc.body()`, OpenAI's error
@@ -94,7 +94,7 @@ def run_grader(body: Any) -> dict[str, Any]:
             "errors": _errors(grade, spec),
             "execution_time": elapsed,
             "scores": dict(sub_rewards),
-            "token_usage": _total(usage.values()) if usage else None,
+            "token_usage": _total(usage.values())["total_tokens"] if usage else None,
             "sampled_model_name": next(iter(usage), None),
         },
     }
