@@ -208,8 +208,10 @@ def _result(grader: Grader, outcomes: list[tuple[Grade, float]], mode: str, fall
     name = getattr(grader, "name", type(grader).__name__)
     per: dict[str, list[float]] = {name: [s for _, s in outcomes]} if outcomes else {}
     for grade in grades:
-        for key, seconds in (grade.details.get("latency_s") or {}).items():
-            per.setdefault(f"{name}.{key}", []).append(seconds)
+        latency = grade.details.get("latency_s")
+        if isinstance(latency, dict):  # a composed grader's per-sub-grader seconds (a judge's is one float)
+            for key, seconds in latency.items():
+                per.setdefault(f"{name}.{key}", []).append(seconds)
     return BatchResult(
         grades=grades,
         errors=sum(g.error is not None for g in grades),
