@@ -53,8 +53,9 @@ def check_input(template: Any, where: str) -> list[dict[str, Any]]:
     """The grader's `input` message template; OpenAI content parts are accepted as well as plain text.
 
     `content` may be a string, one part, or a list of parts: `input_text` / `output_text` (`text`) and
-    `input_image` (`image_url`, optional `detail`). Text-only parts are joined into one string, so every
-    backend can take them; messages with images keep a list of parts (see `has_images`).
+    `input_image` (`image_url`, optional `detail`). Text-only parts are joined into one string with single
+    spaces, as OpenAI's eval output items show a rendered grader input, so every backend can take them;
+    messages with images keep a list of parts (see `has_images`).
     """
     if not isinstance(template, list) or not template:
         raise GraderInputError(f"{where}.input must be a non-empty list of {{'role', 'content'}} messages")
@@ -91,7 +92,7 @@ def _content(content: Any, where: str) -> str | list[dict[str, str]]:
                 f"{{'type': 'input_image', 'image_url': ...}}, got {part!r}"
             )
     if all(p["type"] == "input_text" for p in clean):
-        return "".join(p["text"] for p in clean)
+        return " ".join(p["text"] for p in clean)
     return clean
 
 

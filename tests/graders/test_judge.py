@@ -440,12 +440,12 @@ def test_openai_model_name_routes_to_http_and_never_loads(monkeypatch: pytest.Mo
 
 
 def test_content_parts_render_like_text(served: str) -> None:
-    """`input_text` parts (one or a list) are joined into the same prompt the tiny judge was trained on."""
+    """`input_text` parts (one or a list) are joined with a space, as OpenAI renders them: the trained prompt."""
     parts = [
         {"role": "system", "content": {"type": "input_text", "text": INPUT[0]["content"]}},
         {"role": "user", "content": [
-            {"type": "input_text", "text": "Question: {{item.question}}\n"},
-            {"type": "input_text", "text": "Answer: {{sample.output_text}}"},
+            {"type": "input_text", "text": "Question: {{item.question}}\nAnswer:"},
+            {"type": "input_text", "text": "{{sample.output_text}}"},
         ]},
     ]
     grader = ScoreModelGrader.from_spec({**score_spec(base_url=served, model="judge"), "input": parts})
