@@ -49,13 +49,17 @@ def model_map() -> dict[str, dict[str, str]]:
         try:
             raw = Path(raw).read_text()
         except OSError as exc:
-            raise GraderInputError(f"${MAP_ENV} names {source}, which cannot be read: {exc.strerror}") from exc
+            raise GraderInputError(
+                f"${MAP_ENV} names {source}, which cannot be read: {exc.strerror}"
+            ) from exc
     try:
         data = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise GraderInputError(f"${MAP_ENV} ({source}) is not valid JSON: {exc.msg}") from exc
     if not isinstance(data, Mapping) or not all(isinstance(v, Mapping) for v in data.values()):
-        raise GraderInputError(f"${MAP_ENV} must map model names to {{'base_url', 'model', 'api_key_env'}} objects")
+        raise GraderInputError(
+            f"${MAP_ENV} must map model names to {{'base_url', 'model', 'api_key_env'}} objects"
+        )
     for name, entry in data.items():
         extra = sorted(set(entry) - _MAP_KEYS)
         if extra:
@@ -95,4 +99,3 @@ def resolve(name: str) -> Endpoint:
             f"OPENAI_BASE_URL (or ${MAP_ENV}) at an OpenAI-compatible server such as `rft serve`"
         )
     return Endpoint(base_url.rstrip("/"), entry.get("model") or name, key, missing)
-

@@ -57,7 +57,14 @@ class APIError(Exception):
         self.param, self.status = param, status
 
     def body(self) -> dict[str, Any]:
-        return {"error": {"message": str(self), "type": "invalid_request_error", "param": self.param, "code": None}}
+        return {
+            "error": {
+                "message": str(self),
+                "type": "invalid_request_error",
+                "param": self.param,
+                "code": None,
+            }
+        }
 
 
 def validate_grader(body: Any) -> dict[str, Any]:
@@ -173,8 +180,12 @@ def _model_graders(grader: Any, spec: Mapping[str, Any]) -> Iterator[tuple[str, 
 def _usage(judge: Any) -> dict[str, int]:
     stats = judge.usage()
     prompt, completion = int(stats["prompt_tokens"]), int(stats["completion_tokens"])
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
-            "cached_tokens": 0}
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "cached_tokens": 0,
+    }
 
 
 def _total(usages: Any) -> dict[str, int]:

@@ -29,7 +29,9 @@ from graders.spec import load_grader
 
 pytestmark = pytest.mark.usefixtures(one_torch_thread.__name__)
 ROOT = Path(__file__).resolve().parents[2]
-EXAMPLES = {p.stem: json.loads(p.read_text()) for p in sorted((ROOT / "tests/data/openai_examples").glob("*.json"))}
+EXAMPLES = {
+    p.stem: json.loads(p.read_text()) for p in sorted((ROOT / "tests/data/openai_examples").glob("*.json"))
+}
 MODEL_TYPES = ("score_model", "label_model")
 NEEDS = {
     "sandbox-packages": pytest.mark.xfail(
@@ -81,8 +83,14 @@ def judge_map(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         model.lm_head.weight.mul_(50.0)
     model.save_pretrained(path)
     cmd = [sys.executable, "-m", "rft.cli", "serve", "--model", str(path), "--name", "judge", "--port", "0"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    proc = subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     lines = []
     for line in proc.stdout:
         lines.append(line)
@@ -92,7 +100,11 @@ def judge_map(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         pytest.fail("rft serve exited before listening:\n" + "".join(lines))
     threading.Thread(target=proc.stdout.read, daemon=True).start()
     base_url = line.rsplit(" ", 1)[-1].strip()
-    models = {example["grader"]["model"] for example in EXAMPLES.values() if example["grader"]["type"] in MODEL_TYPES}
+    models = {
+        example["grader"]["model"]
+        for example in EXAMPLES.values()
+        if example["grader"]["type"] in MODEL_TYPES
+    }
     previous = os.environ.get("RFT_MODEL_MAP")
     os.environ["RFT_MODEL_MAP"] = json.dumps({m: {"base_url": base_url, "model": "judge"} for m in models})
     try:
@@ -114,7 +126,9 @@ def test_every_example_names_its_source_and_has_cases() -> None:
 
 
 @pytest.mark.parametrize(("stem", "index"), list(cases()))
-def test_example_runs_unchanged_and_gives_its_score(stem: str, index: int, request: pytest.FixtureRequest) -> None:
+def test_example_runs_unchanged_and_gives_its_score(
+    stem: str, index: int, request: pytest.FixtureRequest
+) -> None:
     example = EXAMPLES[stem]
     case = example["cases"][index]
     if example["grader"]["type"] in MODEL_TYPES:
@@ -126,7 +140,9 @@ def test_example_runs_unchanged_and_gives_its_score(stem: str, index: int, reque
     low, high = case.get("page_range", (0.0, 1.0))
     assert low <= grade.score <= high
     if "model_sample" in case:
-        response = run_grader({"grader": example["grader"], "item": case["item"], "model_sample": case["model_sample"]})
+        response = run_grader(
+            {"grader": example["grader"], "item": case["item"], "model_sample": case["model_sample"]}
+        )
         assert response["reward"] == pytest.approx(case["expected"], abs=1e-9)
         flags = [k for k, v in response["metadata"]["errors"].items() if v is True]
         assert flags == ([case["error_kind"]] if "error_kind" in case else [])
