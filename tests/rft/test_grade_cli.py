@@ -152,6 +152,7 @@ def test_validate_never_loads_a_model(tmp_path: Path, monkeypatch: pytest.Monkey
     from rft.local_judge import LocalJudge
 
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    loaded = dict(LocalJudge._loaded)  # judges other tests in this session loaded
     messages = [{"role": "user", "content": "Reference: {{ item.reference_answer }}. Model answer: {{ sample.output_text }}"}]
     for model in ("o4-mini-2025-04-16", "default"):
         spec = tmp_path / f"{model}.json"
@@ -159,4 +160,4 @@ def test_validate_never_loads_a_model(tmp_path: Path, monkeypatch: pytest.Monkey
                                     "range": [0, 1], "sampling_params": {"reasoning_effort": "medium"}}))
         result = CliRunner().invoke(app, ["grade", str(spec), "--validate"])
         assert (result.exit_code, result.stdout.strip()) == (0, "spec ok: ScoreModelGrader 'judge'")
-    assert LocalJudge._loaded == {}
+    assert LocalJudge._loaded == loaded  # nothing new loaded, the packaged model included
