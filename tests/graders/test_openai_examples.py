@@ -1,5 +1,5 @@
 """OpenAI's published grader examples, run unchanged: each spec in tests/data/openai_examples/ is verbatim from
-the page it names (OpenAI's graders guide, the RFT cookbook), with its example item and sample, and the score
+the page it names (OpenAI's graders guide, RFT use-cases page and cookbook), with its example item and sample, and the score
 the page prints where it prints one (`expected_from: page`); other expectations say `why` in the data.
 
 Model graders run against a real OpenAI-compatible server on 127.0.0.1: `rft serve` in a subprocess serving a
@@ -119,7 +119,7 @@ def judge_map(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 def test_every_example_names_its_source_and_has_cases() -> None:
-    assert len(EXAMPLES) >= 7
+    assert len(EXAMPLES) >= 12
     for stem, example in EXAMPLES.items():
         assert example["source"]["url"].startswith("https://"), stem
         assert example["cases"] and all("expected" in c and "why" in c for c in example["cases"]), stem
