@@ -1,6 +1,6 @@
 """OpenAI's published grader examples, run unchanged: each spec in tests/data/openai_examples/ is verbatim from
-the page it names (OpenAI's graders guide, RFT use-cases page and cookbook), with its example item and sample, and the score
-the page prints where it prints one (`expected_from: page`); other expectations say `why` in the data.
+the page it names (OpenAI's graders guide, RFT use-cases page and cookbook), with its example item and sample,
+and the score the page prints where it prints one (`expected_from: page`); other expectations say `why`.
 
 Model graders run against a real OpenAI-compatible server on 127.0.0.1: `rft serve` in a subprocess serving a
 tiny judge trained here to give each case's `judge_reply`, with the specs' OpenAI model names
