@@ -1,6 +1,6 @@
 """Sandbox overhead per execution against a bare interpreter, and trivial executions per second.
 
-    python bench/sandbox_bench.py [--runs 40] [--jobs 200] [--workers 2]
+    python bench/sandbox_bench.py [--runs 40] [--jobs 200] [--workers 2] [--packages]
 
 Targets (issue 3): under 30 ms overhead over `python -c pass`, at least 40 trivial executions per second
 on 2 cores. Runs alternate between the sandbox and its peers so machine load hits all alike. The
@@ -94,10 +94,16 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=40)
     parser.add_argument("--jobs", type=int, default=200)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument(
+        "--packages", action="store_true", help="show the python-grader packages, as PythonGrader does"
+    )
     args = parser.parse_args()
-    sandbox = Sandbox(Limits(wall_s=10.0))
+    sandbox = Sandbox(Limits(wall_s=10.0), packages=args.packages)
     info = sandbox.info
-    print(f"isolation={info.mode} drops_uid={info.drops_uid} cpus={os.cpu_count()} load={os.getloadavg()}")
+    print(
+        f"isolation={info.mode} drops_uid={info.drops_uid} packages={args.packages} cpus={os.cpu_count()} "
+        f"load={os.getloadavg()}"
+    )
     sandbox.run("pass")
     times = overhead(sandbox, args.runs)
     wall = {name: statistics.median(w for w, _ in ts) * 1000 for name, ts in times.items()}

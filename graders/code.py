@@ -31,6 +31,7 @@ from typing import Any
 from graders.base import Grade, GraderInputError, Sample
 from graders.extract import extract_code_block
 from graders.sandbox import Limits, RunResult, Sandbox, SandboxDied, Session
+from graders.sandbox.packages import import_hint
 from graders.templates import render
 
 _LANGS = ("python", "py", "python3", None)
@@ -302,7 +303,11 @@ class CodeGrader:
 
 @dataclass
 class PythonGrader:
-    """OpenAI RFT's python grader: `source` defines `grade(sample, item) -> float`, run in the sandbox."""
+    """OpenAI RFT's python grader: `source` defines `grade(sample, item) -> float`, run in the sandbox.
+
+    Like OpenAI's runtime, it may import the packages of `graders.sandbox.packages.DOCUMENTED` that are
+    installed; an exception it raises becomes the grade's error with the line that raised it.
+    """
 
     source: str
     name: str = "python"
@@ -324,7 +329,7 @@ class PythonGrader:
             raise GraderInputError(f"python grader 'source' line {exc.lineno}: {exc.msg}") from exc
         if not any(isinstance(n, ast.FunctionDef) and n.name == "grade" for n in tree.body):
             raise GraderInputError("python grader 'source' must define a top-level `def grade(sample, item)`")
-        self.sandbox = Sandbox(self.limits, self.isolation)
+        self.sandbox = Sandbox(self.limits, self.isolation, packages=True)
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any]) -> PythonGrader:
@@ -346,14 +351,24 @@ class PythonGrader:
         try:
             session = self.sandbox.session(self.source)
         except SandboxDied as died:
-            return Grade.failure(_failure_reason(died, "", ""), stderr=died.result.stderr[-2000:])
+            reason = (
+                f"loading the source failed: {died.error}" if died.error else _failure_reason(died, "", "")
+            )
+            return Grade.failure(
+                _with_import_hint(reason, self.sandbox.info.interpreter), stderr=died.result.stderr[-2000:]
+            )
         try:
             value = session.call("grade", sample.to_dict(), dict(item))
         except (Exception, SandboxDied) as exc:
             run = session.close()
             if isinstance(exc, GraderInputError):
                 raise
-            return Grade.failure(f"grade() failed: {_failure_reason(exc, '', '')}", stderr=run.stderr[-2000:])
+            reason = session.error or _failure_reason(exc, "", "")
+            return Grade.failure(
+                _with_import_hint(f"grade() failed: {reason}", self.sandbox.info.interpreter),
+                traceback=session.traceback,
+                stderr=run.stderr[-2000:],
+            )
         finally:
             session.close()
         if type(value) not in (int, float) or not 0.0 <= value <= 1.0:
@@ -361,6 +376,11 @@ class PythonGrader:
                 f"grade() must return a number in [0, 1], got {value!r:.200}", returned=repr(value)[:200]
             )
         return Grade(float(value), {"returned": value})
+
+
+def _with_import_hint(reason: str, interpreter: str) -> str:
+    """A failed import also says what a python grader can import here and how to install the rest."""
+    return reason + import_hint(interpreter) if "ModuleNotFoundError" in reason else reason
 
 
 def _check_keys(spec: dict[str, Any], kind: str, extra: set[str]) -> None:

@@ -10,6 +10,8 @@ Layers, outermost first (see `graders/sandbox/boot.py` for the inside):
   /var/tmp, /dev/shm, /run/lock and the grader's home, the working directory inside that tmpfs;
 - a fresh unprivileged uid per run when the grader is root, so rlimits on processes apply and every
   process of a run can be found and killed by uid;
+- with `packages=True`, the documented python-grader packages shown read-only at their real paths over
+  an otherwise empty, read-only site-packages (`graders/sandbox/packages.py`);
 - rlimits for CPU, address space, processes, file size, open files and core dumps;
 - a wall-clock deadline enforced from outside with SIGKILL to the group and to every process of the uid.
 
@@ -133,11 +135,16 @@ def isolation_info(requested: str = "auto") -> IsolationInfo:
 
 
 class Sandbox:
-    """Runs submissions under `limits` with the best isolation this machine offers."""
+    """Runs submissions under `limits` with the best isolation this machine offers.
 
-    def __init__(self, limits: Limits | None = None, isolation: str = "auto") -> None:
+    `packages=True` lets them import the third-party packages OpenAI's python-grader image has
+    (`graders.sandbox.packages`), read-only; off by default, so submissions see the standard library only.
+    """
+
+    def __init__(self, limits: Limits | None = None, isolation: str = "auto", packages: bool = False) -> None:
         self.limits = limits or Limits()
         self.info = isolation_info(isolation)
+        self.packages = packages
 
     def _check(self, source: str) -> None:
         if not isinstance(source, str):
@@ -149,7 +156,9 @@ class Sandbox:
         if len(source.encode()) > self.limits.max_source_bytes:
             return RunResult("error", None, "", "", 0.0, 0.0, "source size limit exceeded", self.info.mode)
         data = stdin.encode() if isinstance(stdin, str) else stdin
-        return Process(self.info, self.limits, "run", {**(files or {}), "main.py": source}, data).finish()
+        return Process(
+            self.info, self.limits, "run", {**(files or {}), "main.py": source}, data, self.packages
+        ).finish()
 
     def session(self, source: str) -> Session:
         """Load `source` as a module serving calls to its functions; `SandboxDied` if loading fails."""
@@ -158,7 +167,9 @@ class Sandbox:
             raise SandboxDied(
                 RunResult("error", None, "", "", 0.0, 0.0, "source size limit exceeded", self.info.mode)
             )
-        return Session(Process(self.info, self.limits, "serve", {"main.py": source}, b""))
+        return Session(
+            Process(self.info, self.limits, "serve", {"main.py": source}, b"", self.packages), source
+        )
 
     def run_many(
         self, jobs: Iterable[tuple[str, str | bytes]], workers: int | None = None

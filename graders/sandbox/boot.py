@@ -17,6 +17,7 @@ values it could have returned honestly.
 import marshal
 import os
 import resource
+import stat
 import sys
 
 # Annotations use `object` rather than typing.Any: importing typing (and with it re and enum) would
@@ -24,7 +25,8 @@ import sys
 EXIT_MEMORY = 86  # exit status of a run that died of MemoryError (mapped to status "memory")
 
 _MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_REMOUNT, _MS_BIND, _MS_REC = 1, 2, 4, 32, 4096, 16384
-_PR_SET_PDEATHSIG, _PR_SET_NO_NEW_PRIVS = 1, 38
+_PR_SET_PDEATHSIG, _PR_CAPBSET_DROP, _PR_SET_NO_NEW_PRIVS = 1, 24, 38
+_CAP_VERSION_3 = 0x20080522
 _PATH_EVENTS = ("os.mkdir", "os.rename", "os.symlink", "os.link", "os.remove", "os.rmdir", "os.chmod")
 _BLOCKED_EVENTS = ("socket.", "ctypes.", "os.exec", "os.posix_spawn", "os.system", "subprocess.", "os.fork")
 
@@ -131,21 +133,51 @@ def _mount(
         raise OSError(err, f"mount {target}: {os.strerror(err)}")
 
 
+def _bind_read_only(libc: object, fd: int, path: str) -> None:
+    """Bind what `fd` (opened before any mount) refers to onto `path`, read-only and without setuid."""
+    _mount(libc, f"/proc/self/fd/{fd}", path, None, _MS_BIND | _MS_REC, None)
+    _mount(libc, None, path, None, _MS_BIND | _MS_REMOUNT | _MS_RDONLY | _MS_NOSUID, None)
+    os.close(fd)
+
+
 def _isolate_filesystem(libc: object, cfg: dict) -> str:
     """Private tmpfs over every world-writable place and the grader's home; keep the interpreter reachable."""
     keep = {p: os.open(p, os.O_PATH | os.O_DIRECTORY) for p in cfg["keep"]}
+    shown = [
+        (os.path.join(site, entry), os.open(os.path.join(site, entry), os.O_PATH))
+        for site, entries in cfg["packages"].items()
+        for entry in entries
+    ]
     size = f"size={cfg['tmpfs_mb']}m,nr_inodes=4096"
     for path in cfg["hide"]:
         mode = "1777" if path != cfg["home"] else "0755"
         _mount(libc, "tmpfs", path, "tmpfs", _MS_NOSUID | _MS_NODEV, f"{size},mode={mode}")
     for path, fd in keep.items():
         os.makedirs(path, exist_ok=True)
-        _mount(libc, f"/proc/self/fd/{fd}", path, None, _MS_BIND | _MS_REC, None)
-        _mount(libc, None, path, None, _MS_BIND | _MS_REMOUNT | _MS_RDONLY | _MS_NOSUID, None)
-        os.close(fd)
+        _bind_read_only(libc, fd, path)
+    _show_packages(libc, list(cfg["packages"]), shown)
     workdir = "/tmp/work"
     os.mkdir(workdir, 0o700)
     return workdir
+
+
+def _show_packages(libc: object, sites: list[str], shown: list[tuple[str, int]]) -> None:
+    """Cover each site directory with an empty tmpfs, bind the allowed entries back, make it all read-only.
+
+    So a program sees exactly the allowed packages at their real paths (their `$ORIGIN`-relative shared
+    libraries still resolve) and nothing else of site-packages, however it edits `sys.path`.
+    """
+    for site in sites:
+        os.makedirs(site, exist_ok=True)
+        _mount(libc, "tmpfs", site, "tmpfs", _MS_NOSUID | _MS_NODEV, "size=64k,nr_inodes=4096,mode=0755")
+    for path, fd in shown:
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            os.mkdir(path)
+        else:
+            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o444))
+        _bind_read_only(libc, fd, path)
+    for site in sites:
+        _mount(libc, None, site, None, _MS_REMOUNT | _MS_RDONLY | _MS_NOSUID | _MS_NODEV, None)
 
 
 def _stay_init() -> None:
@@ -169,9 +201,23 @@ def _drop_privileges(libc: object, cfg: dict, workdir: str) -> None:
         os.setgroups([])
         os.setresgid(uid, uid, uid)
         os.setresuid(uid, uid, uid)
+    elif cfg["isolation"] == "namespaces":
+        _drop_capabilities(libc)
     if libc is not None:
         libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
         libc.prctl(_PR_SET_PDEATHSIG, 9, 0, 0, 0)  # changing uid cleared unshare's --kill-child
+
+
+def _drop_capabilities(libc: object) -> None:
+    """A grader that is not root runs the submission as root of its own user namespace: without this, it
+    could unmount the private /tmp or the read-only package view, or remount them writable."""
+    for cap in range(64):  # the bounding set, so that no exec gives them back; EINVAL past the last one
+        libc.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0)
+    import ctypes
+
+    header = (ctypes.c_uint32 * 2)(_CAP_VERSION_3, 0)
+    if libc.capset(header, (ctypes.c_uint32 * 6)()) != 0:
+        raise OSError(ctypes.get_errno(), "capset: cannot drop the namespace's capabilities")
 
 
 def _apply_limits(limits: dict) -> None:
@@ -215,7 +261,7 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-def _serve(module: dict, req: object, resp_fd: int) -> None:
+def _serve(module: dict, req: object, resp_fd: int, source: str) -> None:
     """Answer each marshalled call request with one JSON line: the return value or the exception text."""
     names = sorted(k for k, v in module.items() if callable(v) and not k.startswith("__"))
     _write_all(resp_fd, ('{"ready":' + dump(names) + "}\n").encode())
@@ -227,12 +273,29 @@ def _serve(module: dict, req: object, resp_fd: int) -> None:
         except MemoryError:
             raise
         except BaseException as exc:  # noqa: BLE001 - the submission's failure is data for the parent
-            reply = '{"exc":' + _text(f"{type(exc).__name__}: {exc}") + "}"
+            reply = _failure("exc", exc, source)
         _write_all(resp_fd, reply.encode("utf-8") + b"\n")
 
 
 def _text(message: str) -> str:
     return dump(message[:2000])
+
+
+def _failure(key: str, exc: BaseException, source: str) -> str:
+    """`{"exc":"ZeroDivisionError: division by zero","line":3,"tb":"Traceback ..."}`: the line is that of
+    the deepest frame in the submission, so the grader can name the line that failed, not an exit status."""
+    import linecache
+    import traceback  # only once something failed: importing them costs more than a run's start-up
+
+    linecache.cache["main.py"] = (len(source), None, source.splitlines(True), "main.py")
+    line, tb = getattr(exc, "lineno", None) if isinstance(exc, SyntaxError) else None, exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == "main.py":
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    line = line if type(line) is int else None
+    trace = "".join(traceback.format_exception(exc))[-4000:]
+    return f'{{"{key}":{_text(f"{type(exc).__name__}: {exc}")},"line":{dump(line)},"tb":{dump(trace)}}}'
 
 
 def _run(cfg: dict, req: object, resp_fd: int) -> None:
@@ -248,9 +311,9 @@ def _run(cfg: dict, req: object, resp_fd: int) -> None:
     except MemoryError:
         raise
     except BaseException as exc:
-        _write_all(resp_fd, ('{"load_error":' + _text(f"{type(exc).__name__}: {exc}") + "}\n").encode())
+        _write_all(resp_fd, (_failure("load_error", exc, source) + "\n").encode())
         raise
-    _serve(namespace, req, resp_fd)
+    _serve(namespace, req, resp_fd, source)
 
 
 def main(argv: list[str]) -> None:
@@ -271,7 +334,10 @@ def main(argv: list[str]) -> None:
     _drop_privileges(libc, cfg, workdir)
     _apply_limits(cfg["limits"])
     sys.argv = ["main.py"]
+    sys.path.extend(cfg["path"])  # after the standard library, as `site` would put site-packages
     if not namespaces:
+        if cfg["path"]:
+            import ctypes  # noqa: F401 - numpy, scipy and pandas import it, which the hook would then refuse
         sys.addaudithook(_audit_hook(workdir))
     try:
         _run(cfg, req, resp_fd)

@@ -26,6 +26,7 @@ from typing import Any
 
 from graders.sandbox import boot
 from graders.sandbox.boot import EXIT_MEMORY, send_frame
+from graders.sandbox.packages import package_cfg
 
 # Imported rather than run as a script, so the server loads cached bytecode instead of compiling it.
 # `graders/sandbox/` goes on the path (last, so nothing there can shadow the stdlib) and `zygote.py` and
@@ -41,6 +42,10 @@ _ENV = {
     "LANG": "C.UTF-8",
     "LC_ALL": "C.UTF-8",
     "HOME": "/nonexistent",
+    # one thread per BLAS / OpenMP pool: a run's processes and threads share its RLIMIT_NPROC
+    "OPENBLAS_NUM_THREADS": "1",
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
 }
 _UID_BASE = 1_700_000_000
 _uids = itertools.count()
@@ -106,9 +111,10 @@ class SandboxDied(BaseException):
     """The session's process ended (timeout, memory, crash). A BaseException so test code that catches
     `Exception` around a candidate call cannot swallow it."""
 
-    def __init__(self, result: RunResult) -> None:
-        super().__init__(f"sandbox {result.status}: {result.reason or result.stderr[-300:]}")
+    def __init__(self, result: RunResult, error: str | None = None) -> None:
+        super().__init__(error or f"sandbox {result.status}: {result.reason or result.stderr[-300:]}")
         self.result = result
+        self.error = error  # the submission's own exception when that ended it, with the failing line
 
 
 class CandidateError(Exception):
@@ -223,7 +229,15 @@ class _Zygote:
 class Process:
     """One sandboxed child: spawned, pumped, killed on deadline, reaped with its rusage, cleaned up."""
 
-    def __init__(self, info: IsolationInfo, limits: Limits, mode: str, files: dict[str, str], stdin: bytes):
+    def __init__(
+        self,
+        info: IsolationInfo,
+        limits: Limits,
+        mode: str,
+        files: dict[str, str],
+        stdin: bytes,
+        packages: bool = False,
+    ):
         self.info, self.limits = info, limits
         self.uid = uid_range()[next(_uids) % 1000] if info.drops_uid else None
         self.workdir = None if info.mode == "namespaces" else tempfile.mkdtemp(prefix="rft-sbx-")
@@ -259,6 +273,7 @@ class Process:
             "home": home,
             "keep": _keep_paths(hidden, info.interpreter),
             "tmpfs_mb": limits.tmpfs_mb,
+            **package_cfg(info.mode, info.interpreter, packages),
         }
         self.send(marshal.dumps(cfg))
         self.streams = {out_r: 1, err_r: 2}  # still open for reading; both are closed in finish()

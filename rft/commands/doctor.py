@@ -1,4 +1,5 @@
-"""`rft doctor`: what isolation the code sandbox gets here (namespaces, uid drop) and the installed ML stack.
+"""`rft doctor`: what isolation the code sandbox gets here (namespaces, uid drop), which of the packages
+OpenAI's python graders may import are importable in it, and the installed ML stack.
 
 Package versions come from installed metadata, so nothing heavy (torch, transformers) is imported.
 """
@@ -56,6 +57,22 @@ def sandbox_report() -> dict[str, Any]:
         }
     else:
         report["probe"] = {"status": result.status, "reason": result.reason, "stderr": result.stderr[-500:]}
+    report["python_grader_packages"] = grader_packages_report(sandbox)
+    return report
+
+
+def grader_packages_report(sandbox: Any) -> dict[str, Any]:
+    """OpenAI's python-grader packages: installed version, the version OpenAI pins, importable in the sandbox."""
+    from graders.sandbox import Sandbox
+    from graders.sandbox.packages import package_view
+
+    report = package_view().report()
+    modules = [entry["module"] for entry in report.values()]
+    probe = f"import importlib.util as u\nprint(' '.join(m for m in {modules!r} if u.find_spec(m)))"
+    result = Sandbox(sandbox.limits, packages=True).run(probe)
+    importable = set(result.stdout.split()) if result.ok else set()
+    for entry in report.values():
+        entry["importable"] = entry["module"] in importable
     return report
 
 
@@ -90,12 +107,25 @@ def doctor(
             typer.echo(f"  {key}: {box[key]}")
     for note in box.get("warnings", ()):
         typer.secho(f"  {note}", fg=typer.colors.RED, err=True)
+    _echo_grader_packages(box.get("python_grader_packages", {}))
     env = report["environment"]
     typer.echo(
         f"python {env['python']} on {env['platform']}, {env['cpus']} CPUs, root={env['running_as_root']}"
     )
     for name, version in env["packages"].items():
         typer.echo(f"  {name}: {version or 'not installed'}")
+
+
+def _echo_grader_packages(packages: dict[str, dict[str, Any]]) -> None:
+    ready = [name for name, entry in packages.items() if entry["importable"]]
+    typer.echo(f"python grader packages (OpenAI's image): {len(ready)} of {len(packages)} importable")
+    for name, entry in packages.items():
+        if entry["importable"]:
+            typer.echo(f"  {name} {entry['installed']} (OpenAI pins {entry['openai']})")
+        elif entry["installed"]:
+            typer.echo(f"  {name} {entry['installed']}: installed but not importable in the sandbox")
+        else:
+            typer.echo(f"  {name}: not installed (pip install 'rft[python-graders]')")
 
 
 def register(app: typer.Typer) -> None:

