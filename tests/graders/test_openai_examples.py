@@ -35,10 +35,6 @@ EXAMPLES = {
 }
 MODEL_TYPES = ("score_model", "label_model")
 NEEDS = {
-    "sandbox-packages": pytest.mark.xfail(
-        reason="imports rapidfuzz inside the python-grader sandbox: needs the sandbox-packages work of issue 16",
-        strict=True,
-    ),
     "vision-judge": pytest.mark.xfail(
         reason="shows the judge an image: rft serve answers text-only messages, so no loopback vision judge yet",
         strict=True,
