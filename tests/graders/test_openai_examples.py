@@ -141,7 +141,7 @@ def judges(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[str],
 
 
 def test_every_example_names_its_source_and_has_cases() -> None:
-    assert len(EXAMPLES) >= 12
+    assert len(EXAMPLES) >= 14
     for stem, example in EXAMPLES.items():
         assert example["source"]["url"].startswith("https://"), stem
         assert example["cases"] and all("expected" in c and "why" in c for c in example["cases"]), stem
