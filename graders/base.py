@@ -20,35 +20,60 @@ class GraderInputError(ValueError):
     """Bad input or configuration a user must fix (not a property of the model's answer)."""
 
 
+class SampleValueMissing(Exception):
+    """A template read a sample value that this sample lacks (the output is not JSON, no tool was called).
+
+    It is a property of the model's answer, so the runner grades that sample 0 with `error_kind`
+    `sample_parse_error` and counts it, instead of stopping the batch.
+    """
+
+    kind = "sample_parse_error"
+
+
 @dataclass(frozen=True)
 class Sample:
-    """One model output to grade.
+    """One model output to grade, with the fields OpenAI's `sample` namespace has.
 
-    `output_json` mirrors OpenAI's `{{sample.output_json}}`: the parsed JSON of the output when the
-    task asked for structured output; when not given it is parsed lazily from `output_text`
-    (fenced blocks tolerated) and is `None` if the text holds no JSON object.
+    `output_json` mirrors `{{sample.output_json}}`: the parsed JSON of the output when the task asked for
+    structured output; when not given it is parsed lazily from `output_text` (fenced blocks tolerated) and
+    is `None` if the text holds no JSON object. `output_tools` is the reply's `tool_calls` list as the chat
+    completions API returns it; `choices` the chat-completions choices (built from the text and tool calls
+    when not given).
     """
 
     output_text: str
     output_json: Any = None
+    output_tools: tuple[Any, ...] | list[Any] | None = None
+    choices: tuple[Any, ...] | list[Any] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.output_text, str):
             raise GraderInputError(
                 f"sample.output_text must be a string, got {type(self.output_text).__name__}"
             )
+        for key in ("output_tools", "choices"):
+            value = getattr(self, key)
+            if value is not None and not isinstance(value, (list, tuple)):
+                raise GraderInputError(f"sample.{key} must be a list, got {type(value).__name__}")
 
     @classmethod
     def coerce(cls, value: Any) -> Sample:
-        """Accept a `Sample`, a plain string, or a dict with `output_text` (as in JSONL files)."""
+        """Accept a `Sample`, a plain string, or a dict with `output_text`, `output_tools` or `choices`."""
         if isinstance(value, Sample):
             return value
         if isinstance(value, str):
             return cls(value)
-        if isinstance(value, Mapping) and "output_text" in value:
-            return cls(value["output_text"], value.get("output_json"))
+        if isinstance(value, Mapping) and {"output_text", "output_tools", "choices"} & set(value):
+            text, tools = value.get("output_text"), value.get("output_tools")
+            choices = value.get("choices")
+            if text is None and isinstance(choices, list) and choices:
+                message = (choices[0] or {}).get("message") or {}
+                text = message.get("content") or ""
+                tools = tools if tools is not None else message.get("tool_calls")
+            return cls(text if text is not None else "", value.get("output_json"), tools, choices)
         raise GraderInputError(
-            f"a sample must be a string or an object with 'output_text', got {type(value).__name__}"
+            "a sample must be a string or an object with 'output_text', 'output_tools' or 'choices', "
+            f"got {type(value).__name__}"
         )
 
     def json(self) -> Any:
@@ -59,8 +84,25 @@ class Sample:
 
         return extract_json(self.output_text)
 
+    def tools(self) -> list[Any]:
+        """The tool calls of the reply (an empty list when it called none)."""
+        return list(self.output_tools or [])
+
+    def chat_choices(self) -> list[Any]:
+        """`choices` as given, else one chat-completions choice holding the text and the tool calls."""
+        if self.choices is not None:
+            return list(self.choices)
+        message = {"role": "assistant", "content": self.output_text, "tool_calls": self.tools() or None}
+        return [{"index": 0, "message": message, "finish_reason": "tool_calls" if self.output_tools else "stop"}]
+
     def to_dict(self) -> dict[str, Any]:
-        return {"output_text": self.output_text, "output_json": self.json()}
+        """The `sample` argument of an OpenAI python grader, and the root of `{{sample.*}}` templates."""
+        return {
+            "output_text": self.output_text,
+            "output_json": self.json(),
+            "output_tools": self.tools(),
+            "choices": self.chat_choices(),
+        }
 
 
 @dataclass
@@ -85,8 +127,15 @@ class Grade:
 
     @classmethod
     def failure(cls, error: str, **details: Any) -> Grade:
-        """A zero score that records why the answer could not be judged."""
+        """A zero score that records why the answer could not be judged (`error_kind` in details if known)."""
         return cls(0.0, dict(details), error)
+
+    @classmethod
+    def from_exception(cls, exc: BaseException) -> Grade:
+        """The counted error grade for an exception raised while grading one sample."""
+        if isinstance(exc, SampleValueMissing):
+            return cls.failure(f"{exc.kind}: {exc}", error_kind=exc.kind)
+        return cls.failure(f"{type(exc).__name__}: {exc}")
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"score": self.score, "error": self.error, "details": _jsonable(self.details)}
@@ -106,6 +155,19 @@ class Grader(Protocol):
     name: str
 
     def grade(self, sample: Sample, item: Mapping[str, Any]) -> Grade: ...
+
+
+def error_kind(grade: Grade) -> str | None:
+    """What kind of error a grade records, named as in OpenAI's grader-run `metadata.errors` where one fits.
+
+    Graders set `details["error_kind"]` (`sample_parse_error`, `model_grader_parse_error`, ...); a timeout is
+    `unresponsive_reward_error`; anything else is `other_error`. `None` for a grade without an error.
+    """
+    if grade.error is None:
+        return None
+    if grade.error == "timeout":
+        return "unresponsive_reward_error"
+    return str(grade.details.get("error_kind") or "other_error")
 
 
 def pass_threshold(grader: Any) -> float:

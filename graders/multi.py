@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from graders.base import Grade, Grader, GraderInputError, Sample, agrade
+from graders.base import Grade, Grader, GraderInputError, Sample, agrade, error_kind
 from graders.formula import Formula, compile_formula
 from graders.templates import prepare
 
@@ -31,7 +31,7 @@ from graders.templates import prepare
 def _failed(exc: Exception) -> Grade:
     if isinstance(exc, GraderInputError):
         raise exc
-    return Grade.failure(f"{type(exc).__name__}: {exc}")
+    return Grade.from_exception(exc)
 
 
 def is_io_bound(grader: Any) -> bool:
@@ -55,6 +55,9 @@ class MultiGrader:
     def __post_init__(self) -> None:
         if not self.graders:
             raise GraderInputError(f"{self.name}.graders: at least one sub-grader is needed")
+        nested = [key for key, g in self.graders.items() if isinstance(g, MultiGrader)]
+        if nested:
+            raise GraderInputError(f"{self.name}.graders.{nested[0]}: a multi grader cannot contain another multi")
         if self.calculate_output is not None and self.weights is not None:
             raise GraderInputError(f"{self.name}: give calculate_output or weights, not both")
         self._formula: Formula | None = None
@@ -117,7 +120,10 @@ class MultiGrader:
     def _combine(self, subs: dict[str, Grade], latency: dict[str, float]) -> Grade:
         details: dict[str, Any] = {"scores": {k: g.score for k, g in subs.items()}, "latency_s": latency}
         counted = self._weights if self._formula is None else dict.fromkeys(self._formula.names, 1.0)
-        errors = [f"{k}: {g.error}" for k, g in subs.items() if g.error and counted.get(k, 0.0) > 0]
+        failed = {k: g for k, g in subs.items() if g.error and counted.get(k, 0.0) > 0}
+        errors = [f"{k}: {g.error}" for k, g in failed.items()]
+        if failed:
+            details["error_kind"] = error_kind(next(iter(failed.values())))
         if self._formula is not None:
             try:
                 raw = self._formula({k: g.score for k, g in subs.items()})

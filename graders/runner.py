@@ -162,7 +162,7 @@ class GradingPool:
                 except GraderInputError as exc:
                     raise SampleInputError(i, str(exc)) from exc
                 except Exception as exc:  # noqa: BLE001 - counted as this sample's error
-                    return Grade.failure(f"{type(exc).__name__}: {exc}"), time.perf_counter() - start
+                    return Grade.from_exception(exc), time.perf_counter() - start
                 if use_native:
                     return outcome, time.perf_counter() - start
                 status, value, seconds = outcome
@@ -208,8 +208,10 @@ def _result(grader: Grader, outcomes: list[tuple[Grade, float]], mode: str, fall
     name = getattr(grader, "name", type(grader).__name__)
     per: dict[str, list[float]] = {name: [s for _, s in outcomes]} if outcomes else {}
     for grade in grades:
-        for key, seconds in (grade.details.get("latency_s") or {}).items():
-            per.setdefault(f"{name}.{key}", []).append(seconds)
+        latency = grade.details.get("latency_s")
+        if isinstance(latency, dict):  # a composed grader's per-sub-grader seconds (a judge's is one float)
+            for key, seconds in latency.items():
+                per.setdefault(f"{name}.{key}", []).append(seconds)
     return BatchResult(
         grades=grades,
         errors=sum(g.error is not None for g in grades),

@@ -1,8 +1,9 @@
 """OpenAI's `text_similarity` grader: a similarity metric in [0, 1] between `input` and `reference`.
 
 Metrics come from maintained libraries (rapidfuzz, sacrebleu, nltk, rouge-score), imported lazily so
-`import graders` stays light. `meteor` needs NLTK's WordNet corpus and `cosine` needs an embedding
-function; when they cannot work offline the grader refuses at construction, naming what is missing.
+`import graders` stays light. `meteor` needs NLTK's WordNet corpus (no PyPI package ships it, so it must be
+on disk); `cosine` needs an embeddings endpoint (`graders.embeddings`) or an embedding function. When they
+cannot work, the grader refuses at construction, naming what is missing.
 
 >>> from graders.base import Sample
 >>> g = TextSimilarityGrader("sim", reference="{{item.ref}}", evaluation_metric="rouge_1", pass_threshold=0.5)
@@ -32,10 +33,18 @@ def _tokens(text: str) -> list[str]:
 
 
 def fuzzy_match(hyp: str, ref: str) -> float:
-    """Normalised Indel similarity (rapidfuzz `fuzz.ratio`), in [0, 1]."""
-    from rapidfuzz import fuzz
+    """rapidfuzz `fuzz.WRatio` after `utils.default_process` (lower-case, no punctuation), in [0, 1].
 
-    return fuzz.ratio(hyp, ref) / 100.0
+    OpenAI documents `fuzzy_match` only as "fuzzy string match ... using rapidfuzz". The scorer is inferred,
+    not confirmed: WRatio with `default_process` is the one OpenAI's own graders guide uses for fuzzy
+    matching in its python-grader example, and WRatio is rapidfuzz's default scorer (`process.extractOne`).
+
+    >>> round(fuzzy_match("fuzzy wuzzy was a bear", "Fuzzy Wuzzy was a bear!"), 3)
+    1.0
+    """
+    from rapidfuzz import fuzz, utils
+
+    return fuzz.WRatio(hyp, ref, processor=utils.default_process) / 100.0
 
 
 def bleu(hyp: str, ref: str) -> float:
@@ -151,10 +160,16 @@ class TextSimilarityGrader:
         if metric == "meteor":
             _require_wordnet()
         if metric == "cosine" and self.embed is None:
-            raise GraderInputError(
-                f"{self.name}: evaluation_metric 'cosine' needs an embedding model and none is available "
-                "offline; pass embed=<function texts -> vectors> (spec field 'embed': 'pkg.mod:attr')"
-            )
+            from graders.embeddings import OPENAI_EMBEDDING_MODEL, HTTPEmbedder, configured
+
+            if not configured():
+                raise GraderInputError(
+                    f"{self.name}: evaluation_metric 'cosine' needs an embeddings endpoint for "
+                    f"{OPENAI_EMBEDDING_MODEL!r}: set OPENAI_BASE_URL (an OpenAI-compatible server with "
+                    "/v1/embeddings) or map the name in $RFT_MODEL_MAP, or pass embed=<function texts -> "
+                    "vectors> (spec field 'embed': 'pkg.mod:attr')"
+                )
+            self.embed = HTTPEmbedder.for_model()
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any]) -> TextSimilarityGrader:

@@ -97,9 +97,12 @@ def validate_spec(spec: Mapping[str, Any], path: str = "") -> None:
         raise GraderInputError("; ".join(messages))
     if kind == "multi":
         for key, sub in sub_specs(spec).items():
+            where = f"{path + '.' if path else ''}graders.{key}"
             if not isinstance(sub, Mapping):
-                raise GraderInputError(f"{path + '.' if path else ''}graders.{key}: must be a grader spec object")
-            validate_spec(sub, f"{path + '.' if path else ''}graders.{key}")
+                raise GraderInputError(f"{where}: must be a grader spec object")
+            if sub.get("type") == "multi":
+                raise GraderInputError(f"{where}: a multi grader cannot contain another multi (OpenAI forbids nesting)")
+            validate_spec(sub, where)
 
 
 def sub_specs(spec: Mapping[str, Any]) -> dict[str, Any]:

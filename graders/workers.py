@@ -50,7 +50,7 @@ def grade_one(grader: Grader, sample: Sample, item: Mapping[str, Any]) -> tuple[
     except GraderInputError as exc:
         return "input", str(exc), time.perf_counter() - start
     except Exception as exc:  # noqa: BLE001 - one bad sample must not kill the batch; it is counted
-        return "ok", Grade.failure(f"{type(exc).__name__}: {exc}"), time.perf_counter() - start
+        return "ok", Grade.from_exception(exc), time.perf_counter() - start
 
 
 def worker_main(fd: int) -> None:

@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 
+from graders.templates import check_items
 from rft import checkpoint
 from rft.config import ConfigError, RunConfig
 from rft.eval import EvalResult, evaluate
@@ -47,7 +48,9 @@ def load_checked_task(cfg: RunConfig) -> Task:
                 task.messages(items[0])
             except KeyError as exc:
                 raise ValueError(f"task {task.name!r}: {split} item 0 lacks the field {exc} used by its prompt") from exc
-        # A grader that cannot read the item (a template naming a missing field) must fail now, not mid-run.
+        # A grader that cannot read an item (a template naming a missing field) must fail now, not mid-run.
+        check_items(task.grader, task.train, f"task {task.name!r}: train item")
+        check_items(task.grader, task.test, f"task {task.name!r}: held-out item")
         grade_texts(task.grader, ["0"], [task.train[0]])
     except (ValueError, TypeError) as exc:  # GraderInputError is a ValueError
         raise ConfigError(str(exc)) from exc

@@ -114,6 +114,20 @@ def rubric_score(points: Sequence[float], met: Sequence[bool]) -> float:
     return min(1.0, max(0.0, achieved / total))
 
 
+def append_text(content: str | list[dict[str, str]], text: str) -> str | list[dict[str, str]]:
+    """Text added after a message's content, which may be a list of content parts."""
+    if isinstance(content, str):
+        return content + "\n\n" + text
+    return [*content, {"type": "input_text", "text": "\n\n" + text}]
+
+
+def render_content(content: Any, sample: Sample, item: Mapping[str, Any]) -> Any:
+    """A message's content with its templates filled in (text, or the text and image URL of each part)."""
+    if isinstance(content, str):
+        return render(content, sample, item)
+    return [{k: render(v, sample, item) if k in ("text", "image_url") else v for k, v in p.items()} for p in content]
+
+
 def with_instruction(messages: Messages, instruction: str, last: str | None = None) -> Messages:
     """Put the answer-format instruction in the system message (prepending one if there is none).
 
@@ -122,21 +136,27 @@ def with_instruction(messages: Messages, instruction: str, last: str | None = No
     """
     out = [dict(m) for m in messages]
     if out[0]["role"] in ("system", "developer"):
-        out[0]["content"] = out[0]["content"] + "\n\n" + instruction
+        out[0]["content"] = append_text(out[0]["content"], instruction)
     else:
         out.insert(0, {"role": "system", "content": instruction})
     if last is not None and out[-1]["role"] == "user":
-        out[-1]["content"] = out[-1]["content"] + "\n\n" + last
+        out[-1]["content"] = append_text(out[-1]["content"], last)
     elif last is not None:
         out.append({"role": "user", "content": last})
     return out
 
 
 class VerdictFailure(Exception):
-    """A judge call that produced no usable verdict, with the details worth keeping."""
+    """A judge call that produced no usable verdict, with the details worth keeping.
 
-    def __init__(self, error: str, **details: Any) -> None:
+    `kind` names the failure as OpenAI's grader-run metadata does: the judge was unreachable
+    (`model_grader_server_error`), refused (`model_grader_refusal_error`) or gave no verdict
+    (`model_grader_parse_error`).
+    """
+
+    def __init__(self, error: str, kind: str = "model_grader_parse_error", **details: Any) -> None:
         super().__init__(error)
+        self.kind = kind
         self.details = details
 
 
@@ -150,7 +170,7 @@ class ModelGrader:
     def __init__(
         self,
         name: str,
-        input: list[dict[str, str]],
+        input: list[dict[str, Any]],
         judge: JudgeClient,
         pass_threshold: float,
         response_prefix: str | None = None,
@@ -160,7 +180,7 @@ class ModelGrader:
 
     def render(self, sample: Sample, item: Mapping[str, Any]) -> Messages:
         """The `input` messages with `{{item.*}}` and `{{sample.*}}` filled in."""
-        return [{"role": m["role"], "content": render(m["content"], sample, item)} for m in self.input]
+        return [{"role": m["role"], "content": render_content(m["content"], sample, item)} for m in self.input]
 
     def grade(self, sample: Sample, item: Mapping[str, Any]) -> Grade:
         """Synchronous grading for callers without an event loop (or inside one: runs on a helper loop)."""
@@ -178,18 +198,19 @@ class ModelGrader:
         try:
             completion, call = await self.judge.ask(messages)
         except JudgeUnavailable as exc:
-            raise VerdictFailure(str(exc)) from exc
+            raise VerdictFailure(str(exc), "model_grader_server_error") from exc
         completion = dataclasses.replace(completion, text=prefix + completion.text)
         try:
             result, steps = parse_verdict(completion)
             return convert(result), {"steps": steps, **call}
         except VerdictError as exc:
-            raise VerdictFailure(str(exc), raw=completion.text, **call) from exc
+            kind = "model_grader_refusal_error" if completion.refusal else "model_grader_parse_error"
+            raise VerdictFailure(str(exc), kind, raw=completion.text, **call) from exc
 
     def failure(self, exc: VerdictFailure, **details: Any) -> Grade:
         """A counted error grade."""
         self.judge.count_error()
-        return Grade.failure(str(exc), **exc.details, **details)
+        return Grade.failure(str(exc), error_kind=exc.kind, **exc.details, **details)
 
 
 class ScoreModelGrader(ModelGrader):
@@ -202,7 +223,7 @@ class ScoreModelGrader(ModelGrader):
     def __init__(
         self,
         name: str,
-        input: list[dict[str, str]],
+        input: list[dict[str, Any]],
         judge: JudgeClient,
         *,
         range: tuple[float, float] = (0.0, 1.0),
@@ -294,8 +315,9 @@ class ScoreModelGrader(ModelGrader):
         failed = [i for i, c in enumerate(criteria) if "error" in c]
         if failed:
             first = criteria[failed[0]]["error"]
+            kind = next(o.kind for o in outcomes if isinstance(o, VerdictFailure))
             return self.failure(
-                VerdictFailure(f"criteria {failed} unjudged; first: {first}"), criteria=criteria
+                VerdictFailure(f"criteria {failed} unjudged; first: {first}", kind), criteria=criteria
             )
         score = rubric_score([c["points"] for c in criteria], [c["met"] for c in criteria])
         return Grade(score, {"criteria": criteria})
@@ -307,7 +329,7 @@ class LabelModelGrader(ModelGrader):
     def __init__(
         self,
         name: str,
-        input: list[dict[str, str]],
+        input: list[dict[str, Any]],
         judge: JudgeClient,
         *,
         labels: list[str],

@@ -1,7 +1,7 @@
 """How a judge is called: a model in this process or an OpenAI-compatible server, behind one client.
 
-Both backends take chat messages plus `JudgeParams` and return a `JudgeReply`. `JudgeClient` adds what
-production grading needs on top: a concurrency limit, a response cache keyed by (judge, messages, params),
+Both backends take chat messages plus `JudgeParams` (`graders.judge.params`) and return a `JudgeReply`.
+`JudgeClient` adds what production grading needs on top: a concurrency limit, a response cache keyed by (judge, messages, params),
 and per-grader counts of requests, cache hits, errors, retries, tokens and latency. Transient trouble
 (timeouts, 429/5xx after all retries, an unreadable body) raises `JudgeUnavailable`, which the judge graders
 turn into a counted `Grade(error=...)`; settings a user must fix raise `GraderInputError`.
@@ -25,12 +25,13 @@ from dataclasses import asdict, dataclass
 from typing import Any, Protocol, TypeVar
 
 from graders.base import GraderInputError
+from graders.endpoints import Endpoint, is_hosted_model, resolve
+from graders.judge.params import JudgeParams
 
-Messages = list[dict[str, str]]
+# Chat messages; `content` is text, or a list of content parts when the judge is shown images.
+Messages = list[dict[str, Any]]
 T = TypeVar("T")
 
-# OpenAI grader specs say `max_completions_tokens`; the chat API says `max_completion_tokens` / `max_tokens`.
-_MAX_TOKENS_ALIASES = ("max_tokens", "max_completions_tokens", "max_completion_tokens")
 # Statuses worth retrying: rate limits, server overload and gateway failures.
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 # Statuses that mean the judge settings are wrong, so every sample would fail the same way.
@@ -39,46 +40,6 @@ CONFIG_STATUSES = frozenset({401, 403, 404})
 
 class JudgeUnavailable(Exception):
     """The judge gave no usable response for this sample (counted as a grading error, not raised)."""
-
-
-@dataclass(frozen=True)
-class JudgeParams:
-    """Sampling settings sent to the judge; `None` leaves the backend's default."""
-
-    temperature: float | None = 0.0
-    top_p: float | None = None
-    max_tokens: int | None = None
-    seed: int | None = None
-
-    @classmethod
-    def from_spec(cls, spec: Mapping[str, Any] | None, where: str = "sampling_params") -> JudgeParams:
-        """Parse an OpenAI-style `sampling_params` object, rejecting unknown keys by name."""
-        spec = dict(spec or {})
-        aliases = [k for k in _MAX_TOKENS_ALIASES if k in spec]
-        if len(aliases) > 1:
-            raise GraderInputError(f"{where}: give only one of {aliases}")
-        max_tokens = spec.pop(aliases[0]) if aliases else None
-        unknown = sorted(set(spec) - {"temperature", "top_p", "seed"})
-        if unknown:
-            known = ["temperature", "top_p", "seed", *_MAX_TOKENS_ALIASES]
-            raise GraderInputError(f"{where}: unknown keys {unknown}; known: {known}")
-        params = cls(spec.get("temperature", 0.0), spec.get("top_p"), max_tokens, spec.get("seed"))
-        params.validate(where)
-        return params
-
-    def validate(self, where: str) -> None:
-        if self.temperature is not None and not 0 <= self.temperature <= 2:
-            raise GraderInputError(f"{where}.temperature must be in [0, 2], got {self.temperature}")
-        if self.top_p is not None and not 0 < self.top_p <= 1:
-            raise GraderInputError(f"{where}.top_p must be in (0, 1], got {self.top_p}")
-        if self.max_tokens is not None and (not isinstance(self.max_tokens, int) or self.max_tokens < 1):
-            raise GraderInputError(f"{where}.max_tokens must be a positive integer, got {self.max_tokens!r}")
-        if self.seed is not None and not isinstance(self.seed, int):
-            raise GraderInputError(f"{where}.seed must be an integer, got {self.seed!r}")
-
-    def to_request(self) -> dict[str, Any]:
-        """The chat-completions request fields for these settings (unset ones left out)."""
-        return {k: v for k, v in asdict(self).items() if v is not None}
 
 
 @dataclass(frozen=True)
@@ -105,6 +66,21 @@ def prefill_fields(messages: Messages) -> dict[str, Any]:
     if messages[-1]["role"] != "assistant":
         return {}
     return {"continue_final_message": True, "add_generation_prompt": False}
+
+
+def chat_message(message: Mapping[str, Any]) -> dict[str, Any]:
+    """A judge message in chat-completions form: OpenAI eval content parts become `text` / `image_url` parts."""
+    content = message["content"]
+    if isinstance(content, str):
+        return dict(message)
+    parts = []
+    for part in content:
+        if part["type"] == "input_image":
+            image = {"url": part["image_url"], **({"detail": part["detail"]} if part.get("detail") else {})}
+            parts.append({"type": "image_url", "image_url": image})
+        else:
+            parts.append({"type": "text", "text": part["text"]})
+    return {"role": message["role"], "content": parts}
 
 
 def reply_from_response(body: Any) -> JudgeReply:
@@ -140,6 +116,7 @@ class HTTPJudge:
         timeout_s: float = 60.0,
         max_retries: int = 3,
         backoff_s: float = 0.5,
+        endpoint: Endpoint | None = None,
     ) -> None:
         if not base_url.startswith(("http://", "https://")):
             raise GraderInputError(f"judge base_url must start with http:// or https://, got {base_url!r}")
@@ -148,6 +125,9 @@ class HTTPJudge:
         if timeout_s <= 0 or max_retries < 0 or backoff_s < 0:
             raise GraderInputError("judge timeout_s must be > 0, max_retries and retry_backoff_s >= 0")
         self.headers = {"Content-Type": "application/json"}
+        self.missing_key = endpoint.missing_key if endpoint is not None else None
+        if endpoint is not None and endpoint.api_key:
+            self.headers["Authorization"] = f"Bearer {endpoint.api_key}"
         if api_key_env is not None:
             key = os.environ.get(api_key_env)
             if not key:
@@ -164,13 +144,19 @@ class HTTPJudge:
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any], where: str) -> HTTPJudge:
-        if "base_url" not in spec:
-            raise GraderInputError(f"{where}: backend 'http' needs base_url (e.g. http://127.0.0.1:8000/v1)")
+        """From `base_url` + `model`, or an OpenAI model name routed by `graders.endpoints.resolve`."""
         if "adapter" in spec:
             raise GraderInputError(f"{where}: 'adapter' applies to backend 'local'; serve it with rft serve")
+        model = str(spec.get("model", ""))
+        endpoint = None
+        if "base_url" not in spec:
+            if not is_hosted_model(model):
+                raise GraderInputError(f"{where}: backend 'http' needs base_url (e.g. http://127.0.0.1:8000/v1)")
+            endpoint = resolve(model)
         return cls(
-            spec["base_url"],
-            spec.get("model", ""),
+            spec["base_url"] if endpoint is None else endpoint.base_url,
+            model if endpoint is None else endpoint.model,
+            endpoint=endpoint,
             api_key_env=spec.get("api_key_env"),
             timeout_s=float(spec.get("timeout_s", 60.0)),
             max_retries=int(spec.get("max_retries", 3)),
@@ -189,9 +175,11 @@ class HTTPJudge:
         return client
 
     async def complete(self, messages: Messages, params: JudgeParams) -> JudgeReply:
+        if self.missing_key is not None:
+            raise GraderInputError(self.missing_key)
         payload = {
             "model": self.model,
-            "messages": messages,
+            "messages": [chat_message(m) for m in messages],
             **params.to_request(),
             **prefill_fields(messages),
         }
@@ -250,8 +238,12 @@ HTTP_ONLY_FIELDS = frozenset({"base_url", "api_key_env", "timeout_s", "max_retri
 
 
 def backend_name(spec: Mapping[str, Any], where: str) -> str:
-    """The backend a spec asks for (http when `base_url` is set, else local), checked against `BACKENDS`."""
-    name = spec.get("backend") or ("http" if "base_url" in spec else "local")
+    """The backend a spec asks for, checked against `BACKENDS`.
+
+    Default: http when `base_url` is set or `model` is an OpenAI model name (never loadable locally), else local.
+    """
+    hosted = is_hosted_model(str(spec.get("model") or ""))
+    name = spec.get("backend") or ("http" if "base_url" in spec or hosted else "local")
     if name not in BACKENDS:
         raise GraderInputError(f"{where}.backend: unknown judge backend {name!r}; known: {sorted(BACKENDS)}")
     return name

@@ -3,7 +3,9 @@
 SPEC is a grader spec JSON file or a Python grader `pkg.mod:attr`. Each JSONL line (or CSV/Parquet row,
 read by `tasks.datasets.read_rows`) holds the item's
 fields plus the sample: `"sample": "..."`, `"sample": {"output_text": ...}` or a top-level
-`"output_text"` (OpenAI's `{"item": {...}, "model_sample": "..."}` shape works too).
+`"output_text"` / `"output_tools"` / `"choices"` (OpenAI's `{"item": {...}, "model_sample": "..."}` shape
+works too). The report counts errors per grader and kind and shows the worst samples with every template
+of the grader as that sample renders it, so a spec that scores 0 shows why.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Annotated, Any
 import typer
 
 SAMPLE_KEYS = ("sample", "model_sample")
+SAMPLE_FIELDS = ("output_text", "output_json", "output_tools", "choices")
 
 
 def split_line(record: Any, where: str) -> tuple[Any, dict[str, Any]]:
@@ -27,17 +30,17 @@ def split_line(record: Any, where: str) -> tuple[Any, dict[str, Any]]:
     key = next((k for k in SAMPLE_KEYS if k in record), None)
     if key is not None:
         raw = record[key]
-    elif "output_text" in record:
-        raw = {"output_text": record["output_text"], "output_json": record.get("output_json")}
+    elif set(SAMPLE_FIELDS) & set(record) - {"output_json"}:
+        raw = {k: record[k] for k in SAMPLE_FIELDS if k in record}
     else:
-        raise GraderInputError(f"{where}: no sample: give 'sample', 'model_sample' or 'output_text'")
+        raise GraderInputError(f"{where}: no sample: give 'sample', 'model_sample', 'output_text' or 'output_tools'")
     try:
         sample = Sample.coerce(raw)
     except GraderInputError as exc:
         raise GraderInputError(f"{where}: {exc}") from exc
     if isinstance(record.get("item"), dict) and key is not None:
         return sample, record["item"]
-    item = {k: v for k, v in record.items() if k not in (*SAMPLE_KEYS, "output_text", "output_json", "grade")}
+    item = {k: v for k, v in record.items() if k not in (*SAMPLE_KEYS, *SAMPLE_FIELDS, "grade")}
     return sample, item
 
 
@@ -54,16 +57,42 @@ def read_lines(path: Path) -> tuple[list[dict[str, Any]], list[str], list[Any], 
     return [r for _, r in rows], [w for w, _ in rows], [s for s, _ in split], [i for _, i in split]
 
 
-def _report(result: Any, grader: Any, where: list[str], samples: list[Any], seconds: float, show: int) -> None:
+def errors_by_kind(result: Any, grader: Any) -> dict[tuple[str, str], int]:
+    """Counts of errors per (grader, kind): a composed grader's errors are counted under each sub-grader."""
+    from graders.base import error_kind
+
+    counts: dict[tuple[str, str], int] = {}
+    for grade in result.grades:
+        failed = {k: g for k, g in grade.sub_grades.items() if g.error} or ({grader.name: grade} if grade.error else {})
+        for name, sub in failed.items():
+            key = (name, error_kind(sub) or "other_error")
+            counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def rendered_templates(grader: Any, sample: Any, item: dict[str, Any]) -> dict[str, str]:
+    """Each of the grader's templates as this sample renders it, or why it cannot be rendered."""
+    from graders.base import GraderInputError, SampleValueMissing
+    from graders.templates import render, template_fields
+
+    out = {}
+    for where, template in template_fields(grader).items():
+        try:
+            out[where] = repr(render(template, sample, item)[:120])
+        except (GraderInputError, SampleValueMissing) as exc:
+            out[where] = f"<cannot render: {exc}>"
+    return out
+
+
+def _report(result: Any, grader: Any, where: list[str], samples: list[Any], items: list[Any], show: int) -> None:
     from graders.base import pass_threshold
 
     threshold = pass_threshold(grader)
     passed = sum(g.score >= threshold for g in result.grades) / max(1, len(result.grades))
-    typer.echo(f"graded {len(result.grades)} samples with {grader.name!r} ({result.mode}) in {seconds:.2f} s")
-    if result.fallback:
-        typer.echo(f"note: {result.fallback}")
     typer.echo(f"mean score: {result.mean_score:.4f}   pass rate (score >= {threshold:g}): {passed:.4f}")
     typer.echo(f"errors: {result.errors}   timeouts: {result.timeouts}")
+    for (name, kind), count in sorted(errors_by_kind(result, grader).items()):
+        typer.echo(f"  errors {name}: {kind} x{count}")
     for name, mean in result.sub_means().items():
         typer.echo(f"  {name}: mean {mean:.4f}")
     for name, lat in result.latency.items():
@@ -76,6 +105,8 @@ def _report(result: Any, grader: Any, where: list[str], samples: list[Any], seco
         grade = result.grades[i]
         error = f" error={grade.error}" if grade.error else ""
         typer.echo(f"  {where[i]}: score {grade.score:.4f}{error} sample={samples[i].output_text[:80]!r}")
+        for field, text in rendered_templates(grader, samples[i], items[i]).items():
+            typer.echo(f"      {field} = {text}")
 
 
 def grade(
@@ -114,7 +145,11 @@ def grade(
     except (GraderInputError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
-    _report(result, grader, where, samples, time.perf_counter() - start, show)
+    seconds = time.perf_counter() - start
+    typer.echo(f"graded {len(result.grades)} samples with {grader.name!r} ({result.mode}) in {seconds:.2f} s")
+    if result.fallback:
+        typer.echo(f"note: {result.fallback}")
+    _report(result, grader, where, samples, items, show)
     if out is not None:
         with out.open("w") as fh:
             for record, one in zip(records, result.grades):

@@ -311,7 +311,7 @@ def test_cached_repeat_costs_nothing(fault_server: Any) -> None:
 
 
 def test_concurrency_limit_and_sampling_params(fault_server: Any) -> None:
-    params = {"temperature": 0.5, "top_p": 0.9, "max_completions_tokens": 40, "seed": 7}
+    params = {"temperature": 0.5, "top_p": 0.9, "max_completions_tokens": 40, "seed": 7, "reasoning_effort": "low"}
     spec = http_spec(fault_server, "hold", "limit", max_concurrency=2, sampling_params=params)
     grader = ScoreModelGrader.from_spec(score_spec(**spec))
 
@@ -321,11 +321,13 @@ def test_concurrency_limit_and_sampling_params(fault_server: Any) -> None:
     asyncio.run(grade_all())
     assert fault_server.max_inflight["limit"] == 2
     sent = fault_server.calls["limit"][0]
-    assert {k: sent[k] for k in ("temperature", "top_p", "max_tokens", "seed")} == {
+    keys = ("temperature", "top_p", "max_completion_tokens", "seed", "reasoning_effort")
+    assert {k: sent[k] for k in keys} == {
         "temperature": 0.5,
         "top_p": 0.9,
-        "max_tokens": 40,
+        "max_completion_tokens": 40,
         "seed": 7,
+        "reasoning_effort": "low",
     }
 
 
@@ -408,3 +410,63 @@ def test_local_backend_with_default_packaged_model() -> None:
     grade = guided.grade(Sample("Paris"), ITEM)
     assert grade.error is None and 0.0 <= grade.score <= 1.0
     assert grade.details["result"] == grade.score * 10
+
+
+def test_reasoning_effort_is_passed_and_drops_the_default_temperature() -> None:
+    from graders.judge.backends import JudgeParams
+
+    params = JudgeParams.from_spec({"max_completions_tokens": 32768, "top_p": 1, "reasoning_effort": "medium"})
+    assert params.to_request() == {"top_p": 1, "max_completion_tokens": 32768, "reasoning_effort": "medium"}
+    assert JudgeParams.from_spec({}).to_request() == {"temperature": 0.0}
+    with pytest.raises(GraderInputError, match=r"reasoning_effort must be one of \['none', 'minimal'"):
+        JudgeParams.from_spec({"reasoning_effort": "max"})
+
+
+def test_openai_model_name_routes_to_http_and_never_loads(monkeypatch: pytest.MonkeyPatch, served: str) -> None:
+    """`gpt-4o-2024-08-06` builds an HTTP judge (no local load); without a key it says so when first asked."""
+    for name in ("OPENAI_BASE_URL", "OPENAI_API_KEY", "RFT_MODEL_MAP"):
+        monkeypatch.delenv(name, raising=False)
+    grader = ScoreModelGrader.from_spec(score_spec(model="gpt-4o-2024-08-06"))
+    assert grader.judge.backend.url == "https://api.openai.com/v1/chat/completions"
+    with pytest.raises(GraderInputError, match=r"needs an API key: set \$OPENAI_API_KEY"):
+        grader.grade(Sample("Paris"), ITEM)
+    monkeypatch.setenv("RFT_MODEL_MAP", json.dumps({"o4-mini-2025-04-16": {"base_url": served, "model": "judge"}}))
+    mapped = ScoreModelGrader.from_spec(score_spec(model="o4-mini-2025-04-16", max_retries=0))
+    assert mapped.grade(Sample("Paris"), ITEM).score == 0.9
+    monkeypatch.setenv("OPENAI_BASE_URL", served)
+    by_env = LabelModelGrader.from_spec(label_spec(model="gpt-4.1-2025-04-14", max_retries=0))
+    with pytest.raises(GraderInputError, match="refused model 'gpt-4.1-2025-04-14' with HTTP 404"):
+        by_env.grade(Sample("Paris"), ITEM)
+
+
+def test_content_parts_render_like_text(served: str) -> None:
+    """`input_text` parts (one or a list) are joined with a space, as OpenAI renders them: the trained prompt."""
+    parts = [
+        {"role": "system", "content": {"type": "input_text", "text": INPUT[0]["content"]}},
+        {"role": "user", "content": [
+            {"type": "input_text", "text": "Question: {{item.question}}\nAnswer:"},
+            {"type": "input_text", "text": "{{sample.output_text}}"},
+        ]},
+    ]
+    grader = ScoreModelGrader.from_spec({**score_spec(base_url=served, model="judge"), "input": parts})
+    assert [grader.grade(Sample(a), ITEM).score for a in ("Paris", "Lyon")] == [0.9, 0.2]
+
+
+def test_input_image_needs_http_and_is_sent_as_image_url(fault_server: Any) -> None:
+    image = [{"role": "user", "content": [
+        {"type": "input_text", "text": "Is {{sample.output_text}} the city shown?"},
+        {"type": "input_image", "image_url": "{{item.image}}", "detail": "low"},
+    ]}]
+    with pytest.raises(GraderInputError, match="input_image parts need an http judge backend"):
+        ScoreModelGrader.from_spec({**score_spec(backend="local", model="m"), "input": image})
+    spec = {**score_spec(**http_spec(fault_server, "prose", "image", max_retries=0)), "input": image}
+    grade = ScoreModelGrader.from_spec(spec).grade(Sample("Paris"), {"image": "https://example.org/paris.png"})
+    assert grade.details["error_kind"] == "model_grader_parse_error"  # the stub answers prose
+    sent = fault_server.calls["image"][0]["messages"][-1]["content"]
+    assert sent[1] == {"type": "image_url", "image_url": {"url": "https://example.org/paris.png", "detail": "low"}}
+    assert sent[0] == {"type": "text", "text": "Is Paris the city shown?"}
+
+
+def test_missing_local_model_path_is_a_config_error_before_loading() -> None:
+    with pytest.raises(GraderInputError, match="'/no/such/judge' is not a directory or file"):
+        ScoreModelGrader.from_spec(score_spec(backend="local", model="/no/such/judge"))

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import math
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from graders.base import GraderInputError, Sample, pass_threshold
+from graders.runner import grade_batch
 from graders.similarity import TextSimilarityGrader
+from graders.spec import load_grader
 
 REF = "the cat sat on the mat"
 
@@ -18,6 +23,10 @@ REF = "the cat sat on the mat"
         # Indel similarity: "abcd" -> "abce" needs 1 deletion + 1 insertion over 8 chars: 1 - 2/8.
         ("fuzzy_match", "abcd", "abce", 0.75),
         ("fuzzy_match", "abc", "xyz", 0.0),
+        # OpenAI-style fuzzy_match = WRatio after default_process: case and punctuation are ignored ...
+        ("fuzzy_match", "Paris!", "paris", 1.0),
+        # ... and a short answer inside a 3.7x longer text scores partial_ratio (100) scaled by WRatio's 0.9
+        ("fuzzy_match", "cat", "the cat sat", 0.9),
         ("bleu", REF, REF, 1.0),
         ("bleu", "dogs run fast", REF, 0.0),
         # GLEU = min(precision, recall) over 1..4-grams: hyp has 3 n-grams, ref 6, all 3 match -> 0.5.
@@ -69,9 +78,67 @@ def test_cosine_with_an_embedding_function_and_by_dotted_path() -> None:
         assert grader.grade("zz", {"ref": "a"}).score == 0.0
 
 
-def test_cosine_without_embeddings_is_refused_at_construction() -> None:
-    with pytest.raises(GraderInputError, match="'cosine' needs an embedding model"):
+def test_cosine_without_embeddings_is_refused_at_construction(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("OPENAI_BASE_URL", "OPENAI_API_KEY", "RFT_MODEL_MAP"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(GraderInputError, match="'cosine' needs an embeddings endpoint for 'text-embedding-3-large'"):
         TextSimilarityGrader(evaluation_metric="cosine")
+
+
+class EmbeddingsHandler(BaseHTTPRequestHandler):
+    """`POST /v1/embeddings` answering with `letter_counts`, OpenAI's response shape; records each request."""
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.server.requests.append((self.path, self.headers.get("Authorization"), body))
+        if body["model"] != "letters":
+            self.reply(404, {"error": {"message": f"no model {body['model']}"}})
+            return
+        data = [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(letter_counts(body["input"]))]
+        self.reply(200, {"object": "list", "data": data[::-1], "model": "letters"})  # out of order on purpose
+
+    def reply(self, status: int, payload: dict) -> None:
+        raw = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(raw)))
+        self.end_headers()
+        self.wfile.write(raw)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture()
+def embeddings_server():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), EmbeddingsHandler)
+    server.requests = []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def test_cosine_over_an_embeddings_endpoint(embeddings_server, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An unchanged OpenAI cosine spec: text-embedding-3-large is mapped to a loopback /v1/embeddings server."""
+    base = f"http://127.0.0.1:{embeddings_server.server_address[1]}/v1"
+    monkeypatch.setenv("RFT_MODEL_MAP", json.dumps({"text-embedding-3-large": {"base_url": base, "model": "letters"}}))
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-local")
+    grader = load_grader({"type": "text_similarity", "name": "cos", "input": "{{sample.output_text}}",
+                          "reference": "{{item.ref}}", "evaluation_metric": "cosine"})
+    assert grader.grade("ab", {"ref": "a"}).score == pytest.approx(1 / math.sqrt(2))
+    result = grade_batch(grader, ["abc", "zz"], [{"ref": "cab"}, {"ref": "a"}], mode="process", workers=1)
+    assert result.scores == [pytest.approx(1.0), 0.0] and result.errors == 0
+    path, auth, body = embeddings_server.requests[0]
+    assert (path, auth, body) == ("/v1/embeddings", "Bearer sk-local", {"model": "letters", "input": ["ab", "a"]})
+    spec = {"type": "text_similarity", "name": "cos", "input": "{{sample.output_text}}", "reference": "{{item.ref}}",
+            "evaluation_metric": "cosine"}
+    monkeypatch.setenv("RFT_MODEL_MAP", json.dumps({"text-embedding-3-large": {"base_url": base, "model": "nope"}}))
+    with pytest.raises(GraderInputError, match="refused model 'nope' with HTTP 404"):
+        load_grader(spec).grade("ab", {"ref": "a"})
+    monkeypatch.setenv("RFT_MODEL_MAP", json.dumps({"text-embedding-3-large": {"base_url": "http://127.0.0.1:9/v1"}}))
+    down = grade_batch(load_grader(spec), ["ab"], [{"ref": "a"}], mode="thread")
+    assert down.errors == 1 and "EmbeddingUnavailable" in down.grades[0].error
 
 
 def test_meteor_needs_wordnet_offline() -> None:

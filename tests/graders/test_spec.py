@@ -71,9 +71,12 @@ def test_real_openai_spec_file_loads_and_grades() -> None:
     grade = grader.grade("Paris", {"reference_answer": "Paris"})
     assert grade.score == 1.0
     assert set(grade.sub_grades) == {"exact", "mentions", "similar"}
-    # "paris." fails eq, passes ilike; fuzzy ratio("paris.", "Paris") = 1 - 3/11 (Indel distance 3 over 11 chars)
+    # "paris." fails eq, passes ilike; fuzzy_match lower-cases and drops punctuation first: "paris" == "paris"
     grade = grader.grade("paris.", {"reference_answer": "Paris"})
-    assert grade.score == pytest.approx(0.25 + 0.25 * (8 / 11))
+    assert grade.score == 0.5
+    # "Pariss": Indel distance 1 over 11 chars -> ratio 10/11, and WRatio keeps the plain ratio for equal lengths
+    grade = grader.grade("Pariss", {"reference_answer": "Paris"})
+    assert grade.score == pytest.approx(0.25 + 0.25 * (10 / 11))
 
 
 @pytest.mark.parametrize(
@@ -92,8 +95,9 @@ def test_real_openai_spec_file_loads_and_grades() -> None:
         ({**OPENAI_SPECS[2], "input": [{"role": "robot", "content": "x"}]}, "input.0.role: 'robot' is not one of"),
         ({k: v for k, v in OPENAI_SPECS[3].items() if k != "labels"}, "'labels' is a required property"),
         ({"type": "python", "source": ""}, "source: '' should be non-empty"),
-        ({"type": "multi", "graders": {"a": {"type": "multi", "graders": {"b": {"type": "nope"}}}}},
-         "graders.a.graders.b: grader spec type 'nope' is unknown"),
+        ({"type": "multi", "graders": {"a": {"type": "multi", "graders": {"b": CHECK}}}},
+         "graders.a: a multi grader cannot contain another multi"),
+        ({"type": "multi", "graders": {"a": {"type": "nope"}}}, "graders.a: grader spec type 'nope' is unknown"),
         ({"type": "multi", "graders": {"a": "exact"}}, "graders.a: must be a grader spec object"),
         ({"type": "multi", "graders": {}}, "graders: {} should be non-empty"),
         ({"type": "multi", "graders": {"c": CHECK}, "calculate_output": "c + d"}, "unknown name 'd'"),

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from graders.base import GraderInputError, Sample, pass_threshold
+from graders.base import GraderInputError, Sample, error_kind, pass_threshold
+from graders.runner import grade_batch
 from graders.string import ExactMatchGrader, StringCheckGrader, normalize_text
+from graders.templates import check_items, render, template_fields
+from graders.workers import SampleInputError
 
 
 @pytest.mark.parametrize(
@@ -36,6 +39,52 @@ def test_string_check_nested_item_and_output_json_templates() -> None:
     sample = Sample('Sure: {"answer": {"city": "Oslo"}}')
     assert grader.grade(sample, {"gold": {"city": "Oslo"}}).score == 1.0
     assert grader.grade(sample, {"gold": {"city": "Bergen"}}).score == 0.0
+
+
+TOOL_CALL = {"id": "call_1", "type": "function",
+             "function": {"name": "get_acceptors", "arguments": '{"smiles": "CCO"}'}}
+
+
+@pytest.mark.parametrize(
+    ("template", "sample", "item", "expected"),
+    [
+        ("{{item.answers[0]}}", Sample("x"), {"answers": ["Oslo", "Bergen"]}, "Oslo"),
+        ("{{ item.answers[-1] }}", Sample("x"), {"answers": ["Oslo", "Bergen"]}, "Bergen"),
+        ("{{item.answers.1}}", Sample("x"), {"answers": ["Oslo", "Bergen"]}, "Bergen"),
+        ('{{item["full name"].first}}', Sample("x"), {"full name": {"first": "Ada"}}, "Ada"),
+        ("{{sample.output_tools[0].function.name}}", Sample("", output_tools=[TOOL_CALL]), {}, "get_acceptors"),
+        ("{{sample.choices[0].message.tool_calls[0].id}}", Sample("", output_tools=[TOOL_CALL]), {}, "call_1"),
+        ("{{sample.choices[0].message.content}}", Sample("Oslo"), {}, "Oslo"),
+        ("{{item.n}} of {{item.xs[1]}}", Sample("x"), {"n": 2, "xs": [1, [3]]}, "2 of [3]"),
+    ],
+)
+def test_indexed_templates(template: str, sample: Sample, item: dict, expected: str) -> None:
+    assert render(template, sample, item) == expected
+
+
+def test_missing_sample_value_is_a_counted_error_grade_and_missing_item_field_a_config_error() -> None:
+    grader = StringCheckGrader("name", "{{sample.output_json.name}}", "{{item.name}}", "eq")
+    result = grade_batch(grader, ['{"name": "Ada"}', "not json", '{"other": 1}'], [{"name": "Ada"}] * 3)
+    assert result.scores == [1.0, 0.0, 0.0] and result.errors == 2
+    assert [error_kind(g) for g in result.grades] == [None, "sample_parse_error", "sample_parse_error"]
+    assert "'sample.output_json.name' is missing (the output is not JSON)" in result.grades[1].error
+    assert "name.input: template reference" in result.grades[2].error
+    tools = StringCheckGrader("tool", "get_acceptors", "{{sample.output_tools[0].function.name}}", "eq")
+    no_call = grade_batch(tools, [Sample("I will not call a tool")], [{}]).grades[0]
+    assert no_call.score == 0.0 and "(the sample called no tool)" in no_call.error
+    with pytest.raises(SampleInputError, match="'item.name' is missing"):
+        grade_batch(grader, ['{"name": "Ada"}'], [{"nom": "Ada"}])
+    with pytest.raises(GraderInputError, match="the sample has no field 'output'"):
+        StringCheckGrader("bad", "{{sample.output}}", "x", "eq")
+
+
+def test_check_items_finds_the_first_item_lacking_a_template_field() -> None:
+    grader = StringCheckGrader("tool", "{\"smiles\": \"{{item.smiles}}\"}", "{{sample.output_tools[0].function.arguments}}")
+    assert template_fields(grader) == {"tool.input": '{"smiles": "{{item.smiles}}"}',
+                                       "tool.reference": "{{sample.output_tools[0].function.arguments}}"}
+    check_items(grader, [{"smiles": "CCO"}])
+    with pytest.raises(GraderInputError, match=r"train item 1: tool.input: template reference '\{\{item.smiles\}\}'"):
+        check_items(grader, [{"smiles": "CCO"}, {"smile": "C"}], "train item")
 
 
 @pytest.mark.parametrize(

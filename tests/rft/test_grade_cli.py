@@ -40,7 +40,9 @@ def test_grade_openai_multi_spec_prints_means_and_writes_grades(tmp_path: Path) 
     assert "  exact: mean 0.5000" in run.stdout
     assert "  mentions: mean 0.7500" in run.stdout
     assert "errors: 0   timeouts: 0" in run.stdout
-    assert "grade_capitals.jsonl:4: score 0.0000 sample='Milan'" in run.stdout  # blank line 3 skipped
+    # blank line 3 skipped; "Milan" shares only "m" with "Rome" (after lower-casing): fuzzy 1 - 7/9, times 0.25
+    assert "grade_capitals.jsonl:4: score 0.0556 sample='Milan'" in run.stdout
+    assert "      capital_city.similar.reference = 'Rome'" in run.stdout  # the rendered templates of a failure
     graded = _lines(out)
     assert [g["grade"]["sub_grades"]["exact"]["score"] for g in graded] == [1.0, 0.0, 0.0, 1.0]
     assert graded[3]["item"]["country"] == "Spain"  # the input line is kept as it was
@@ -82,7 +84,7 @@ def test_python_grader_reference_and_validate(tmp_path: Path) -> None:
          "data.jsonl:2: invalid JSON"),
         ({"type": "exact_match"}, '["answer", "1"]\n', "data.jsonl:1: expected a JSON object"),
         ({"type": "exact_match"}, '{"answer": "1", "sample": "1"}\n\n{"answer": "2"}\n',
-         "data.jsonl:3: no sample: give 'sample', 'model_sample' or 'output_text'"),
+         "data.jsonl:3: no sample: give 'sample', 'model_sample', 'output_text' or 'output_tools'"),
         ({"type": "exact_match"}, '{"answer": "1", "sample": 5}\n', "data.jsonl:1: a sample must be a string"),
         ({"type": "exact_match"}, '{"answer": "1", "sample": "1"}\n{"reply": "2", "sample": "2"}\n',
          "data.jsonl:2: exact_match.reference: template reference '{{item.answer}}': 'item.answer' is missing"),
@@ -113,3 +115,49 @@ def test_csv_rows_are_graded_too(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.stderr
     assert "mean score: 0.5000" in result.stdout
     assert "answers.csv:3: score 0.0000" in result.stdout
+
+
+def test_report_counts_errors_by_kind_and_shows_what_each_template_rendered(tmp_path: Path) -> None:
+    """OpenAI's tool-call multi grader: a sample that called no tool is a counted sample_parse_error."""
+    spec = tmp_path / "tools.json"
+    spec.write_text(json.dumps({
+        "type": "multi",
+        "graders": {
+            "function_name": {"name": "function_name", "type": "string_check", "input": "get_acceptors",
+                              "reference": "{{sample.output_tools[0].function.name}}", "operation": "eq"},
+            "arguments": {"name": "arguments", "type": "string_check", "input": "{\"smiles\": \"{{item.smiles}}\"}",
+                          "reference": "{{sample.output_tools[0].function.arguments}}", "operation": "eq"},
+        },
+        "calculate_output": "0.5 * function_name + 0.5 * arguments",
+    }))
+    call = {"id": "c1", "type": "function", "function": {"name": "get_acceptors", "arguments": '{"smiles": "CCO"}'}}
+    data = tmp_path / "calls.jsonl"
+    data.write_text(
+        json.dumps({"smiles": "CCO", "output_tools": [call]}) + "\n"
+        + json.dumps({"smiles": "CCN", "output_tools": [call]}) + "\n"
+        + json.dumps({"smiles": "CCO", "output_text": "I cannot call tools."}) + "\n"
+    )
+    result = CliRunner().invoke(app, ["grade", str(spec), str(data), "--mode", "thread"])
+    assert result.exit_code == 0, result.stderr
+    assert "mean score: 0.5000" in result.stdout  # 1.0, 0.5 (wrong arguments), 0.0 (no tool call)
+    assert "errors: 1   timeouts: 0" in result.stdout
+    assert "  errors arguments: sample_parse_error x1" in result.stdout
+    assert "  errors function_name: sample_parse_error x1" in result.stdout
+    assert "calls.jsonl:3: score 0.0000 error=" in result.stdout
+    assert "multi.arguments.reference = <cannot render: template reference" in result.stdout
+    assert """multi.arguments.input = '{"smiles": "CCN"}'""" in result.stdout
+
+
+def test_validate_never_loads_a_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rft.local_judge import LocalJudge
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    loaded = dict(LocalJudge._loaded)  # judges other tests in this session loaded
+    messages = [{"role": "user", "content": "Reference: {{ item.reference_answer }}. Model answer: {{ sample.output_text }}"}]
+    for model in ("o4-mini-2025-04-16", "default"):
+        spec = tmp_path / f"{model}.json"
+        spec.write_text(json.dumps({"type": "score_model", "name": "judge", "model": model, "input": messages,
+                                    "range": [0, 1], "sampling_params": {"reasoning_effort": "medium"}}))
+        result = CliRunner().invoke(app, ["grade", str(spec), "--validate"])
+        assert (result.exit_code, result.stdout.strip()) == (0, "spec ok: ScoreModelGrader 'judge'")
+    assert LocalJudge._loaded == loaded  # nothing new loaded, the packaged model included
