@@ -55,7 +55,9 @@ class ChatRequest(BaseModel):
         False  # vLLM's extension: extend a final assistant message (a prefill)
     )
     add_generation_prompt: StrictBool | None = None  # vLLM's extension; must be `not continue_final_message`
-    reasoning_effort: str | None = None  # sent by OpenAI-style judges; a local model has no reasoning budget to set
+    reasoning_effort: str | None = (
+        None  # sent by OpenAI-style judges; a local model has no reasoning budget to set
+    )
 
     @model_validator(mode="before")
     @classmethod
