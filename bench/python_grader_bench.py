@@ -18,7 +18,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from graders.code import PythonGrader  # noqa: E402
+from graders.python_grader import PythonGrader  # noqa: E402
 from graders.sandbox import Limits, Sandbox  # noqa: E402
 
 GRADERS = {

@@ -27,7 +27,7 @@ _LAZY = {
     "JsonSchemaGrader": "graders.json_schema",
     "MultiGrader": "graders.multi",
     "CodeGrader": "graders.code",
-    "PythonGrader": "graders.code",
+    "PythonGrader": "graders.python_grader",
     "ScoreModelGrader": "graders.judge",
     "LabelModelGrader": "graders.judge",
 }

@@ -1,5 +1,5 @@
-"""Graders that execute code: `CodeGrader` (unit tests on a submission) and `PythonGrader` (OpenAI's
-`{"type": "python"}` grader, a user-written `grade(sample, item) -> float` run in the sandbox).
+"""`CodeGrader`: unit tests on a submitted program (OpenAI's `{"type": "python"}` grader, a user-written
+`grade(sample, item)`, is `graders.python_grader.PythonGrader`, which shares the spec helpers here).
 
 The submission runs only inside `graders.sandbox`; the tests run here, in the grader process, and
 see the submission through call proxies that return plain builtin values. So expected outputs never
@@ -17,7 +17,6 @@ Test forms accepted in an item (any mix):
 
 from __future__ import annotations
 
-import ast
 import hashlib
 import json
 import math
@@ -31,7 +30,6 @@ from typing import Any
 from graders.base import Grade, GraderInputError, Sample
 from graders.extract import extract_code_block
 from graders.sandbox import Limits, RunResult, Sandbox, SandboxDied, Session
-from graders.sandbox.packages import import_hint
 from graders.templates import render
 
 _LANGS = ("python", "py", "python3", None)
@@ -79,7 +77,7 @@ def _stdout_matches(actual: str, expected: str) -> bool:
     return norm(actual) == norm(expected)
 
 
-def _failure_reason(exc: BaseException, source: str, filename: str) -> str:
+def failure_reason(exc: BaseException, source: str, filename: str) -> str:
     """`AssertionError at line 12: assert candidate(3) == 4` for a failing check, else the exception."""
     if isinstance(exc, SandboxDied):
         return f"sandbox {exc.result.status}: {exc.result.reason or 'process ended'}"
@@ -123,7 +121,7 @@ def _run_source_test(source: str, filename: str, ns: dict[str, Any], entry: str 
             ns["check"](ns[entry] if entry in ns else _missing(entry))
         return None
     except (Exception, SandboxDied) as exc:  # noqa: BLE001 - any failure of the test fails it
-        return _failure_reason(exc, source, filename)
+        return failure_reason(exc, source, filename)
 
 
 def _missing(entry: str | None) -> Callable[..., Any]:
@@ -142,7 +140,7 @@ def _call_case(case: Mapping[str, Any], session: Session, entry: str | None) -> 
     try:
         actual = session.call(fn, *case.get("args", []), **case.get("kwargs", {}))
     except (Exception, SandboxDied) as exc:  # noqa: BLE001 - any failure of the candidate call fails this test
-        return _failure_reason(exc, "", "")
+        return failure_reason(exc, "", "")
     return (
         None
         if values_match(actual, case["expected"])
@@ -199,12 +197,12 @@ class CodeGrader:
         `input` is a template for the text holding the code (default `{{sample.output_text}}`).
         """
         spec = dict(spec)
-        _check_keys(spec, "code", {"language", "input"})
+        check_spec_keys(spec, "code", {"language", "input"})
         if spec.get("language", "python") != "python":
             raise GraderInputError(f"code grader 'language' must be 'python', got {spec['language']!r}")
         return cls(
             name=spec.get("name", "code"),
-            limits=_limits(spec),
+            limits=spec_limits(spec),
             pass_threshold=float(spec.get("pass_threshold", 1.0)),
             input=spec.get("input", cls.input),
         )
@@ -280,7 +278,7 @@ class CodeGrader:
         try:
             session = self.sandbox.session(program)
         except SandboxDied as died:
-            reason = _failure_reason(died, "", "")
+            reason = failure_reason(died, "", "")
             return [{"name": n, "passed": False, "reason": reason} for n in names], died.result
         results = []
         try:
@@ -301,89 +299,7 @@ class CodeGrader:
         return results, run
 
 
-@dataclass
-class PythonGrader:
-    """OpenAI RFT's python grader: `source` defines `grade(sample, item) -> float`, run in the sandbox.
-
-    Like OpenAI's runtime, it may import the packages of `graders.sandbox.packages.DOCUMENTED` that are
-    installed; an exception it raises becomes the grade's error with the line that raised it.
-    """
-
-    source: str
-    name: str = "python"
-    limits: Limits = field(default_factory=lambda: Limits(wall_s=10.0))
-    pass_threshold: float = 1.0
-    isolation: str = "auto"
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.source, str) or not self.source.strip():
-            raise GraderInputError("python grader 'source' must be non-empty Python source")
-        if len(self.source.encode()) > self.limits.max_source_bytes:
-            raise GraderInputError(
-                f"python grader 'source' is {len(self.source.encode())} bytes, "
-                f"over the {self.limits.max_source_bytes} limit"
-            )
-        try:
-            tree = ast.parse(self.source)
-        except SyntaxError as exc:
-            raise GraderInputError(f"python grader 'source' line {exc.lineno}: {exc.msg}") from exc
-        if not any(isinstance(n, ast.FunctionDef) and n.name == "grade" for n in tree.body):
-            raise GraderInputError("python grader 'source' must define a top-level `def grade(sample, item)`")
-        self.sandbox = Sandbox(self.limits, self.isolation, packages=True)
-
-    @classmethod
-    def from_spec(cls, spec: Mapping[str, Any]) -> PythonGrader:
-        """`{"type": "python", "source", "name"?, "pass_threshold"?, "timeout_s"?, "memory_mb"?,
-        "image_tag"?}`.
-
-        `image_tag` names OpenAI's runtime image; it is accepted so their specs load, and has no effect here.
-        """
-        spec = dict(spec)
-        _check_keys(spec, "python", {"source", "image_tag"})
-        if "source" not in spec:
-            raise GraderInputError("python grader spec needs 'source'")
-        return cls(
-            spec["source"], spec.get("name", "python"), _limits(spec), float(spec.get("pass_threshold", 1.0))
-        )
-
-    def grade(self, sample: Sample | str, item: Mapping[str, Any]) -> Grade:
-        sample = Sample.coerce(sample)
-        try:
-            session = self.sandbox.session(self.source)
-        except SandboxDied as died:
-            reason = (
-                f"loading the source failed: {died.error}" if died.error else _failure_reason(died, "", "")
-            )
-            return Grade.failure(
-                _with_import_hint(reason, self.sandbox.info.interpreter), stderr=died.result.stderr[-2000:]
-            )
-        try:
-            value = session.call("grade", sample.to_dict(), dict(item))
-        except (Exception, SandboxDied) as exc:
-            run = session.close()
-            if isinstance(exc, GraderInputError):
-                raise
-            reason = session.error or _failure_reason(exc, "", "")
-            return Grade.failure(
-                _with_import_hint(f"grade() failed: {reason}", self.sandbox.info.interpreter),
-                traceback=session.traceback,
-                stderr=run.stderr[-2000:],
-            )
-        finally:
-            session.close()
-        if type(value) not in (int, float) or not 0.0 <= value <= 1.0:
-            return Grade.failure(
-                f"grade() must return a number in [0, 1], got {value!r:.200}", returned=repr(value)[:200]
-            )
-        return Grade(float(value), {"returned": value})
-
-
-def _with_import_hint(reason: str, interpreter: str) -> str:
-    """A failed import also says what a python grader can import here and how to install the rest."""
-    return reason + import_hint(interpreter) if "ModuleNotFoundError" in reason else reason
-
-
-def _check_keys(spec: dict[str, Any], kind: str, extra: set[str]) -> None:
+def check_spec_keys(spec: dict[str, Any], kind: str, extra: set[str]) -> None:
     allowed = {"type", "name", "pass_threshold", "timeout_s", "memory_mb"} | extra
     unknown = sorted(set(spec) - allowed)
     if unknown:
@@ -392,7 +308,7 @@ def _check_keys(spec: dict[str, Any], kind: str, extra: set[str]) -> None:
         raise GraderInputError(f"{kind} grader spec has type {spec['type']!r}")
 
 
-def _limits(spec: Mapping[str, Any]) -> Limits:
+def spec_limits(spec: Mapping[str, Any]) -> Limits:
     base = Limits(wall_s=10.0)
     return replace(
         base,

@@ -38,7 +38,7 @@ TYPES: dict[str, str] = {
     "multi": "graders.multi:MultiGrader",
     "math": "graders.math:MathGrader",
     "code": "graders.code:CodeGrader",
-    "python": "graders.code:PythonGrader",
+    "python": "graders.python_grader:PythonGrader",
     "score_model": "graders.judge:ScoreModelGrader",
     "label_model": "graders.judge:LabelModelGrader",
 }

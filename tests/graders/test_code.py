@@ -8,7 +8,8 @@ import time
 import pytest
 
 from graders.base import Grade, GraderInputError
-from graders.code import CodeGrader, PythonGrader
+from graders.code import CodeGrader
+from graders.python_grader import PythonGrader
 from graders.runner import grade_batch
 from graders.sandbox import Limits, pids_of, uid_range
 

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 import tomllib
 
-from graders.code import CodeGrader, PythonGrader
+from graders.code import CodeGrader
+from graders.python_grader import PythonGrader
 from graders.sandbox import Limits, Sandbox, isolation_info, pids_of, uid_range
 from graders.sandbox.packages import DOCUMENTED, package_view, resolve
 
