@@ -7,10 +7,11 @@ Where it comes from, first found wins:
    `wordnet-sense-index` adds `index.sense`). No PyPI package ships the corpus.
 
 NLTK's reader reads this format but also wants a `lexnames` file, which Princeton documents (lexnames(5WN))
-and does not ship. It is a fixed table, so it is written out below and served from memory rather than
-assembled into a cache directory: NLTK >= 3.10 resolves symlinks and refuses any file outside the reader's
-root, so a cache would have to copy the 37 MB database, and it would need a writable home. The database
-directory is added to `nltk.data.path`, which NLTK's path checks require of every root it reads.
+and does not ship. It is a fixed table, so it is written out below (not parsed from the man page, which slim
+container images drop) and served from memory rather than assembled into a cache directory: NLTK 3.10.4
+refuses symlinks and hard links out of a reader's root, so a cache would have to copy the 36 MB database
+into a writable home. The database directory is added to `nltk.data.path`, which NLTK's path checks require
+of every root it reads.
 """
 
 from __future__ import annotations
