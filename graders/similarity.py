@@ -1,9 +1,9 @@
 """OpenAI's `text_similarity` grader: a similarity metric in [0, 1] between `input` and `reference`.
 
 Metrics come from maintained libraries (rapidfuzz, sacrebleu, nltk, rouge-score), imported lazily so
-`import graders` stays light. `meteor` needs NLTK's WordNet corpus (no PyPI package ships it, so it must be
-on disk); `cosine` needs an embeddings endpoint (`graders.embeddings`) or an embedding function. When they
-cannot work, the grader refuses at construction, naming what is missing.
+`import graders` stays light. `meteor` needs WordNet 3.0 on disk (`graders.wordnet`: NLTK's copy or
+Debian's `wordnet-base`); `cosine` needs an embeddings endpoint (`graders.embeddings`) or an embedding
+function. When they cannot work, the grader refuses at construction, naming what is missing.
 
 >>> from graders.base import Sample
 >>> g = TextSimilarityGrader("sim", reference="{{item.ref}}", evaluation_metric="rouge_1", pass_threshold=0.5)
@@ -17,12 +17,14 @@ import functools
 import importlib
 import math
 import re
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from graders.base import Grade, GraderInputError, Sample
 from graders.templates import DEFAULT_INPUT, DEFAULT_REFERENCE, check_template, prepare, render_field
+from graders.wordnet import load_wordnet
 
 Embed = Callable[[list[str]], Sequence[Sequence[float]]]
 _WORDS = re.compile(r"\w+|[^\w\s]")
@@ -84,27 +86,22 @@ def rouge(kind: str) -> Callable[[str, str], float]:
     return metric
 
 
+_METEOR_LOCK = threading.Lock()
+
+
 def meteor(hyp: str, ref: str) -> float:
-    """METEOR (nltk), which needs the WordNet corpus on disk."""
-    from nltk.translate.meteor_score import single_meteor_score
+    """METEOR (nltk `meteor_score`: exact, then Porter-stem, then WordNet-synonym matches; NLTK's defaults).
 
-    return float(single_meteor_score(_tokens(ref), _tokens(hyp)))
+    OpenAI does not say how it tokenises; NLTK >= 3.6.6 takes token lists, so both texts are split into the
+    same words and punctuation marks as `gleu` (close to `nltk.word_tokenize`, which needs the Punkt model,
+    another NLTK download). Case is folded by NLTK. The lock is there because NLTK's reader seeks and reads
+    shared data files, which threads grading at once would interleave.
+    """
+    from nltk.translate.meteor_score import meteor_score
 
-
-def _require_wordnet() -> None:
-    import nltk
-
-    try:
-        nltk.data.find("corpora/wordnet.zip")
-    except LookupError:
-        try:
-            nltk.data.find("corpora/wordnet")
-        except LookupError as exc:
-            raise GraderInputError(
-                "evaluation_metric 'meteor' needs NLTK's WordNet corpus, which is not installed and cannot "
-                "be downloaded at run time: run `python -m nltk.downloader wordnet` where there is "
-                "internet (or point NLTK_DATA at a copy), or pick another metric"
-            ) from exc
+    wordnet = load_wordnet()
+    with _METEOR_LOCK:
+        return float(meteor_score([_tokens(ref)], _tokens(hyp), wordnet=wordnet))
 
 
 METRICS: dict[str, Callable[[str, str], float]] = {
@@ -158,7 +155,7 @@ class TextSimilarityGrader:
         if not 0.0 <= float(self.pass_threshold) <= 1.0:
             raise GraderInputError(f"{self.name}.pass_threshold must be in [0, 1], got {self.pass_threshold}")
         if metric == "meteor":
-            _require_wordnet()
+            load_wordnet()
         if metric == "cosine" and self.embed is None:
             from graders.embeddings import OPENAI_EMBEDDING_MODEL, HTTPEmbedder, configured
 

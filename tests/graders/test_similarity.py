@@ -13,6 +13,7 @@ from graders.base import GraderInputError, Sample, pass_threshold
 from graders.runner import grade_batch
 from graders.similarity import TextSimilarityGrader
 from graders.spec import load_grader
+from graders.wordnet import INSTALL_HINT, database_dir, nltk_has_wordnet
 
 REF = "the cat sat on the mat"
 
@@ -141,20 +142,57 @@ def test_cosine_over_an_embeddings_endpoint(embeddings_server, monkeypatch: pyte
     assert down.errors == 1 and "EmbeddingUnavailable" in down.grades[0].error
 
 
-def test_meteor_needs_wordnet_offline() -> None:
-    import nltk
+needs_wordnet = pytest.mark.skipif(
+    not (nltk_has_wordnet() or database_dir()), reason=f"no WordNet on disk: {INSTALL_HINT}"
+)
+# NLTK's single_meteor_score / meteor_score doctest (nltk/nltk, nltk/translate/meteor_score.py, Apache-2.0):
+# hypothesis1 against reference1 gives round(score, 4) == 0.6944.
+NLTK_HYPOTHESIS1 = "It is a guide to action which ensures that the military always obeys the commands of the party"
+NLTK_REFERENCE1 = "It is a guide to action that ensures that the military will forever heed Party commands"
 
-    try:
-        nltk.data.find("corpora/wordnet.zip")
-        has_wordnet = True
-    except LookupError:
-        has_wordnet = False
-    if has_wordnet:
-        grader = TextSimilarityGrader(reference="{{item.ref}}", evaluation_metric="meteor")
-        assert grader.grade(REF, {"ref": REF}).score > 0.99
-    else:
-        with pytest.raises(GraderInputError, match="WordNet corpus"):
-            TextSimilarityGrader(evaluation_metric="meteor")
+
+@needs_wordnet
+@pytest.mark.parametrize(
+    ("output", "reference", "expected"),
+    [
+        # METEOR = Fmean * (1 - 0.5 * (chunks / matches)**3), Fmean = PR / (0.9 P + 0.1 R).
+        # Identical: P = R = 1, one chunk of 6 matches: 1 - 0.5 / 216 (never exactly 1).
+        (REF, REF, 1 - 0.5 * (1 / 6) ** 3),
+        # "car" reaches "auto" through its WordNet synset: 4 matches in one chunk: 1 - 0.5 / 64.
+        ("the car is red", "the auto is red", 1 - 0.5 * (1 / 4) ** 3),
+        # "tree" matches nothing: P = R = 3/4, chunks "the" | "is red": 0.75 * (1 - 0.5 * (2/3)**3).
+        ("the tree is red", "the auto is red", 0.75 * (1 - 0.5 * (2 / 3) ** 3)),
+        # NLTK looks synonyms up after Porter stemming, so "large" (stem "larg") misses "big": 2 matches in
+        # 2 chunks: P = R = 2/3, (2/3) * (1 - 0.5).
+        ("a large house", "a big house", 1 / 3),
+        ("", REF, 0.0),  # no hypothesis word: NLTK returns 0 rather than divide by zero
+        # Case is folded; the extra "." costs precision only: P = 6/7, R = 1, Fmean = (6/7) / (0.9 * 6/7 + 0.1).
+        ("The Cat sat on the mat.", REF, 6 / 6.1 * (1 - 0.5 * (1 / 6) ** 3)),
+    ],
+)
+def test_meteor_values(output: str, reference: str, expected: float) -> None:
+    grader = TextSimilarityGrader(reference="{{item.ref}}", evaluation_metric="meteor", pass_threshold=0.9)
+    grade = grader.grade(output, {"ref": reference})
+    assert grade.score == pytest.approx(expected, abs=1e-12)
+    assert grade.details == {"metric": "meteor", "passed": expected >= 0.9}
+
+
+@needs_wordnet
+def test_meteor_matches_nltk_doctest_through_an_openai_spec() -> None:
+    spec = {
+        "type": "text_similarity",
+        "name": "m",
+        "input": "{{sample.output_text}}",
+        "reference": "{{item.reference}}",
+        "evaluation_metric": "meteor",
+        "pass_threshold": 0.5,
+    }
+    grader = load_grader(spec)
+    assert round(grader.grade(NLTK_HYPOTHESIS1, {"reference": NLTK_REFERENCE1}).score, 4) == 0.6944
+    outputs = [NLTK_HYPOTHESIS1, "the car is red", "purple"]
+    items = [{"reference": NLTK_REFERENCE1}, {"reference": "the auto is red"}, {"reference": "the auto is red"}]
+    result = grade_batch(grader, outputs, items, mode="thread", workers=3)
+    assert [round(s, 4) for s in result.scores] == [0.6944, 0.9922, 0.0] and result.errors == 0
 
 
 @pytest.mark.parametrize(
