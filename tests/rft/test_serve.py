@@ -13,7 +13,7 @@ import pytest
 from tiny_chat import build_chat_model, one_torch_thread
 from typer.testing import CliRunner
 
-from rft.serve import ChatModel, ChatRequest, Server, build_app
+from rft.serve import ChatModel, ChatRequest, Server, full_app
 
 pytestmark = pytest.mark.usefixtures(one_torch_thread.__name__)
 MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Name a city."}]
@@ -28,7 +28,7 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def server(model_dir: Path) -> Iterator[SimpleNamespace]:
     """The app on uvicorn on a free loopback port: `base_url` and the `chat` model it serves."""
     chat_model = ChatModel.load(str(model_dir), name="tiny")
-    with Server(build_app(chat_model), port=0) as srv:
+    with Server(full_app(chat_model), port=0) as srv:
         yield SimpleNamespace(base_url=srv.base_url, chat=chat_model)
 
 
@@ -248,3 +248,53 @@ def test_openai_client_chat_and_stream(server: SimpleNamespace) -> None:
     assert text == whole.choices[0].message.content and whole.usage.completion_tokens == 6
     with pytest.raises(NotFoundError, match="is not served here"):
         client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+
+
+def test_embeddings_through_the_openai_client(server: SimpleNamespace) -> None:
+    """Unit vectors of the model's width, equal for equal texts, read back from openai-python's default
+    base64 form and from floats alike; each one is the mean of the last hidden state over the text's tokens."""
+    import torch
+    from openai import BadRequestError, OpenAI
+
+    client = OpenAI(base_url=server.base_url, api_key="unused", max_retries=0)
+    texts = ["Paris is a city.", "Name a city.", "Paris is a city."]
+    result = client.embeddings.create(model="tiny", input=texts)
+    vectors = [torch.tensor(d.embedding) for d in sorted(result.data, key=lambda d: d.index)]
+    width = server.chat.model.config.hidden_size
+    assert all(v.shape == (width,) and abs(v.norm().item() - 1) < 1e-5 for v in vectors)
+    assert torch.equal(vectors[0], vectors[2]) and (vectors[0] @ vectors[1]).item() < 0.9999
+    floats = client.embeddings.create(model="tiny", input=texts[0], encoding_format="float").data[0].embedding
+    assert torch.allclose(torch.tensor(floats), vectors[0], atol=1e-6)
+    tok = server.chat.tokenizer
+    enc = tok(texts[1], return_tensors="pt")
+    with torch.inference_mode():
+        hidden = server.chat.model(**enc, output_hidden_states=True).hidden_states[-1][0].mean(0)
+    assert torch.allclose(vectors[1], hidden / hidden.norm(), atol=1e-5)
+    assert result.usage.prompt_tokens == sum(len(tok(t)["input_ids"]) for t in texts)
+    with pytest.raises(BadRequestError, match="input must be a non-empty string"):
+        client.embeddings.create(model="tiny", input=[""])
+
+
+def test_cosine_grader_against_served_embeddings(
+    server: SimpleNamespace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unchanged OpenAI cosine spec, its `text-embedding-3-large` mapped to `rft serve`."""
+    from graders import load_grader
+
+    monkeypatch.setenv(
+        "RFT_MODEL_MAP",
+        json.dumps({"text-embedding-3-large": {"base_url": server.base_url, "model": "tiny"}}),
+    )
+    grader = load_grader(
+        {
+            "type": "text_similarity",
+            "name": "cos",
+            "input": "{{sample.output_text}}",
+            "reference": "{{item.ref}}",
+            "evaluation_metric": "cosine",
+        }
+    )
+    same = grader.grade("Paris is a city.", {"ref": "Paris is a city."})
+    other = grader.grade("Name a city.", {"ref": "Paris is a city."})
+    assert same.error is None and same.score == pytest.approx(1.0, abs=1e-5)
+    assert other.error is None and other.score < same.score

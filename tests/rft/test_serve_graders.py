@@ -15,7 +15,7 @@ import httpx
 import pytest
 from tiny_chat import build_chat_model, one_torch_thread
 
-from rft.serve import ChatModel, Server, add_grader_routes, build_app
+from rft.serve import ChatModel, Server, full_app
 
 pytestmark = pytest.mark.usefixtures(one_torch_thread.__name__)
 EXAMPLES = Path(__file__).resolve().parents[1] / "data" / "openai_examples"
@@ -39,9 +39,7 @@ def example_cases() -> Iterator[Any]:
 @pytest.fixture(scope="module")
 def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     chat = ChatModel.load(str(build_chat_model(tmp_path_factory.mktemp("tiny"))), name="tiny")
-    app = build_app(chat)
-    add_grader_routes(app)
-    with Server(app, port=0) as server:
+    with Server(full_app(chat), port=0) as server:
         yield server.base_url
 
 
