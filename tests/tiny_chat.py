@@ -7,6 +7,10 @@ known judge verdict back. With no examples it saves the random model untrained (
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -130,3 +134,28 @@ def _reproduces(model, tokenizer, prompts: list[tuple[list[int], str]]) -> bool:
             if tokenizer.decode(out[0, len(ids) :], skip_special_tokens=True) != target:
                 return False
     return True
+
+
+def start_rft_serve(model_dir: Path, name: str = "judge") -> tuple[subprocess.Popen, str]:
+    """`rft serve` on `model_dir` as a real subprocess on a free loopback port: the process and its base URL.
+
+    The caller terminates the process. Its output keeps being drained so a chatty server never blocks.
+    """
+    cmd = [sys.executable, "-m", "rft.cli", "serve", "--model", str(model_dir), "--name", name, "--port", "0"]
+    proc = subprocess.Popen(
+        cmd,
+        cwd=Path(__file__).resolve().parents[1],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if "listening on" in line:
+            break
+    else:
+        pytest.fail("rft serve exited before listening:\n" + "".join(lines))
+    threading.Thread(target=proc.stdout.read, daemon=True).start()
+    return proc, line.rsplit(" ", 1)[-1].strip()

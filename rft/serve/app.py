@@ -43,6 +43,13 @@ async def read_json(request: Request) -> Any:
         raise ApiError(400, f"request body is not JSON: {exc}") from None
 
 
+def check_model(body: Any, chat: ChatModel) -> None:
+    """A request naming another model than the one served is a 404, as OpenAI answers an unknown model."""
+    model = body.get("model") if isinstance(body, dict) else None
+    if model not in (None, chat.name):
+        raise ApiError(404, f"model {model!r} is not served here; this server serves {chat.name!r}")
+
+
 def build_app(chat: ChatModel) -> FastAPI:
     """The app serving `chat` on `/v1/chat/completions` (whole or streamed), `/v1/models` and `/health`."""
     app = FastAPI(title="rft serve", docs_url="/docs", redoc_url=None)
@@ -75,9 +82,7 @@ def build_app(chat: ChatModel) -> FastAPI:
     @app.post("/chat/completions", include_in_schema=False)
     async def chat_completions(request: Request) -> Any:
         body = await read_json(request)
-        model = body.get("model") if isinstance(body, dict) else None
-        if model not in (None, chat.name):
-            raise ApiError(404, f"model {model!r} is not served here; this server serves {chat.name!r}")
+        check_model(body, chat)
         try:
             req = ChatRequest.parse(body)
             if req.stream:

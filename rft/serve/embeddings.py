@@ -15,7 +15,7 @@ from fastapi import FastAPI, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from starlette.concurrency import run_in_threadpool
 
-from rft.serve.app import ApiError, read_json
+from rft.serve.app import ApiError, check_model, read_json
 from rft.serve.chat import ChatModel, describe
 
 
@@ -68,9 +68,7 @@ def add_embedding_routes(app: FastAPI, chat: ChatModel) -> None:
     @app.post("/embeddings", include_in_schema=False)
     async def embeddings(request: Request) -> dict[str, Any]:
         body = await read_json(request)
-        model = body.get("model") if isinstance(body, dict) else None
-        if model not in (None, chat.name):
-            raise ApiError(404, f"model {model!r} is not served here; this server serves {chat.name!r}")
+        check_model(body, chat)
         try:
             req = EmbeddingRequest.model_validate(body)
         except ValidationError as exc:

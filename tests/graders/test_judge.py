@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
 import sys
 import threading
 import time
@@ -20,7 +18,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from tiny_chat import build_chat_model, one_torch_thread
+from tiny_chat import build_chat_model, one_torch_thread, start_rft_serve
 
 from graders.base import GraderInputError, Sample
 from graders.judge import LabelModelGrader, ScoreModelGrader, parse_verdict, rubric_score
@@ -153,34 +151,8 @@ def http_spec(server: SimpleNamespace, mode: str, token: str, **extra: Any) -> d
 @pytest.fixture(scope="module")
 def served(judge_dir: Path):
     """`rft serve` as a real subprocess on a free port; yields its base URL."""
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "rft.cli",
-            "serve",
-            "--model",
-            str(judge_dir),
-            "--name",
-            "judge",
-            "--port",
-            "0",
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )
-    lines = []
-    for line in proc.stdout:
-        lines.append(line)
-        if "listening on" in line:
-            break
-    else:
-        pytest.fail("rft serve exited before listening:\n" + "".join(lines))
-    threading.Thread(target=proc.stdout.read, daemon=True).start()  # keep draining the pipe
-    yield line.rsplit(" ", 1)[-1].strip()
+    proc, base_url = start_rft_serve(judge_dir)
+    yield base_url
     proc.terminate()
     proc.wait(timeout=30)
 

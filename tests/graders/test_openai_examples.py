@@ -14,14 +14,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from tiny_chat import build_chat_model, one_torch_thread
+from tiny_chat import build_chat_model, one_torch_thread, start_rft_serve
 
 from graders.base import Sample, error_kind
 from graders.openai_api import run_grader
@@ -93,20 +91,7 @@ def serve_judge(path: Path, examples: list[tuple[list[dict[str, Any]], str]]) ->
     with torch.no_grad():
         model.lm_head.weight.mul_(50.0)
     model.save_pretrained(path)
-    cmd = [sys.executable, "-m", "rft.cli", "serve", "--model", str(path), "--name", "judge", "--port", "0"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(
-        cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
-    )
-    lines = []
-    for line in proc.stdout:
-        lines.append(line)
-        if "listening on" in line:
-            break
-    else:
-        pytest.fail("rft serve exited before listening:\n" + "".join(lines))
-    threading.Thread(target=proc.stdout.read, daemon=True).start()
-    return proc, line.rsplit(" ", 1)[-1].strip()
+    return start_rft_serve(path)
 
 
 @pytest.fixture(scope="module")
