@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from graders.base import Grade, GraderInputError, Sample
-from graders.extract import extract_choice, extract_final_answer
+from graders.extract import extract_choice
+from graders.math.answer import final_answer
 from graders.math.latex import TooComplex, clean
 from graders.math.parsing import NeedsSympy, Node, compare, parse
 from graders.math.sympy_worker import SympyFailure, SympyTimeout, symbolic_compare
@@ -68,7 +69,8 @@ def grade_answer(response: str, reference: str, timeout: float = 1.0) -> Grade:
     letter = _choice_letter(reference)
     if letter is not None:
         return _grade_choice(response, letter)
-    answer = extract_final_answer(response)
+    reference = final_answer(reference) or reference
+    answer = final_answer(response)
     details: dict[str, Any] = {"extracted": answer, "reference": reference, "rule": None}
     if answer is None:
         return Grade.failure("no final answer found in the response", **details)

@@ -15,10 +15,12 @@ MAX_DEPTH = 40
 MAX_POWER_DIGITS = 5000
 
 _TEXT_COMMANDS = re.compile(
-    r"\\(?:text|textbf|textit|textrm|mathrm|mathbf|mathit|mbox|operatorname)\s*\{([^{}]*)\}"
+    r"\\(?:text|textbf|textit|textrm|textnormal|mathrm|mathbf|mathit|mbox|operatorname)\s*\{([^{}]*)\}"
 )
 _SPACING = re.compile(r"(?<!\\)\\[,;:! ]|\\quad|\\qquad|\\displaystyle|\\left|\\right|\\big|\\Big|~")
 _DEGREES = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|°|\\degree|\^\s*\{\s*\\text\{\s*o\s*\}\s*\}")
+_TRIG = re.compile(r"\\(?:sin|cos|tan|sec|csc|cot)\b")
+_TRIG_DEGREES = re.compile(r"(\d+(?:\.\d+)?)\s*(?:\^\s*\{?\s*\\circ\s*\}?|°)")
 _SIMPLE_REPLACEMENTS = {
     "\u2212": "-",
     "\u2013": "-",
@@ -36,6 +38,8 @@ _SIMPLE_REPLACEMENTS = {
     "\\tfrac": "\\frac",
     "\\cfrac": "\\frac",
     "\\leq": "\\le",
+    "\\neq": "\\ne ",
+    "!=": "\\ne ",
     "\\geq": "\\ge",
     "\\leqslant": "\\le",
     "\\geqslant": "\\ge",
@@ -60,13 +64,16 @@ _POWER_OF_TEN = re.compile(r"(?P<sign>[-+]?)10\s*\^\s*\{?\s*(?P<exp>[-+]?\d+)\s*
 _FRACTION = re.compile(rf"(?P<sign>[-+]?)(?P<num>-?{_DECIMAL})\s*/\s*(?P<den>-?{_DECIMAL})")
 _LATEX_FRACTION = re.compile(r"(?P<sign>[-+]?)\\frac\s*\{\s*(?P<num>-?\d+)\s*\}\s*\{\s*(?P<den>-?\d+)\s*\}")
 _SHORT_FRACTION = re.compile(r"(?P<sign>[-+]?)\\frac\s*(?P<num>\d)(?P<den>\d)")
+_SHORT_MIXED = re.compile(r"(?P<sign>[-+]?)(?P<whole>\d+)\s*\\frac\s*(?P<num>\d)(?P<den>\d)")
+_PLAIN_MIXED = re.compile(r"(?P<sign>[-+]?)(?P<whole>\d+)\s+(?P<num>\d+)\s*/\s*(?P<den>\d+)")
+_DECIMAL_COMMA = re.compile(r"[-+]?(?:0,\d+|\d+,\d{1,2}|\d{4,},\d+)")
 _MIXED = re.compile(
     r"(?P<sign>[-+]?)(?P<whole>\d+)\s*\\frac\s*\{\s*(?P<num>\d+)\s*\}\s*\{\s*(?P<den>\d+)\s*\}"
 )
 _REPEATING = re.compile(
     r"(?P<sign>[-+]?)(?P<int>\d*)\.(?P<fixed>\d*)\s*(?:\\overline|\\dot)\s*\{?\s*(?P<rep>\d+)\s*\}?"
 )
-_THOUSANDS = re.compile(r"[-+]?\d{1,3}(?:(?:,|\{,\}|\s|\\,|\u2009|\u202f)\d{3})+(?:\.\d+)?")
+_THOUSANDS = re.compile(r"[-+]?\d{1,3}(?:(?:,\s?|\{,\}|\s|\\,|\u2009|\u202f)\d{3})+(?:\.\d+)?")
 
 
 def clean(text: str) -> str:
@@ -80,7 +87,10 @@ def clean(text: str) -> str:
     s = text.strip()
     s = re.sub(r"^\\\[|\\\]$|^\\\(|\\\)$", "", s).replace("\\$", "").replace("$", "")
     s = _REPLACE.sub(lambda m: _SIMPLE_REPLACEMENTS[m.group(0)], s)
+    if _TRIG.search(s):
+        s = _TRIG_DEGREES.sub(r"(\1\\pi/180)", s)
     s = _DEGREES.sub("", s)
+    s = re.sub(r"_\{(\w+)\}", r"_\1", s)
     s = _SPACING.sub(" ", s)
     for _ in range(3):
         s = _TEXT_COMMANDS.sub(lambda m: " " + m.group(1).strip() + " ", s)
@@ -116,7 +126,9 @@ def parse_number(text: str) -> Fraction | None:
     s = text.strip()
     if len(s) > 200:
         return None
-    if _THOUSANDS.fullmatch(s):
+    if _DECIMAL_COMMA.fullmatch(s):
+        s = s.replace(",", ".")
+    elif _THOUSANDS.fullmatch(s):
         s = re.sub(r"\{,\}|\\,|[,\s\u2009\u202f]", "", s)
     try:
         if m := _PLAIN_NUMBER.fullmatch(s):
@@ -134,7 +146,7 @@ def parse_number(text: str) -> Fraction | None:
             return _signed(m.group("sign"), Fraction(m.group("num")) * Fraction(10) ** exp)
         if m := _FRACTION.fullmatch(s) or _LATEX_FRACTION.fullmatch(s) or _SHORT_FRACTION.fullmatch(s):
             return _signed(m.group("sign"), Fraction(m.group("num")) / Fraction(m.group("den")))
-        if m := _MIXED.fullmatch(s):
+        if m := _MIXED.fullmatch(s) or _SHORT_MIXED.fullmatch(s) or _PLAIN_MIXED.fullmatch(s):
             value = int(m.group("whole")) + Fraction(int(m.group("num")), int(m.group("den")))
             return _signed(m.group("sign"), value)
         if m := _REPEATING.fullmatch(s):

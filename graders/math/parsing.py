@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from fractions import Fraction
 from typing import Any
 
 from graders.math.latex import FUNCTIONS, LatexError, TooComplex, clean, parse_number, to_sympy_syntax
@@ -37,7 +38,16 @@ _UNIT_TAIL = re.compile(
 )
 _FLIP = {"<": ">", ">": "<", "\\le": "\\ge", "\\ge": "\\le", "<=": ">=", ">=": "<="}
 _TEXT = re.compile(r"[A-Za-z][A-Za-z ,'\-]*[A-Za-z]")
-_WORD_SPLIT = re.compile(r"\s+(?:or|and)\s+|\\(?:text\s*)?(?:or|and)\b")
+_WORD_SPLIT = re.compile(r"\s+(?:or|and)\s+|\\(?:text\s*)?(?:or|and)\b|(?<=[)\]])\s*(?:or|and)\s*(?=[(\[])")
+_DECIMAL_DIGITS = re.compile(r"[-+]?(\d*)\.(\d+)(?:\s*(?:\\times|\\cdot)\s*10\s*\^\s*\{?\s*([-+]?\d+)\s*\}?)?")
+_NUMBER_WORDS = {
+    w: i
+    for i, w in enumerate(
+        "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
+        "sixteen seventeen eighteen nineteen twenty".split()
+    )
+}
+_FRACTION_WORDS = {"half": 2, "halves": 2, "third": 3, "thirds": 3, "quarter": 4, "quarters": 4, "fourth": 4}
 
 
 class NeedsSympy(Exception):
@@ -85,7 +95,9 @@ def scalar(s: str) -> Node:
         return ("set", ())
     number = parse_number(s)
     if number is not None:
-        return ("num", number)
+        return _number_node(s, number)
+    if (words := _number_words(s)) is not None:
+        return ("num", words)
     unit = _UNIT_TAIL.fullmatch(s)
     if unit and not any(w in FUNCTIONS for w in re.findall(r"[A-Za-z]+", unit.group("unit"))):
         value = scalar(unit.group("value").strip())
@@ -102,6 +114,25 @@ def scalar(s: str) -> Node:
         raise
     except LatexError:
         return ("text", " ".join(s.lower().split()))
+
+
+def _number_node(s: str, value: Fraction) -> Node:
+    """("num", value), or ("num", value, (decimals, significant digits)) for a decimal that may be rounded."""
+    m = _DECIMAL_DIGITS.fullmatch(s)
+    if not m:
+        return ("num", value)
+    digits = (m.group(1) + m.group(2)).lstrip("0")
+    return ("num", value, (len(m.group(2)) - int(m.group(3) or 0), len(digits)))
+
+
+def _number_words(s: str) -> Fraction | None:
+    """"six", "one half", "two thirds" as exact numbers."""
+    words = s.lower().replace("-", " ").split()
+    if len(words) == 1 and words[0] in _NUMBER_WORDS:
+        return Fraction(_NUMBER_WORDS[words[0]])
+    if len(words) == 2 and words[1] in _FRACTION_WORDS and (words[0] in _NUMBER_WORDS or words[0] in ("a", "an")):
+        return Fraction(_NUMBER_WORDS.get(words[0], 1), _FRACTION_WORDS[words[1]])
+    return None
 
 
 def _interval(s: str) -> Node | None:
@@ -158,6 +189,9 @@ def _brackets(s: str) -> Node | None:
     if s.startswith("\\lbrace") and s.endswith("\\rbrace"):
         inner = s[len("\\lbrace") : -len("\\rbrace")].strip()
         return ("set", tuple(parse(p) for p in split_top(inner))) if inner else ("set", ())
+    if s.startswith("{") and not s.startswith("{{") and s.endswith("}") and _balanced_outer(s):
+        inner = s[1:-1].strip()
+        return ("set", tuple(parse(p) for p in split_top(inner))) if inner else ("set", ())
     if "\\cup" in s:
         parts = [_interval(p.strip()) for p in s.split("\\cup")]
         return ("intervals", tuple(parts)) if all(parts) else None
@@ -171,7 +205,8 @@ def _brackets(s: str) -> Node | None:
         if interval:
             readings.append(("intervals", (interval,)))
         if s[0] + s[-1] in ("()", "[]"):
-            readings.append(("tuple", tuple(parse(p) for p in split_top(s[1:-1]))))
+            sep = ";" if ";" in s and "," not in s else ","
+            readings.append(("tuple", tuple(parse(p) for p in split_top(s[1:-1], sep))))
         return _alt(readings) if readings else None
     return None
 
@@ -201,12 +236,19 @@ def parse(text: str) -> Node:
     if len(s) > MAX_LENGTH:
         raise TooComplex(f"answer longer than {MAX_LENGTH} characters")
     s = re.sub(r"^[A-Za-z]\s*\\in\s*", "", s)
+    if "\\approx" in s:
+        before, after = (p.strip() for p in s.split("\\approx", 1))
+        s = after if not before or _LHS.fullmatch(before) else before
+    if s.count("\\pm") == 1:
+        return ("set", (parse(s.replace("\\pm", "+")), parse(s.replace("\\pm", "-"))))
+    if len(parts := split_top(s, ";")) > 1 and all(parts):
+        return ("set", tuple(parse(p) for p in parts))
     if (node := _brackets(s)) is not None:
         return node
     if _INEQUALITY.search(s) and (node := _inequality(s)) is not None:
         return node
     if _WORD_SPLIT.search(s) and "=" not in s.replace("==", ""):
-        return ("set", tuple(parse(p) for p in _WORD_SPLIT.split(s)))
+        return ("set", tuple(parse(q) for p in _WORD_SPLIT.split(s) for q in split_top(p) if q))
     parts = split_top(s)
     if len(parts) > 1 and all(parts):
         elements = tuple(parse(p) for p in parts)
@@ -222,18 +264,45 @@ def parse(text: str) -> Node:
             return scalar(s.strip("= "))
         right = parse(rhs)
         equation = ("eq", scalar(lhs) if len(sides) == 2 else scalar(sides[-2]), right)
-        return _alt([equation, right]) if _LHS.fullmatch(lhs) else equation
+        return _alt([equation, right]) if _LHS.fullmatch(lhs) or _is_label(lhs) else equation
     return scalar(s)
 
 
+def _is_label(lhs: str) -> bool:
+    """A name for the value rather than an expression: `(p,q)`, `F_n`, `|AB|`, `A:B`, `\\frac{NO}{BO}`."""
+    bare = re.sub(r"_\{?\w+\}?|\\frac|\\[A-Za-z]+", "", lhs)
+    return bool(re.search(r"[A-Za-z]", bare)) and not re.search(r"[-+*/^]|\d|[a-z]{2,}", bare)
+
+
+def simple_lhs(node: Node) -> bool:
+    """An equation whose left side is a plain variable or function name (`y`, `f(x)`)."""
+    return node[0] == "eq" and node[1][0] == "expr" and bool(_LHS.fullmatch(node[1][1].replace(" ", "")))
+
+
 Symbolic = Callable[[Node, Node, bool], bool]
+
+
+RATIONAL_DIGITS = 8
+IRRATIONAL_DIGITS = 4
+
+
+def rounded_match(a: Node, b: Node, min_digits: int) -> bool:
+    """A decimal of >= `min_digits` significant digits that agrees with an exact number to its last digit.
+
+    Rounded and truncated decimals both count: |decimal - exact| < 10^-decimals. Two decimals compare exactly.
+    """
+    if (len(a) == 3) == (len(b) == 3) or a[0] != "num" or b[0] != "num":
+        return False
+    decimal, exact = (a, b) if len(a) == 3 else (b, a)
+    places, significant = decimal[2]
+    return significant >= min_digits and abs(decimal[1] - exact[1]) < Fraction(1, 10) ** places
 
 
 def _fast_scalar(a: Node, b: Node, proportional: bool = False) -> bool:
     if proportional:
         raise NeedsSympy
     if a[0] == "num" and b[0] == "num":
-        return bool(a[1] == b[1])
+        return bool(a[1] == b[1]) or rounded_match(a, b, RATIONAL_DIGITS)
     if a[0] == "inf" or b[0] == "inf":
         return a == b
     if a == b:
@@ -274,8 +343,12 @@ def compare(a: Node, b: Node, symbolic: Symbolic | None = None) -> str | None:
             undecided = True
             return False
 
-    for x in a[1] if a[0] == "alt" else (a,):
-        for y in b[1] if b[0] == "alt" else (b,):
+    xs, ys = (n[1] if n[0] == "alt" else (n,) for n in (a, b))
+    eqs_a, eqs_b = [x for x in xs if x[0] == "eq"], [y for y in ys if y[0] == "eq"]
+    if eqs_a and eqs_b and not all(map(simple_lhs, eqs_a + eqs_b)):
+        xs, ys = eqs_a, eqs_b
+    for x in xs:
+        for y in ys:
             try:
                 if (rule := _compare_one(x, y, scalar_eq, eq)) is not None:
                     return rule

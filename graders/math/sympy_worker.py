@@ -18,7 +18,7 @@ from fractions import Fraction
 from multiprocessing.connection import Connection
 from typing import Any
 
-from graders.math.parsing import Node, compare
+from graders.math.parsing import IRRATIONAL_DIGITS, Node, compare
 
 STARTUP_TIMEOUT = 120.0
 REL_TOL = 1e-9
@@ -188,6 +188,12 @@ class _SympyEquality:
             return self._proportional(x, y)
         if x == y:
             return True
+        if not hasattr(x, "has") or not hasattr(y, "has"):
+            return False
+        decimal = next((n for n in (a, b) if len(n) == 3 and n[0] == "num"), None)
+        if decimal is not None and decimal[2][1] >= IRRATIONAL_DIGITS and not (x.free_symbols | y.free_symbols):
+            value = self.sympy.N(x - y, 30)
+            return bool(value.is_number and abs(value) < self.sympy.Rational(1, 10 ** decimal[2][0]))
         if x.has(self.sympy.oo, -self.sympy.oo, self.sympy.zoo) or y.has(self.sympy.oo, self.sympy.zoo):
             return False
         free = sorted((x - y).free_symbols, key=str)

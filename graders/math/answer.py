@@ -1,0 +1,135 @@
+"""Find the final answer in a math response (or a wrapped reference) before it is parsed.
+
+Order, first hit wins: a response that is only an answer is taken whole; else the last `\\boxed{}`
+(boxes side by side, `\\boxed{1}, \\boxed{-1}`, form one answer set) unless a "final answer" phrase
+comes after it; else GSM8K's `####`; else an answer phrase ("the answer is", "Final Answer: The
+largest n is 34."); else whichever comes last of the last inline math span and the last stand-alone
+number. A number is stand-alone only when it is not part of an expression (not a denominator, an
+exponent or a subscript), so `\\frac{1}{\\sqrt{3}}` is never read as `3`.
+
+>>> final_answer(r"\\frac{1}{\\sqrt{3}}")
+'\\\\frac{1}{\\\\sqrt{3}}'
+>>> final_answer(r"The roots are \\boxed{1} and \\boxed{-1}.")
+'1, -1'
+>>> final_answer(r"So \\boxed{27}. Final Answer: The largest n is 34.")
+'34'
+>>> final_answer("共有3 + 10 = 13只鸟和鹳鸟。")
+'13'
+"""
+
+from __future__ import annotations
+
+import re
+
+from graders.extract import _BOX_COMMANDS, _braced, extract_hash_answer
+
+_MATH_SPAN = re.compile(r"\$\$(.+?)\$\$|\\\[(.+?)\\\]|\\\((.+?)\\\)|\$([^$\n]+?)\$", re.DOTALL)
+_NUMBER = re.compile(
+    r"(?<![A-Za-z0-9_.^{/\\])(?:[-+\u2212]\s?)?"
+    r"(?:\d{1,3}(?:(?:,|\{,\}|\s|\\,|\u2009|\u202f)\d{3})+(?:\.\d+)?|\d+(?:[.,]\d+)?|\.\d+)"
+    r"(?:\s*/\s*\d+)?(?![0-9_^}]|\.\d|[A-Za-z]\w*\s*[=(^])"
+)
+_FINAL_PHRASE = re.compile(
+    r"(?:final\s+answer|answer\s+is|answer\s*:|the\s+answer\s+should\s+be|réponse\s*(?:est|:)|答案\s*(?:是|为|：|:))"
+    r"\s*(?:is\s*)?:?\s*",
+    re.IGNORECASE,
+)
+_IS = re.compile(r"\b(?:is|are|equals|=|est|是|为)\s+", re.IGNORECASE)
+_CONNECTOR = re.compile(r"^[\s$,;+&.]*(?:(?:and|or|\\\(|\\\)|\\\[|\\\]|\\text\{\s*(?:and|or)\s*\}|\\quad|\\qquad|,|;)[\s$,;+.]*)*$")
+_WORD = re.compile(r"(?<!\\)\b[A-Za-z]{3,}\b")
+_LATEX_WORDS = frozenset(
+    "and or sqrt frac dfrac tfrac cdot times div pmatrix bmatrix matrix begin end text textbf mathrm left "
+    "right infty sin cos tan cot sec csc log exp mod pmod approx cup cap emptyset".split()
+)
+
+
+def _undouble(text: str) -> str:
+    """`\\\\frac` (a JSON- or prompt-escaped backslash) back to `\\frac`: doubled when commands are."""
+    if re.search(r"(?<!\\)\\\\(?:[a-z]{3,}|[{}])", text) and not re.search(r"(?<!\\)\\[a-z]{3,}", text):
+        return text.replace("\\\\", "\\")
+    return re.sub(r"(?<!\\)\\\\(?=[A-Za-z]{2,})", r"\\", text)
+
+
+def is_prose(text: str) -> bool:
+    """True for sentences; False for an answer alone (`(x-1)(x+1)`, `10 weeks`, `x = 1 or x = -1`)."""
+    if "\n" in text.strip() or re.search(r"[\u3000-\u9fff\u0600-\u06ff\u0900-\u097f]", text):
+        return True
+    outside = _MATH_SPAN.sub(" ", text)
+    if outside != text and any(w.lower() not in _LATEX_WORDS for w in _WORD.findall(outside)):
+        return True
+    bare = re.sub(r"\\text\w*\s*\{[^{}]*\}|\\[A-Za-z]+", " ", text)
+    words = [w for w in _WORD.findall(bare) if w.lower() not in _LATEX_WORDS]
+    return len(words) >= 2 or (len(words) == 1 and len(bare) > 60)
+
+
+def _boxes(text: str) -> list[tuple[str, int, int]]:
+    """Every `\\boxed{...}` / `\\fbox{...}` as (contents, start, end)."""
+    found = []
+    pos = 0
+    while (m := _BOX_COMMANDS.search(text, pos)) is not None:
+        pos = m.end()
+        if pos < len(text) and text[pos] == "{" and (inner := _braced(text, pos)) is not None:
+            found.append((inner[0].strip(), m.start(), inner[1]))
+            pos = inner[1]
+    return found
+
+
+def _boxed_answer(text: str, boxes: list[tuple[str, int, int]]) -> str:
+    """The last box, joined by the boxes right before it that only connectors separate from it."""
+    group = [boxes[-1]]
+    for box in reversed(boxes[:-1]):
+        if not _CONNECTOR.match(text[box[2] : group[0][1]]):
+            break
+        group.insert(0, box)
+    values = list(dict.fromkeys(b[0] for b in group))
+    return ", ".join(values)
+
+
+def _after_phrase(text: str) -> str | None:
+    """The answer after the last answer phrase, to the end of its sentence or line."""
+    last = None
+    for last in _FINAL_PHRASE.finditer(text):
+        pass
+    if last is None:
+        return None
+    rest = text[last.end() :].lstrip()
+    end = re.search(r"(?<!\.)\.(?=\s|$)|\n|。|(?<=\$)\s*\.|\s(?:I hope|which|since|because)\b", rest)
+    sentence = rest[: end.start() if end else len(rest)].strip().rstrip(".,;")
+    if not sentence:
+        return None
+    if (boxes := _boxes(sentence)) :
+        return _boxed_answer(sentence, boxes)
+    if is_prose(sentence):
+        tail = [m for m in _IS.finditer(sentence)]
+        if tail and not is_prose(candidate := sentence[tail[-1].end() :].strip()):
+            return candidate
+        return _last_math_or_number(sentence)
+    return sentence
+
+
+def _last_math_or_number(text: str) -> str | None:
+    """Whichever ends later: the last inline math span, or the last stand-alone number outside spans."""
+    spans = [(m.end(), next(g for g in m.groups() if g is not None).strip()) for m in _MATH_SPAN.finditer(text)]
+    spans = [s for s in spans if s[1]]
+    blanked = _MATH_SPAN.sub(lambda m: " " * len(m.group(0)), text)
+    numbers = [(m.end(), m.group(0).strip()) for m in _NUMBER.finditer(blanked)]
+    best = max(spans[-1:] + numbers[-1:], default=None)
+    return best[1] if best else None
+
+
+def final_answer(text: str) -> str | None:
+    """The answer a response (or a reference) states; `None` when there is none."""
+    text = _undouble(text.strip())
+    if not text:
+        return None
+    boxes = _boxes(text)
+    if not boxes and "####" not in text and not is_prose(text) and not _FINAL_PHRASE.search(text):
+        return text
+    phrases = list(_FINAL_PHRASE.finditer(text))
+    if boxes and not (phrases and phrases[-1].start() > boxes[-1][2]):
+        return _boxed_answer(text, boxes)
+    if (hashed := extract_hash_answer(text)) is not None:
+        return hashed
+    if (phrased := _after_phrase(text)) is not None:
+        return phrased
+    return _last_math_or_number(text)
