@@ -23,7 +23,9 @@ import re
 
 from graders.extract import _BOX_COMMANDS, _braced, extract_hash_answer
 
-_MATH_SPAN = re.compile(r"\$\$(.+?)\$\$|\\\[(.+?)\\\]|\\\((.+?)\\\)|\$([^$\n]+?)\$", re.DOTALL)
+_MATH_SPAN = re.compile(
+    r"(?<!\\)\$\$(.+?)(?<!\\)\$\$|\\\[(.+?)\\\]|\\\((.+?)\\\)|(?<!\\)\$((?:[^$\n]|(?<=\\)\$)+?)(?<!\\)\$", re.DOTALL
+)
 _NUMBER = re.compile(
     r"(?<![A-Za-z0-9_.^{/\\])(?:[-+\u2212]\s?)?"
     r"(?:\d{1,3}(?:(?:,|\{,\}|\s|\\,|\u2009|\u202f)\d{3})+(?:\.\d+)?|\d+(?:[.,]\d+)?|\.\d+)"
@@ -36,6 +38,7 @@ _FINAL_PHRASE = re.compile(
 )
 _IS = re.compile(r"\b(?:is|are|equals|=|est|是|为)\s+", re.IGNORECASE)
 _CONNECTOR = re.compile(r"^[\s$,;+&.]*(?:(?:and|or|\\\(|\\\)|\\\[|\\\]|\\text\{\s*(?:and|or)\s*\}|\\quad|\\qquad|,|;)[\s$,;+.]*)*$")
+_REVISION = re.compile(r"[.!?:;]\s|\n|\b(?:no|not|wait|actually|but|instead|correct(?:ion|ed)?)\b", re.IGNORECASE)
 _WORD = re.compile(r"(?<!\\)\b[A-Za-z]{3,}\b")
 _LATEX_WORDS = frozenset(
     "and or sqrt frac dfrac tfrac cdot times div pmatrix bmatrix matrix begin end text textbf mathrm left "
@@ -59,6 +62,9 @@ def is_prose(text: str) -> bool:
         return True
     bare = re.sub(r"\\text\w*\s*\{[^{}]*\}|\\[A-Za-z]+", " ", text)
     words = [w for w in _WORD.findall(bare) if w.lower() not in _LATEX_WORDS]
+    first_digit = re.search(r"\d", bare)
+    if words and first_digit and re.search(r"[A-Za-z]{3,}", bare[: first_digit.start()]):
+        return True
     return len(words) >= 2 or (len(words) == 1 and len(bare) > 60)
 
 
@@ -78,7 +84,9 @@ def _boxed_answer(text: str, boxes: list[tuple[str, int, int]]) -> str:
     """The last box, joined by the boxes right before it that only connectors separate from it."""
     group = [boxes[-1]]
     for box in reversed(boxes[:-1]):
-        if not _CONNECTOR.match(text[box[2] : group[0][1]]):
+        gap = text[box[2] : group[0][1]]
+        listed = len(gap) <= 40 and re.search(r"\band\b", gap) and not _REVISION.search(gap)
+        if not (_CONNECTOR.match(gap) or listed):
             break
         group.insert(0, box)
     values = list(dict.fromkeys(b[0] for b in group))
@@ -110,6 +118,7 @@ def _after_phrase(text: str) -> str | None:
 def _last_math_or_number(text: str) -> str | None:
     """Whichever ends later: the last inline math span, or the last stand-alone number outside spans."""
     spans = [(m.end(), next(g for g in m.groups() if g is not None).strip()) for m in _MATH_SPAN.finditer(text)]
+    spans = [(end, _last_math_or_number(s) if is_prose(s) else s) for end, s in spans if s]
     spans = [s for s in spans if s[1]]
     blanked = _MATH_SPAN.sub(lambda m: " " * len(m.group(0)), text)
     numbers = [(m.end(), m.group(0).strip()) for m in _NUMBER.finditer(blanked)]

@@ -73,7 +73,7 @@ _MIXED = re.compile(
 _REPEATING = re.compile(
     r"(?P<sign>[-+]?)(?P<int>\d*)\.(?P<fixed>\d*)\s*(?:\\overline|\\dot)\s*\{?\s*(?P<rep>\d+)\s*\}?"
 )
-_THOUSANDS = re.compile(r"[-+]?\d{1,3}(?:(?:,\s?|\{,\}|\s|\\,|\u2009|\u202f)\d{3})+(?:\.\d+)?")
+_THOUSANDS = re.compile(r"[-+]?\d{1,3}(?:(?:,|\{,\}|\s|\\,|\u2009|\u202f)\d{3})+(?:\.\d+)?")
 
 
 def clean(text: str) -> str:
@@ -91,6 +91,7 @@ def clean(text: str) -> str:
         s = _TRIG_DEGREES.sub(r"(\1\\pi/180)", s)
     s = _DEGREES.sub("", s)
     s = re.sub(r"_\{(\w+)\}", r"_\1", s)
+    s = re.sub(r"(?<=\d),\\!\s*(?=\d)", ",", s)
     s = _SPACING.sub(" ", s)
     for _ in range(3):
         s = _TEXT_COMMANDS.sub(lambda m: " " + m.group(1).strip() + " ", s)

@@ -36,6 +36,7 @@ _UNIT_TAIL = re.compile(
     r"(?P<value>.*?[\d}%])\s*(?P<unit>(?:(?<=\s)[A-Za-z]{2,}|cm|mm|km|kg|mg|ml|m|g|s|h|L)"
     r"(?:\s*\^\{?-?\d\}?|\d)?(?:\s*/\s*[A-Za-z]+(?:\^\{?-?\d\}?)?)?(?:\s+[A-Za-z]+)*)"
 )
+_VARIABLE = re.compile(r"[A-Za-z](?:\([A-Za-z]\))?")
 _FLIP = {"<": ">", ">": "<", "\\le": "\\ge", "\\ge": "\\le", "<=": ">=", ">=": "<="}
 _TEXT = re.compile(r"[A-Za-z][A-Za-z ,'\-]*[A-Za-z]")
 _WORD_SPLIT = re.compile(r"\s+(?:or|and)\s+|\\(?:text\s*)?(?:or|and)\b|(?<=[)\]])\s*(?:or|and)\s*(?=[(\[])")
@@ -78,7 +79,8 @@ def split_top(text: str, sep: str = ",") -> list[str]:
 
 
 def _alt(nodes: list[Node]) -> Node:
-    unique = list(dict.fromkeys(nodes))
+    flat = [m for n in nodes for m in (n[1] if n[0] == "alt" else (n,))]
+    unique = list(dict.fromkeys(flat))
     return unique[0] if len(unique) == 1 else ("alt", tuple(unique))
 
 
@@ -150,7 +152,7 @@ def _inequality(s: str) -> Node | None:
     intervals = []
     for piece in pieces:
         tokens = [t.strip() for t in re.split(f"({_INEQUALITY.pattern})", piece)]
-        variable = [i for i in range(0, len(tokens), 2) if re.fullmatch(r"[A-Za-z]", tokens[i])]
+        variable = [i for i in range(0, len(tokens), 2) if _VARIABLE.fullmatch(tokens[i])]
         if (
             len(tokens) not in (3, 5)
             or variable != ([2] if len(tokens) == 5 else variable[:1])
@@ -158,7 +160,7 @@ def _inequality(s: str) -> Node | None:
         ):
             return None
         values, ops = tokens[0::2], tokens[1::2]
-        if len(tokens) == 3 and re.fullmatch(r"[A-Za-z]", values[1]):
+        if len(tokens) == 3 and _VARIABLE.fullmatch(values[1]):
             values, ops = values[::-1], [_FLIP.get(ops[0], ops[0])]
         if "\\ne" in ops:
             return None
@@ -263,8 +265,9 @@ def parse(text: str) -> Node:
         if not lhs or not rhs:
             return scalar(s.strip("= "))
         right = parse(rhs)
-        equation = ("eq", scalar(lhs) if len(sides) == 2 else scalar(sides[-2]), right)
-        return _alt([equation, right]) if _LHS.fullmatch(lhs) or _is_label(lhs) else equation
+        equation = ("eq", scalar(lhs), right)
+        named = len(sides) > 2 or _LHS.fullmatch(lhs) or _is_label(lhs)
+        return _alt([equation, right]) if named else equation
     return scalar(s)
 
 
@@ -370,7 +373,8 @@ def _compare_one(a: Node, b: Node, scalar_eq: Symbolic, eq: Callable[[Node, Node
         if kind == "text":
             return "text" if a[1] == b[1] else None
         if kind == "set":
-            return "set" if _match_all(a[1], b[1], eq) else None
+            same = all(any(eq(x, y) for y in b[1]) for x in a[1]) and all(any(eq(x, y) for x in a[1]) for y in b[1])
+            return "set" if same else None
         if kind == "tuple":
             return "tuple" if len(a[1]) == len(b[1]) and all(map(eq, a[1], b[1])) else None
         if kind == "matrix":
