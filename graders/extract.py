@@ -26,10 +26,15 @@ _FENCE = re.compile(
 )
 _JSON = json.JSONDecoder()
 _CHOICE_PHRASE = re.compile(
-    r"(?i:answer|option|choice)\s*(?i:is|:|=)?\s*(?i:option|choice)?\s*:?\s*[*_(\[{]*\s*(?:\\text(?:bf)?\{\s*\(?)?"
+    r"(?i:answer|option|choice|réponse|respuesta|antwort|答案)\s*(?i:is|:|=|est|es|ist|是|为|：)?\s*"
+    r"(?i:(?:for\s+sure|definitely|probably|clearly|likely|indeed|then|therefore)\s+)?"
+    r"(?i:option|choice)?\s*:?\s*[*_(\[{]*\s*(?:\\text(?:bf)?\{\s*\(?)?"
     r"(?P<letter>[A-Z](?![A-Za-z])|[a-z](?=\)|\.?\s*$))",
     re.MULTILINE,
 )
+_CHOICE_START = re.compile(r"^\W{0,3}(?P<letter>[A-Z])(?:[.:)\]\u3002\u3001\uff1a]|\s*$|(?=[^\x00-\x7f]))")
+_CHOICE_END = re.compile(r"(?i:\bis|it's|be|:)\s+[*_(\[]*(?P<letter>[A-Z])[*_)\]]*\W{0,2}$")
+_CHOICE_HEDGE = re.compile(r"\b[A-E]\)?\s+(?:and|or|&)\s+\(?[A-E]\b")
 _CHOICE_ALONE = re.compile(r"^\W*(?:\\text(?:bf)?\{\W*)?(?P<letter>[A-Z])(?:\W.*)?$", re.DOTALL)
 
 
@@ -237,12 +242,18 @@ def extract_choice(text: str, letters: str = "ABCDE") -> str | None:
     candidates: list[str] = []
     if (boxed := extract_boxed(text)) is not None:
         candidates.append(boxed)
-    phrases = [m.group("letter").upper() for m in _CHOICE_PHRASE.finditer(text)]
+    phrases = list(_CHOICE_PHRASE.finditer(text))
+    if phrases and _CHOICE_HEDGE.search(re.split(r"[,.;\n]", text[phrases[-1].start() :])[0]):
+        return None
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    for candidate in candidates + phrases[-1:] + lines[-1:]:
+    candidates += [m.group("letter").upper() for m in phrases[-1:]] + lines[-1:]
+    for candidate in candidates:
         m = _CHOICE_ALONE.match(candidate.strip().replace("$", ""))
         if m and len(candidate.strip()) <= 40 and m.group("letter").upper() in letters:
             return m.group("letter").upper()
+    for pattern, where in ((_CHOICE_START, text.strip()), (_CHOICE_END, text.strip())):
+        if (m := pattern.search(where)) and m.group("letter") in letters:
+            return m.group("letter")
     return None
 
 

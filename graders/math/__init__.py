@@ -32,12 +32,14 @@ from graders.math.parsing import NeedsSympy, Node, compare, parse
 from graders.math.sympy_worker import SympyFailure, SympyTimeout, symbolic_compare
 from graders.templates import check_template, prepare, resolve
 
-_CHOICE_REFERENCE = re.compile(r"^\(?\s*([A-E])\s*\)?\.?$")
+_CHOICE_REFERENCE = re.compile(r"^\(?\s*([A-E])\s*\)?\.?(?:\s+[A-Z][a-z]+(?:\s+\S+)*)?$")
 _SPEC_KEYS = {"type", "name", "reference", "timeout"}
 
 
 def _choice_letter(reference: str) -> str | None:
-    m = _CHOICE_REFERENCE.match(clean(reference))
+    """`B`, `(D) Alina`, `C Cecile`, or such a letter after "the answer is" in a longer reference."""
+    stated = re.split(r"(?i)\banswer\s*(?:is|:)\s*", reference)[-1]
+    m = _CHOICE_REFERENCE.match(clean(stated))
     return m.group(1) if m else None
 
 
