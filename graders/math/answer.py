@@ -60,7 +60,7 @@ def is_prose(text: str) -> bool:
     outside = _MATH_SPAN.sub(" ", text)
     if outside != text and any(w.lower() not in _LATEX_WORDS for w in _WORD.findall(outside)):
         return True
-    bare = re.sub(r"\\text\w*\s*\{[^{}]*\}|\\[A-Za-z]+", " ", text)
+    bare = re.sub(r"\\(?:begin|end)\{\w+\}|\\text\w*\s*\{[^{}]*\}|\\[A-Za-z]+", " ", text)
     words = [w for w in _WORD.findall(bare) if w.lower() not in _LATEX_WORDS]
     first_digit = re.search(r"\d", bare)
     if words and first_digit and re.search(r"[A-Za-z]{3,}", bare[: first_digit.start()]):

@@ -95,7 +95,7 @@ def clean(text: str) -> str:
     s = _SPACING.sub(" ", s)
     for _ in range(3):
         s = _TEXT_COMMANDS.sub(lambda m: " " + m.group(1).strip() + " ", s)
-    s = re.sub(r"\s+", " ", s).strip()
+    s = re.sub(r"(?<!\\)\\$", "", re.sub(r"\s+", " ", s).strip()).strip()
     return s.rstrip(".").strip() if not s.endswith("...") else s
 
 

@@ -33,9 +33,11 @@ _MATRIX = re.compile(r"\\begin\{([pbBvV]?matrix|array)\}(?:\{[^}]*\})?(.*)\\end\
 _LHS = re.compile(r"[A-Za-z](?:_\{?\w+\}?)?'?|[A-Za-z]\(\s*[A-Za-z]\s*\)")
 _INEQUALITY = re.compile(r"\\le|\\ge|<=|>=|<|>|\\ne")
 _UNIT_TAIL = re.compile(
-    r"(?P<value>.*?[\d}%])\s*(?P<unit>(?:(?<=\s)[A-Za-z]{2,}|cm|mm|km|kg|mg|ml|m|g|s|h|L)"
+    r"(?P<value>.*?[\d}%])\s*(?P<unit>(?:(?<=\s)(?:[A-Za-z]{2,}|cm|mm|km|kg|mg|ml|m|g|s|h|L)|[A-Za-z]{3,})"
     r"(?:\s*\^\{?-?\d\}?|\d)?(?:\s*/\s*[A-Za-z]+(?:\^\{?-?\d\}?)?)?(?:\s+[A-Za-z]+)*)"
 )
+_CASES = re.compile(r"\\begin\{cases\}(.*)\\end\{cases\}", re.DOTALL)
+_TIME = re.compile(r"(\d{1,2}):(\d{2})(?::(\d{2}))?\s*(?:(a\.?m\.?)|(p\.?m\.?))?", re.IGNORECASE)
 _VARIABLE = re.compile(r"[A-Za-z](?:\([A-Za-z]\))?")
 _FLIP = {"<": ">", ">": "<", "\\le": "\\ge", "\\ge": "\\le", "<=": ">=", ">=": "<="}
 _TEXT = re.compile(r"[A-Za-z][A-Za-z ,'\-]*[A-Za-z]")
@@ -98,6 +100,9 @@ def scalar(s: str) -> Node:
     number = parse_number(s)
     if number is not None:
         return _number_node(s, number)
+    if m := _TIME.fullmatch(s):
+        hours = int(m.group(1)) % 12 if m.group(4) or m.group(5) else int(m.group(1))
+        return ("time", (hours + 12 * bool(m.group(5))) * 3600 + int(m.group(2)) * 60 + int(m.group(3) or 0))
     if (words := _number_words(s)) is not None:
         return ("num", words)
     unit = _UNIT_TAIL.fullmatch(s)
@@ -179,6 +184,8 @@ def _inequality(s: str) -> Node | None:
 
 def _brackets(s: str) -> Node | None:
     """Sets, matrices, tuples, intervals and unions written with brackets."""
+    if m := _CASES.fullmatch(s):
+        return ("set", tuple(parse(r) for r in re.split(r"\\\\", m.group(1)) if r.strip()))
     if m := _MATRIX.fullmatch(s):
         rows = [r for r in re.split(r"\\\\", m.group(2)) if r.strip() and not r.strip().startswith("\\hline")]
         matrix = tuple(tuple(parse(c) for c in r.split("&")) for r in rows)
@@ -186,7 +193,8 @@ def _brackets(s: str) -> Node | None:
             return None
         forms: list[Node] = [("matrix", matrix)]
         if len(matrix[0]) == 1 or len(matrix) == 1:
-            forms.append(("tuple", tuple(c for row in matrix for c in row)))
+            cells = tuple(c for row in matrix for c in row)
+            forms += [("tuple", cells), ("list", cells)]
         return _alt(forms)
     if s.startswith("\\lbrace") and s.endswith("\\rbrace"):
         inner = s[len("\\lbrace") : -len("\\rbrace")].strip()
@@ -208,7 +216,8 @@ def _brackets(s: str) -> Node | None:
             readings.append(("intervals", (interval,)))
         if s[0] + s[-1] in ("()", "[]"):
             sep = ";" if ";" in s and "," not in s else ","
-            readings.append(("tuple", tuple(parse(p) for p in split_top(s[1:-1], sep))))
+            kind = "tuple" if s[0] == "(" else "list"
+            readings.append((kind, tuple(parse(p) for p in split_top(s[1:-1], sep))))
         return _alt(readings) if readings else None
     return None
 
@@ -375,7 +384,9 @@ def _compare_one(a: Node, b: Node, scalar_eq: Symbolic, eq: Callable[[Node, Node
         if kind == "set":
             same = all(any(eq(x, y) for y in b[1]) for x in a[1]) and all(any(eq(x, y) for x in a[1]) for y in b[1])
             return "set" if same else None
-        if kind == "tuple":
+        if kind == "time":
+            return "time" if a[1] == b[1] else None
+        if kind in ("tuple", "list"):
             return "tuple" if len(a[1]) == len(b[1]) and all(map(eq, a[1], b[1])) else None
         if kind == "matrix":
             same = len(a[1]) == len(b[1]) and all(
