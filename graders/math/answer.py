@@ -28,7 +28,8 @@ _MATH_SPAN = re.compile(
 )
 _NUMBER = re.compile(
     r"(?<![A-Za-z0-9_.^{/\\])(?:[-+\u2212]\s?)?"
-    r"(?:\d{1,3}(?:(?:,|\{,\}|\s|\\,|\u2009|\u202f)\d{3})+(?:\.\d+)?|\d+(?:[.,]\d+)?|\.\d+)"
+    r"(?:\d{1,3}(?:(?:,|\{,\}|\s|\\,|\u2009|\u202f)\d{3})+(?:\.\d+)?|\d+(?:[.,]\d+)?|\.\d+"
+    r"|\\[dt]?frac\{[^{}]+\}\{[^{}]+\}|\\sqrt\{[^{}]+\})"
     r"(?:\s*/\s*\d+)?(?![0-9_^}]|\.\d|[A-Za-z]\w*\s*[=(^])"
 )
 _FINAL_PHRASE = re.compile(
@@ -39,7 +40,7 @@ _FINAL_PHRASE = re.compile(
 _IS = re.compile(r"\b(?:is|are|equals|=|est|是|为)\s+", re.IGNORECASE)
 _CONNECTOR = re.compile(r"^[\s$,;+&.]*(?:(?:and|or|\\\(|\\\)|\\\[|\\\]|\\text\{\s*(?:and|or)\s*\}|\\quad|\\qquad|,|;)[\s$,;+.]*)*$")
 _REVISION = re.compile(r"[.!?:;]\s|\n|\b(?:no|not|wait|actually|but|instead|correct(?:ion|ed)?)\b", re.IGNORECASE)
-_WORD = re.compile(r"(?<!\\)\b[A-Za-z]{3,}\b")
+_WORD = re.compile(r"(?<!\\)\b[A-Za-z][a-z]{2,}\b")
 _LATEX_WORDS = frozenset(
     "and or sqrt frac dfrac tfrac cdot times div pmatrix bmatrix matrix begin end text textbf mathrm left "
     "right infty sin cos tan cot sec csc log exp mod pmod approx cup cap emptyset".split()
@@ -60,10 +61,10 @@ def is_prose(text: str) -> bool:
     outside = _MATH_SPAN.sub(" ", text)
     if outside != text and any(w.lower() not in _LATEX_WORDS for w in _WORD.findall(outside)):
         return True
-    bare = re.sub(r"\\(?:begin|end)\{\w+\}|\\text\w*\s*\{[^{}]*\}|\\[A-Za-z]+", " ", text)
+    bare = re.sub(r"_\{[^{}]*\}|_\w|\\(?:begin|end)\{\w+\}|\\text\w*\s*\{[^{}]*\}|\\[A-Za-z]+", " ", text)
     words = [w for w in _WORD.findall(bare) if w.lower() not in _LATEX_WORDS]
     first_digit = re.search(r"\d", bare)
-    if words and first_digit and re.search(r"[A-Za-z]{3,}", bare[: first_digit.start()]):
+    if words and first_digit and _WORD.search(bare[: first_digit.start()]):
         return True
     return len(words) >= 2 or (len(words) == 1 and len(bare) > 60)
 
@@ -111,8 +112,17 @@ def _after_phrase(text: str) -> str | None:
         tail = [m for m in _IS.finditer(sentence)]
         if tail and not is_prose(candidate := sentence[tail[-1].end() :].strip()):
             return candidate
-        return _last_math_or_number(sentence)
+        return _first_math_or_number(sentence)
     return sentence
+
+
+def _first_math_or_number(text: str) -> str | None:
+    """The first inline math span or stand-alone number: what follows "Answer:" comes first."""
+    found = [(m.start(), m) for m in (_MATH_SPAN.search(text), _NUMBER.search(_MATH_SPAN.sub(" ", text))) if m]
+    if not found:
+        return None
+    m = min(found, key=lambda f: f[0])[1]
+    return next((g for g in m.groups() if g), m.group(0)).strip() if m.re is _MATH_SPAN else m.group(0).strip()
 
 
 def _last_math_or_number(text: str) -> str | None:

@@ -208,14 +208,15 @@ def _brackets(s: str) -> Node | None:
     if s.startswith("\\langle") and s.endswith("\\rangle"):
         return ("tuple", tuple(parse(p) for p in split_top(s[len("\\langle") : -len("\\rangle")])))
     if s[:1] in "([" and s[-1:] in ")]" and _balanced_outer(s):
-        if len(split_top(s[1:-1])) == 1 and s[0] + s[-1] in ("()", "[]"):
+        semicolons = ";" in s and "," not in s
+        if len(split_top(s[1:-1])) == 1 and s[0] + s[-1] in ("()", "[]") and not semicolons:
             return parse(s[1:-1])
         readings: list[Node] = []
         interval = _interval(s)
         if interval:
             readings.append(("intervals", (interval,)))
         if s[0] + s[-1] in ("()", "[]"):
-            sep = ";" if ";" in s and "," not in s else ","
+            sep = ";" if semicolons else ","
             kind = "tuple" if s[0] == "(" else "list"
             readings.append((kind, tuple(parse(p) for p in split_top(s[1:-1], sep))))
         return _alt(readings) if readings else None
@@ -275,7 +276,7 @@ def parse(text: str) -> Node:
             return scalar(s.strip("= "))
         right = parse(rhs)
         equation = ("eq", scalar(lhs), right)
-        named = len(sides) > 2 or _LHS.fullmatch(lhs) or _is_label(lhs)
+        named = len(sides) > 2 or _LHS.fullmatch(lhs) or _is_label(lhs) or not re.search(r"[A-Za-z]", lhs)
         return _alt([equation, right]) if named else equation
     return scalar(s)
 
