@@ -157,6 +157,8 @@ def _inequality(s: str) -> Node | None:
     intervals = []
     for piece in pieces:
         tokens = [t.strip() for t in re.split(f"({_INEQUALITY.pattern})", piece)]
+        if len(tokens) == 3 and _VARIABLE.fullmatch(tokens[0].lstrip("-").strip()) and tokens[0].startswith("-"):
+            tokens = [tokens[0][1:].strip(), _FLIP.get(tokens[1], tokens[1]), f"-({tokens[2]})"]
         variable = [i for i in range(0, len(tokens), 2) if _VARIABLE.fullmatch(tokens[i])]
         if (
             len(tokens) not in (3, 5)
@@ -276,7 +278,7 @@ def parse(text: str) -> Node:
             return scalar(s.strip("= "))
         right = parse(rhs)
         equation = ("eq", scalar(lhs), right)
-        named = len(sides) > 2 or _LHS.fullmatch(lhs) or _is_label(lhs) or not re.search(r"[A-Za-z]", lhs)
+        named = len(sides) > 2 or _LHS.fullmatch(lhs) or _is_label(lhs) or not re.search(r"[A-Za-z]", re.sub(r"\\[A-Za-z]+", "", lhs))
         return _alt([equation, right]) if named else equation
     return scalar(s)
 
@@ -377,6 +379,8 @@ def _compare_one(a: Node, b: Node, scalar_eq: Symbolic, eq: Callable[[Node, Node
     try:
         if kinds <= {"num", "inf", "expr"}:
             return ("numeric" if kinds == {"num"} else "symbolic") if scalar_eq(a, b, False) else None
+        if kinds == {"set", "tuple"}:
+            return "set" if len(a[1]) == len(b[1]) and all(map(eq, a[1], b[1])) else None
         if len(kinds) == 2:
             return None
         kind = a[0]
