@@ -104,6 +104,7 @@ def _after_phrase(text: str) -> str | None:
     rest = text[last.end() :].lstrip()
     end = re.search(r"(?<!\.)\.(?=\s|$)|\n|。|(?<=\$)\s*\.|\s(?:I hope|which|since|because)\b", rest)
     sentence = rest[: end.start() if end else len(rest)].strip().rstrip(".,;")
+    sentence = re.sub(r'^(?:\\?["\'`])+|(?:\\?["\'`])+$', "", sentence).strip()
     if not sentence:
         return None
     if (boxes := _boxes(sentence)) :

@@ -92,6 +92,7 @@ def clean(text: str) -> str:
     s = _DEGREES.sub("", s)
     s = re.sub(r"_\{(\w+)\}", r"_\1", s)
     s = re.sub(r"(?<=\d),\\!\s*(?=\d)", ",", s)
+    s = re.sub(r"(?<=\d)\s*\{\s*,\s*\}\s*(?=\d)", "{,}", s)
     s = _SPACING.sub(" ", s)
     for _ in range(3):
         s = _TEXT_COMMANDS.sub(lambda m: " " + m.group(1).strip() + " ", s)

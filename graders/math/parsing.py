@@ -263,6 +263,9 @@ def parse(text: str) -> Node:
         return node
     if _WORD_SPLIT.search(s) and "=" not in s.replace("==", ""):
         return ("set", tuple(parse(q) for p in _WORD_SPLIT.split(s) for q in split_top(p) if q))
+    pieces = _WORD_SPLIT.split(s)
+    if len(pieces) > 1 and all("=" in p for p in pieces):
+        return ("set", tuple(parse(p) for p in pieces))
     parts = split_top(s)
     if len(parts) > 1 and all(parts):
         elements = tuple(parse(p) for p in parts)
