@@ -258,6 +258,13 @@ class _Translator:
             return f" {_LATEX_FUNCTIONS[name]} "
         raise LatexError(f"unsupported command \\{name}")
 
+    def subscript(self, out: list[str], depth: int) -> str:
+        """`v_0`, `r_{0}`, `x_{n}` become one symbol `v_0`; a subscript on anything but a letter is refused."""
+        sub = re.sub(r"[()\s]", "", self.group(depth))
+        if not (out and out[-1][-1:].isalpha() and re.fullmatch(r"[A-Za-z0-9]{1,8}", sub)):
+            raise LatexError("subscript on something other than a letter")
+        return f"_{sub}"
+
     def run(self, depth: int = 0, closer: str | None = None) -> str:
         if depth > MAX_DEPTH:
             raise TooComplex(f"nested more than {MAX_DEPTH} levels deep")
@@ -274,6 +281,9 @@ class _Translator:
             elif ch == "^":
                 self.i += 1
                 out.append(f"**{self.group(depth)}")
+            elif ch == "_":
+                self.i += 1
+                out.append(self.subscript(out, depth))
             else:
                 out.append(ch)
                 self.i += 1
@@ -286,12 +296,15 @@ def _identifiers(expr: str) -> str:
     """Keep whitelisted function names; split any other word into single-letter symbols."""
 
     def split(m: re.Match[str]) -> str:
-        word = m.group(0)
-        if word in FUNCTIONS:
+        word, sub = m.group(1), m.group(2)
+        if word in FUNCTIONS and not sub:
             return f" {word} "
-        return " " + " ".join(_CONSTANTS.get(c, c) for c in word) + " "
+        letters = [_CONSTANTS.get(c, c) for c in word]
+        if sub:
+            letters[-1] = word[-1] + sub
+        return " " + " ".join(letters) + " "
 
-    return re.sub(r"[A-Za-z]+", split, expr)
+    return re.sub(r"([A-Za-z]+)(_[A-Za-z0-9]+)?", split, expr)
 
 
 def _decimals_exact(expr: str) -> str:
@@ -326,7 +339,7 @@ def to_sympy_syntax(text: str) -> str:
     expr = _Translator(text).run()
     expr = _identifiers(expr)
     expr = re.sub(r"\s+", " ", expr).strip()
-    if not re.fullmatch(r"[0-9A-Za-z+\-*/()., !]*", expr) or "__" in expr:
+    if not re.fullmatch(r"[0-9A-Za-z_+\-*/()., !]*", expr) or "__" in expr or re.search(r"\d_", expr):
         raise LatexError(f"unsupported characters in {text!r}")
     _check_powers(expr)
     return _decimals_exact(expr)
