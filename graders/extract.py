@@ -27,13 +27,13 @@ _FENCE = re.compile(
 _JSON = json.JSONDecoder()
 _CHOICE_PHRASE = re.compile(
     r"(?i:answer|option|choice|réponse|respuesta|antwort|答案)\s*(?i:is|:|=|est|es|ist|是|为|：)?\s*"
-    r"(?i:(?:for\s+sure|definitely|probably|clearly|likely|indeed|then|therefore)\s+)?"
+    r"(?i:(?:for\s+sure|\w+ly|indeed|then|therefore)\s+)?"
     r"(?i:option|choice)?\s*:?\s*[*_(\[{]*\s*(?:\\text(?:bf)?\{\s*\(?)?"
     r"(?P<letter>[A-Z](?![A-Za-z])|[a-z](?=\)|\.?\s*$))",
     re.MULTILINE,
 )
 _CHOICE_START = re.compile(r"^\W{0,3}(?P<letter>[A-Z])(?:[.:)\]\u3002\u3001\uff1a]|\s*$|(?=[^\x00-\x7f]))")
-_CHOICE_END = re.compile(r"(?i:\bis|it's|be|:)\s+[*_(\[]*(?P<letter>[A-Z])[*_)\]]*\W{0,2}$")
+_CHOICE_END = re.compile(r"(?<![A-Za-z])(?P<before>\w*)\s+[*_(\[]*(?P<letter>[A-Z])[*_)\]]*\W{0,2}$")
 _CHOICE_HEDGE = re.compile(r"\b[A-E]\)?\s+(?:and|or|&)\s+\(?[A-E]\b")
 _CHOICE_ALONE = re.compile(r"^\W*(?:\\(?:text\w*|math\w+)\{\W*)?(?P<letter>[A-Z])(?:[).:}\]\s\\]*|[).:}\]]*[\s\\]+.*)$", re.DOTALL)
 
@@ -248,12 +248,17 @@ def extract_choice(text: str, letters: str = "ABCDE") -> str | None:
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     candidates += [m.group("letter").upper() for m in phrases[-1:]] + lines[-1:]
     for candidate in candidates:
+        if re.match(r"[\s(\[]*" + _CHOICE_HEDGE.pattern[2:], candidate.strip()):
+            return None
         m = _CHOICE_ALONE.match(candidate.strip().replace("$", ""))
         if m and len(candidate.strip()) <= 40 and m.group("letter").upper() in letters:
             return m.group("letter").upper()
-    for pattern, where in ((_CHOICE_START, text.strip()), (_CHOICE_END, text.strip())):
-        if (m := pattern.search(where)) and m.group("letter") in letters:
-            return m.group("letter")
+    for pattern in (_CHOICE_START, _CHOICE_END):
+        found = pattern.search(text.strip())
+        if found is None or found.group("letter") not in letters:
+            continue
+        if pattern is _CHOICE_START or found.group("before").lower() not in ("and", "or", "either"):
+            return found.group("letter")
     return None
 
 

@@ -93,8 +93,8 @@ def grade_answer(response: str, reference: str, timeout: float = 1.0) -> Grade:
             return Grade.failure(f"timeout: {exc}", **details)
         except SympyFailure as exc:
             return Grade.failure(str(exc), **details)
-        if error is not None:
-            details["sympy_error"] = error
+        if error is not None and rule is None:
+            return Grade.failure(f"sympy could not compare: {error}", **details)
     details.update(rule=rule, seconds=round(time.perf_counter() - started, 6))
     return Grade(1.0 if rule else 0.0, details)
 

@@ -37,12 +37,14 @@ _FINAL_PHRASE = re.compile(
     r"\s*(?:is\s*)?:?\s*",
     re.IGNORECASE,
 )
+_IS_ARE = re.compile(r"\b(?:is|are)\s+", re.IGNORECASE)
 _IS = re.compile(r"\b(?:is|are|equals|=|est|是|为)\s+", re.IGNORECASE)
 _CONNECTOR = re.compile(r"^[\s$,;+&.]*(?:(?:and|or|\\\(|\\\)|\\\[|\\\]|\\text\{\s*(?:and|or)\s*\}|\\quad|\\qquad|,|;)[\s$,;+.]*)*$")
 _REVISION = re.compile(r"[.!?:;]\s|\n|\b(?:no|not|wait|actually|but|instead|correct(?:ion|ed)?)\b", re.IGNORECASE)
 _WORD = re.compile(r"(?<!\\)\b[A-Za-z][a-z]{2,}\b")
 _LATEX_WORDS = frozenset(
-    "and or sqrt frac dfrac tfrac cdot times div pmatrix bmatrix matrix begin end text textbf mathrm left "
+    "one two three four five six seven eight nine ten eleven twelve half halves third thirds quarter "
+    "quarters fourth fourths and or sqrt frac dfrac tfrac cdot times div pmatrix bmatrix matrix begin end text textbf mathrm left "
     "right infty sin cos tan cot sec csc log exp mod pmod approx cup cap emptyset".split()
 )
 
@@ -152,4 +154,16 @@ def final_answer(text: str) -> str | None:
         return hashed
     if (phrased := _after_phrase(text)) is not None:
         return phrased
-    return _last_math_or_number(text)
+    return _stated(text) or _last_math_or_number(text)
+
+
+def _stated(text: str) -> str | None:
+    """What follows the first "is"/"are" of the last sentence, when that is an answer, not more prose."""
+    sentences = [s for s in re.split(r"(?<!\.)\.(?=\s|$)|\n|。", text) if s.strip()]
+    if not sentences:
+        return None
+    for m in reversed(list(_IS_ARE.finditer(sentences[-1]))):
+        candidate = sentences[-1][m.end() :].strip().rstrip(".,;!")
+        if re.search(r"[\d\\=]", candidate) and not is_prose(candidate):
+            return candidate
+    return None

@@ -87,6 +87,8 @@ def clean(text: str) -> str:
     s = text.strip()
     s = re.sub(r"^\\\[|\\\]$|^\\\(|\\\)$", "", s).replace("\\$", "").replace("$", "")
     s = _REPLACE.sub(lambda m: _SIMPLE_REPLACEMENTS[m.group(0)], s)
+    s = re.sub(r"(?<=\d)\s*(km|cm|mm|dm|m)([\u00b2\u00b3])", r" \1\2", s)
+    s = re.sub(r"[\u20ac\u00a3\u00a5\u20b9]", "", s).replace("\u00b2", "^2").replace("\u00b3", "^3")
     if _TRIG.search(s):
         s = _TRIG_DEGREES.sub(r"(\1\\pi/180)", s)
     s = _DEGREES.sub("", s)
@@ -205,6 +207,7 @@ _LATEX_FUNCTIONS = {
     "times": "*",
     "div": "/",
 }
+_APPLIED = frozenset("ln log sin cos tan cot sec csc arcsin arccos arctan sinh cosh tanh".split())
 _CONSTANTS = {"e": "E", "i": "I", "E": "E", "I": "I"}
 
 
@@ -255,8 +258,18 @@ class _Translator:
                 return f"root({self.group(depth)},{index})"
             return f"sqrt({self.group(depth)})"
         if name in _LATEX_FUNCTIONS:
-            return f" {_LATEX_FUNCTIONS[name]} "
+            return f" {_LATEX_FUNCTIONS[name]}{self.bare_argument(name)} "
         raise LatexError(f"unsupported command \\{name}")
+
+    def bare_argument(self, name: str) -> str:
+        """`\\sin x`, `\\log 8`: a function applied to a single letter or number without parentheses."""
+        if name not in _APPLIED:
+            return ""
+        m = re.compile(r"\s*([A-Za-z](?![A-Za-z])|\d+(?:\.\d+)?)").match(self.s, self.i)
+        if not m:
+            return ""
+        self.i = m.end()
+        return f"({m.group(1)})"
 
     def subscript(self, out: list[str], depth: int) -> str:
         """`v_0`, `r_{0}`, `x_{n}` become one symbol `v_0`; a subscript on anything but a letter is refused."""

@@ -28,6 +28,7 @@ Node = tuple[Any, ...]
 MAX_LENGTH = 1000
 
 _INFINITY = {"\\infty": 1, "+\\infty": 1, "infinity": 1, "inf": 1, "oo": 1, "-\\infty": -1, "-infinity": -1}
+_REALS = {"\\mathbb{R}", "\\mathbb R", "\\R", "\u211d", "\\mathbb{R}^1", "all real numbers", "(-\\infty,\\infty)"}
 _EMPTY = {"\\emptyset", "\\lbrace \\rbrace", "\\lbrace\\rbrace", "{}", "empty set"}
 _MATRIX = re.compile(r"\\begin\{([pbBvV]?matrix|array)\}(?:\{[^}]*\})?(.*)\\end\{\1\}", re.DOTALL)
 _LHS = re.compile(r"[A-Za-z](?:_\{?\w+\}?)?'?|[A-Za-z]\(\s*[A-Za-z]\s*\)")
@@ -93,6 +94,8 @@ def scalar(s: str) -> Node:
         if inner[0] == "num":
             return _alt([inner, ("num", inner[1] / 100)])
         return inner if inner[0] == "text" else _alt([inner, ("expr", f"({inner[1]})/100")])
+    if s in _REALS:
+        return ("intervals", ((("inf", -1), False, ("inf", 1), False),))
     if s in _INFINITY:
         return ("inf", _INFINITY[s])
     if s in _EMPTY:
