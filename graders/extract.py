@@ -35,7 +35,9 @@ _CHOICE_PHRASE = re.compile(
 _CHOICE_START = re.compile(r"^\W{0,3}(?P<letter>[A-Z])(?:[.:)\]\u3002\u3001\uff1a]|\s*$|(?=[^\x00-\x7f]))")
 _CHOICE_END = re.compile(r"(?<![A-Za-z])(?P<before>\w*)\s+[*_(\[]*(?P<letter>[A-Z])[*_)\]]*\W{0,2}$")
 _CHOICE_HEDGE = re.compile(r"\b[A-E]\)?\s+(?:and|or|&)\s+\(?[A-E]\b")
-_CHOICE_ALONE = re.compile(r"^\W*(?:\\(?:text\w*|math\w+)\{\W*)?(?P<letter>[A-Z])(?:[).:}\]\s\\]*|[).:}\]]*[\s\\]+.*)$", re.DOTALL)
+_CHOICE_ALONE = re.compile(
+    r"^\W*(?:\\(?:text\w*|math\w+)\{\W*)?(?P<letter>[A-Z])(?:[).:}\]\s\\]*|[).:}\]]*[\s\\]+.*)$", re.DOTALL
+)
 
 
 def _braced(text: str, start: int) -> tuple[str, int] | None:

@@ -24,7 +24,8 @@ import re
 from graders.extract import _BOX_COMMANDS, _braced, extract_hash_answer
 
 _MATH_SPAN = re.compile(
-    r"(?<!\\)\$\$(.+?)(?<!\\)\$\$|\\\[(.+?)\\\]|\\\((.+?)\\\)|(?<!\\)\$((?:[^$\n]|(?<=\\)\$)+?)(?<!\\)\$", re.DOTALL
+    r"(?<!\\)\$\$(.+?)(?<!\\)\$\$|\\\[(.+?)\\\]|\\\((.+?)\\\)|(?<!\\)\$((?:[^$\n]|(?<=\\)\$)+?)(?<!\\)\$",
+    re.DOTALL,
 )
 _NUMBER = re.compile(
     r"(?<![A-Za-z0-9_.^{/\\])(?:[-+\u2212]\s?)?"
@@ -39,13 +40,70 @@ _FINAL_PHRASE = re.compile(
 )
 _IS_ARE = re.compile(r"\b(?:is|are)\s+", re.IGNORECASE)
 _IS = re.compile(r"\b(?:is|are|equals|=|est|是|为)\s+", re.IGNORECASE)
-_CONNECTOR = re.compile(r"^[\s$,;+&.]*(?:(?:and|or|\\\(|\\\)|\\\[|\\\]|\\text\{\s*(?:and|or)\s*\}|\\quad|\\qquad|,|;)[\s$,;+.]*)*$")
-_REVISION = re.compile(r"[.!?:;]\s|\n|\b(?:no|not|wait|actually|but|instead|correct(?:ion|ed)?)\b", re.IGNORECASE)
+_CONNECTOR = re.compile(
+    r"^[\s$,;+&.]*(?:(?:and|or|\\\(|\\\)|\\\[|\\\]|\\text\{\s*(?:and|or)\s*\}|\\quad|\\qquad|,|;)[\s$,;+.]*)*$"
+)
+_REVISION = re.compile(
+    r"[.!?:;]\s|\n|\b(?:no|not|wait|actually|but|instead|correct(?:ion|ed)?)\b", re.IGNORECASE
+)
 _WORD = re.compile(r"(?<!\\)\b[A-Za-z][a-z]{2,}\b")
 _LATEX_WORDS = frozenset(
-    "one two three four five six seven eight nine ten eleven twelve half halves third thirds quarter "
-    "quarters fourth fourths and or sqrt frac dfrac tfrac cdot times div pmatrix bmatrix matrix begin end text textbf mathrm left "
-    "right infty sin cos tan cot sec csc log exp mod pmod approx cup cap emptyset".split()
+    [
+        "one",
+        "two",
+        "three",
+        "four",
+        "five",
+        "six",
+        "seven",
+        "eight",
+        "nine",
+        "ten",
+        "eleven",
+        "twelve",
+        "half",
+        "halves",
+        "third",
+        "thirds",
+        "quarter",
+        "quarters",
+        "fourth",
+        "fourths",
+        "and",
+        "or",
+        "sqrt",
+        "frac",
+        "dfrac",
+        "tfrac",
+        "cdot",
+        "times",
+        "div",
+        "pmatrix",
+        "bmatrix",
+        "matrix",
+        "begin",
+        "end",
+        "text",
+        "textbf",
+        "mathrm",
+        "left",
+        "right",
+        "infty",
+        "sin",
+        "cos",
+        "tan",
+        "cot",
+        "sec",
+        "csc",
+        "log",
+        "exp",
+        "mod",
+        "pmod",
+        "approx",
+        "cup",
+        "cap",
+        "emptyset",
+    ]
 )
 
 
@@ -109,7 +167,7 @@ def _after_phrase(text: str) -> str | None:
     sentence = re.sub(r'^(?:\\?["\'`])+|(?:\\?["\'`])+$', "", sentence).strip()
     if not sentence:
         return None
-    if (boxes := _boxes(sentence)) :
+    if boxes := _boxes(sentence):
         return _boxed_answer(sentence, boxes)
     if is_prose(sentence):
         tail = [m for m in _IS.finditer(sentence)]
@@ -121,16 +179,22 @@ def _after_phrase(text: str) -> str | None:
 
 def _first_math_or_number(text: str) -> str | None:
     """The first inline math span or stand-alone number: what follows "Answer:" comes first."""
-    found = [(m.start(), m) for m in (_MATH_SPAN.search(text), _NUMBER.search(_MATH_SPAN.sub(" ", text))) if m]
+    found = [
+        (m.start(), m) for m in (_MATH_SPAN.search(text), _NUMBER.search(_MATH_SPAN.sub(" ", text))) if m
+    ]
     if not found:
         return None
     m = min(found, key=lambda f: f[0])[1]
-    return next((g for g in m.groups() if g), m.group(0)).strip() if m.re is _MATH_SPAN else m.group(0).strip()
+    return (
+        next((g for g in m.groups() if g), m.group(0)).strip() if m.re is _MATH_SPAN else m.group(0).strip()
+    )
 
 
 def _last_math_or_number(text: str) -> str | None:
     """Whichever ends later: the last inline math span, or the last stand-alone number outside spans."""
-    spans = [(m.end(), next(g for g in m.groups() if g is not None).strip()) for m in _MATH_SPAN.finditer(text)]
+    spans = [
+        (m.end(), next(g for g in m.groups() if g is not None).strip()) for m in _MATH_SPAN.finditer(text)
+    ]
     spans = [(end, _last_math_or_number(s) if is_prose(s) else s) for end, s in spans if s]
     spans = [s for s in spans if s[1]]
     blanked = _MATH_SPAN.sub(lambda m: " " * len(m.group(0)), text)

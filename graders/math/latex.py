@@ -207,7 +207,24 @@ _LATEX_FUNCTIONS = {
     "times": "*",
     "div": "/",
 }
-_APPLIED = frozenset("ln log sin cos tan cot sec csc arcsin arccos arctan sinh cosh tanh".split())
+_APPLIED = frozenset(
+    [
+        "ln",
+        "log",
+        "sin",
+        "cos",
+        "tan",
+        "cot",
+        "sec",
+        "csc",
+        "arcsin",
+        "arccos",
+        "arctan",
+        "sinh",
+        "cosh",
+        "tanh",
+    ]
+)
 _CONSTANTS = {"e": "E", "i": "I", "E": "E", "I": "I"}
 
 

@@ -28,7 +28,15 @@ Node = tuple[Any, ...]
 MAX_LENGTH = 1000
 
 _INFINITY = {"\\infty": 1, "+\\infty": 1, "infinity": 1, "inf": 1, "oo": 1, "-\\infty": -1, "-infinity": -1}
-_REALS = {"\\mathbb{R}", "\\mathbb R", "\\R", "\u211d", "\\mathbb{R}^1", "all real numbers", "(-\\infty,\\infty)"}
+_REALS = {
+    "\\mathbb{R}",
+    "\\mathbb R",
+    "\\R",
+    "\u211d",
+    "\\mathbb{R}^1",
+    "all real numbers",
+    "(-\\infty,\\infty)",
+}
 _EMPTY = {"\\emptyset", "\\lbrace \\rbrace", "\\lbrace\\rbrace", "{}", "empty set"}
 _MATRIX = re.compile(r"\\begin\{([pbBvV]?matrix|array)\}(?:\{[^}]*\})?(.*)\\end\{\1\}", re.DOTALL)
 _LHS = re.compile(r"[A-Za-z](?:_\{?\w+\}?)?'?|[A-Za-z]\(\s*[A-Za-z]\s*\)")
@@ -43,12 +51,35 @@ _VARIABLE = re.compile(r"[A-Za-z](?:\([A-Za-z]\))?")
 _FLIP = {"<": ">", ">": "<", "\\le": "\\ge", "\\ge": "\\le", "<=": ">=", ">=": "<="}
 _TEXT = re.compile(r"[A-Za-z][A-Za-z ,'\-]*[A-Za-z]")
 _WORD_SPLIT = re.compile(r"\s+(?:or|and)\s+|\\(?:text\s*)?(?:or|and)\b|(?<=[)\]])\s*(?:or|and)\s*(?=[(\[])")
-_DECIMAL_DIGITS = re.compile(r"[-+]?(\d*)\.(\d+)(?:\s*(?:\\times|\\cdot)\s*10\s*\^\s*\{?\s*([-+]?\d+)\s*\}?)?")
+_DECIMAL_DIGITS = re.compile(
+    r"[-+]?(\d*)\.(\d+)(?:\s*(?:\\times|\\cdot)\s*10\s*\^\s*\{?\s*([-+]?\d+)\s*\}?)?"
+)
 _NUMBER_WORDS = {
     w: i
     for i, w in enumerate(
-        "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
-        "sixteen seventeen eighteen nineteen twenty".split()
+        [
+            "zero",
+            "one",
+            "two",
+            "three",
+            "four",
+            "five",
+            "six",
+            "seven",
+            "eight",
+            "nine",
+            "ten",
+            "eleven",
+            "twelve",
+            "thirteen",
+            "fourteen",
+            "fifteen",
+            "sixteen",
+            "seventeen",
+            "eighteen",
+            "nineteen",
+            "twenty",
+        ]
     )
 }
 _FRACTION_WORDS = {"half": 2, "halves": 2, "third": 3, "thirds": 3, "quarter": 4, "quarters": 4, "fourth": 4}
@@ -136,11 +167,15 @@ def _number_node(s: str, value: Fraction) -> Node:
 
 
 def _number_words(s: str) -> Fraction | None:
-    """"six", "one half", "two thirds" as exact numbers."""
+    """ "six", "one half", "two thirds" as exact numbers."""
     words = s.lower().replace("-", " ").split()
     if len(words) == 1 and words[0] in _NUMBER_WORDS:
         return Fraction(_NUMBER_WORDS[words[0]])
-    if len(words) == 2 and words[1] in _FRACTION_WORDS and (words[0] in _NUMBER_WORDS or words[0] in ("a", "an")):
+    if (
+        len(words) == 2
+        and words[1] in _FRACTION_WORDS
+        and (words[0] in _NUMBER_WORDS or words[0] in ("a", "an"))
+    ):
         return Fraction(_NUMBER_WORDS.get(words[0], 1), _FRACTION_WORDS[words[1]])
     return None
 
@@ -160,7 +195,11 @@ def _inequality(s: str) -> Node | None:
     intervals = []
     for piece in pieces:
         tokens = [t.strip() for t in re.split(f"({_INEQUALITY.pattern})", piece)]
-        if len(tokens) == 3 and _VARIABLE.fullmatch(tokens[0].lstrip("-").strip()) and tokens[0].startswith("-"):
+        if (
+            len(tokens) == 3
+            and _VARIABLE.fullmatch(tokens[0].lstrip("-").strip())
+            and tokens[0].startswith("-")
+        ):
             tokens = [tokens[0][1:].strip(), _FLIP.get(tokens[1], tokens[1]), f"-({tokens[2]})"]
         variable = [i for i in range(0, len(tokens), 2) if _VARIABLE.fullmatch(tokens[i])]
         if (
@@ -284,7 +323,12 @@ def parse(text: str) -> Node:
             return scalar(s.strip("= "))
         right = parse(rhs)
         equation = ("eq", scalar(lhs), right)
-        named = len(sides) > 2 or _LHS.fullmatch(lhs) or _is_label(lhs) or not re.search(r"[A-Za-z]", re.sub(r"\\[A-Za-z]+", "", lhs))
+        named = (
+            len(sides) > 2
+            or _LHS.fullmatch(lhs)
+            or _is_label(lhs)
+            or not re.search(r"[A-Za-z]", re.sub(r"\\[A-Za-z]+", "", lhs))
+        )
         return _alt([equation, right]) if named else equation
     return scalar(s)
 
@@ -393,7 +437,9 @@ def _compare_one(a: Node, b: Node, scalar_eq: Symbolic, eq: Callable[[Node, Node
         if kind == "text":
             return "text" if a[1] == b[1] else None
         if kind == "set":
-            same = all(any(eq(x, y) for y in b[1]) for x in a[1]) and all(any(eq(x, y) for x in a[1]) for y in b[1])
+            same = all(any(eq(x, y) for y in b[1]) for x in a[1]) and all(
+                any(eq(x, y) for x in a[1]) for y in b[1]
+            )
             return "set" if same else None
         if kind == "time":
             return "time" if a[1] == b[1] else None

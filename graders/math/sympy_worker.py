@@ -191,7 +191,11 @@ class _SympyEquality:
         if not hasattr(x, "has") or not hasattr(y, "has"):
             return False
         decimal = next((n for n in (a, b) if len(n) == 3 and n[0] == "num"), None)
-        if decimal is not None and decimal[2][1] >= IRRATIONAL_DIGITS and not (x.free_symbols | y.free_symbols):
+        if (
+            decimal is not None
+            and decimal[2][1] >= IRRATIONAL_DIGITS
+            and not (x.free_symbols | y.free_symbols)
+        ):
             value = self.sympy.N(x - y, 30)
             return bool(value.is_number and abs(value) < self.sympy.Rational(1, 10 ** decimal[2][0]))
         if x.has(self.sympy.oo, -self.sympy.oo, self.sympy.zoo) or y.has(self.sympy.oo, self.sympy.zoo):

@@ -78,7 +78,7 @@ def _value(node: ast.expr) -> Any:
         if names - {"math"}:
             raise
         code = compile(ast.Expression(node), "<upstream literal>", "eval")
-        return eval(code, {"__builtins__": {}, "math": math})  # noqa: S307 - arithmetic over `math` only
+        return eval(code, {"__builtins__": {}, "math": math})  # arithmetic over `math` only
 
 
 def _call_flags(func: ast.FunctionDef, params: list[str]) -> tuple[dict[str, Any], dict[str, str]]:
@@ -193,7 +193,10 @@ def build(mirror_root: Path) -> dict[str, list[dict[str, Any]]]:
         rows = []
         for path in meta["files"]:
             text = subprocess.run(
-                ["git", "-C", str(git_dir), "show", f"HEAD:{path}"], capture_output=True, text=True, check=True
+                ["git", "-C", str(git_dir), "show", f"HEAD:{path}"],
+                capture_output=True,
+                text=True,
+                check=True,
             ).stdout
             tree = ast.parse(text)
             for test, cases in _parametrized(tree) + _unittest_cases(tree):

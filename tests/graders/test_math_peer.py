@@ -1,0 +1,142 @@
+"""The math grader on other projects' test suites (tests/data/peer_math, see its README) and on the kinds of
+input those suites exercise, written here in our own words."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+from graders.math import grade_answer
+from graders.math.sympy_worker import warm_up
+
+PEER = Path(__file__).resolve().parents[1] / "data" / "peer_math"
+SOURCES = ("lighteval", "mario_eval", "math_verify", "nemo_skills")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def sympy_worker() -> None:
+    warm_up()
+
+
+def _core_cases() -> dict[str, list[dict[str, object]]]:
+    cases: dict[str, list[dict[str, object]]] = {}
+    for source in SOURCES:
+        rows = [json.loads(line) for line in (PEER / f"{source}.jsonl").read_text().splitlines() if line]
+        cases[source] = [row for row in rows if row["core"]]
+    return cases
+
+
+def test_peer_files_name_their_source_and_license() -> None:
+    for source, rows in _core_cases().items():
+        assert len(rows) >= 50, source
+        for row in rows:
+            assert row["source"] and row["file"] and row["test"] and row["license"], row
+            assert isinstance(row["expected"], bool)
+
+
+def test_peer_suites_at_least_97_percent_overall_and_per_source() -> None:
+    misses: dict[str, list[tuple[object, ...]]] = defaultdict(list)
+    totals = {}
+    for source, rows in _core_cases().items():
+        totals[source] = len(rows)
+        for row in rows:
+            grade = grade_answer(str(row["response"]), str(row["gold"]))
+            if (grade.score == 1.0) != row["expected"]:
+                misses[source].append(
+                    (row["test"], row["case"], row["expected"], grade.details.get("extracted"))
+                )
+    report = "\n".join(f"{s}: {m}" for s, ms in misses.items() for m in ms)
+    for source, total in totals.items():
+        assert 1 - len(misses[source]) / total >= 0.97, f"{source}\n{report}"
+    assert 1 - sum(map(len, misses.values())) / sum(totals.values()) >= 0.97, report
+
+
+def test_peer_hard_negatives_fail() -> None:
+    passed = [
+        (source, row["test"], row["case"])
+        for source, rows in _core_cases().items()
+        for row in rows
+        if not row["expected"] and grade_answer(str(row["response"]), str(row["gold"])).score == 1.0
+    ]
+    assert not passed
+
+
+# (kind, reference, response, expected score)
+KINDS = [
+    ("answer only", r"\frac{\sqrt{3}}{3}", r"\frac{1}{\sqrt{3}}", 1.0),
+    ("answer only", "x^2-1", "(x-1)(x+1)", 1.0),
+    ("answer only", "[0,1)", "$[0, 1)$", 1.0),
+    ("answer only", "[0,1)", "$[0, 1]$", 0.0),
+    ("answer only", "7", r"\frac{14}{2}", 1.0),
+    ("last number", "3", r"We know $x^{3}$ grows, so the base is \frac{1}{3}", 0.0),
+    ("wrapped reference", r"\boxed{24}", "So we get 24.", 1.0),
+    ("wrapped reference", "$x = 3$", r"\boxed{3}", 1.0),
+    ("wrapped reference", r"$\frac{1}{2}$", "The answer is 0.5", 1.0),
+    ("answer set", r"\{-1, 1\}", r"The roots are $\boxed{1}$ and $\boxed{-1}$.", 1.0),
+    ("answer set", "1", r"The roots are $\boxed{1}$ and $\boxed{-1}$.", 0.0),
+    ("answer set", r"\pm 1", "The solutions are x = 1 or x = -1", 1.0),
+    (
+        "last final answer",
+        "14",
+        r"First $\boxed{12}$. Checking again... Final Answer: The final answer is 14.",
+        1.0,
+    ),
+    ("last final answer", "34", "Try n = 35: too big.\nFinal Answer: The largest n is 34.", 1.0),
+    ("choice", "B", "After checking each one, I would go with B", 1.0),
+    ("choice", "D", "The answer is certainly D, since A and B fail", 1.0),
+    ("choice", "C", r"$\text{(C)}$", 1.0),
+    ("choice", "C", "the correct option is c", 1.0),
+    ("choice", "(D) Alina", "D", 1.0),
+    ("choice", "A", "A and C", 0.0),
+    ("choice", "A", "It is either (A) or (C).", 0.0),
+    ("grouping", "1234567", "1\u2009234\u2009567", 1.0),
+    ("grouping", "1234567", r"1\,234\,567", 1.0),
+    ("grouping", "1234567", r"1,\!234,\!567", 1.0),
+    ("glued text", "858", "所以一共有858颗糖果。", 1.0),
+    ("glued text", "300", "需要300分钟。", 1.0),
+    ("mixed number", "3/2", r"1\frac12", 1.0),
+    ("mixed number", "11/4", r"2\frac{3}{4}", 1.0),
+    ("base", "4210_7", r"4210_{7}", 1.0),
+    ("doubled backslash", "0.5", r"\\frac{1}{2}", 1.0),
+    ("pm", r"\{-2, 2\}", r"\pm 2", 1.0),
+    ("pm", "2", r"\pm 2", 0.0),
+    ("approx", r"\frac{\sqrt{3}}{3}", r"\frac{\sqrt{3}}{3} \approx 0.577", 1.0),
+    ("reals", r"(-\infty, \infty)", r"\mathbb{R}", 1.0),
+    ("reals", r"[0, \infty)", r"\mathbb{R}", 0.0),
+    ("trig", r"\sin(2x)", r"2\sin x\cos x", 1.0),
+    ("trig", r"\sec^2 x", r"1 + \tan^2 x", 1.0),
+    ("trig", r"\cos(2x)", r"2\sin x\cos x", 0.0),
+    ("log", r"3\log 2", r"\log 8", 1.0),
+    ("log", r"\ln(6)", r"\ln 2 + \ln 3", 1.0),
+    ("number words", "6", "six", 1.0),
+    ("number words", "1/2", "one half", 1.0),
+    ("number words", "2/3", "two thirds", 1.0),
+    ("hard negative", "0", "", 0.0),
+    ("hard negative", "[-3, 2]", "(-3, 2)", 0.0),
+    ("hard negative", "1/3", "0.33", 0.0),
+    ("hard negative", "x^2+1", "x^2-1", 0.0),
+    ("hard negative", "x^2+1", "x^2+x+1", 0.0),
+    ("hard negative", "3", "It is either 3 or 5.", 0.0),
+    ("hard negative", "-4", "4", 0.0),
+]
+
+
+@pytest.mark.parametrize(("kind", "reference", "response", "expected"), KINDS)
+def test_kinds_of_input(kind: str, reference: str, response: str, expected: float) -> None:
+    grade = grade_answer(response, reference)
+    assert grade.score == expected, (kind, grade.details, grade.error)
+
+
+def test_sympy_failure_is_a_counted_error_and_the_worker_survives() -> None:
+    broken = grade_answer(r"\boxed{x + (1, 2)}", "x + 1")
+    assert broken.score == 0.0
+    assert broken.error is not None and "sympy" in broken.error
+    assert grade_answer(r"\boxed{(x+1)^2}", "x^2+2x+1").score == 1.0
+
+
+def test_reordered_symbolic_set_is_equal() -> None:
+    grade = grade_answer("{x - 1, x}", "{x, x - 1}")
+    assert (grade.score, grade.error, grade.details["rule"]) == (1.0, None, "set")
