@@ -27,8 +27,9 @@ from typing import Any
 from graders.base import Grade, GraderInputError, Sample
 from graders.extract import extract_choice
 from graders.math.answer import final_answer
+from graders.math.comparison import NeedsSympy, compare
 from graders.math.latex import TooComplex, clean
-from graders.math.parsing import NeedsSympy, Node, compare, parse
+from graders.math.parsing import Node, parse
 from graders.math.sympy_worker import SympyFailure, SympyTimeout, symbolic_compare
 from graders.templates import check_template, prepare, resolve
 

@@ -6,7 +6,7 @@ An answer is parsed into a small tree of picklable tuples ("nodes"):
     ("set", nodes)   ("tuple", nodes)   ("matrix", rows)   ("intervals", ((lo, closed, hi, closed), ...))
     ("eq", lhs, rhs)   ("alt", nodes)  -- several readings of ambiguous text, e.g. "(1, 2)" or "50%"
 
-`compare` walks two trees; scalar pairs it cannot settle exactly (anything involving "expr") go to a
+`graders.math.comparison` walks two trees; scalar pairs it cannot settle exactly (anything involving "expr") go to a
 `symbolic` callback, which is the sympy worker in `graders.math.sympy_worker`. In the calling process that
 callback raises `NeedsSympy`, so exact and structural answers never pay for sympy.
 
@@ -18,7 +18,6 @@ number are dropped; `x = 3` also reads as `3`; a bare comma list reads as a set 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from fractions import Fraction
 from typing import Any
 
@@ -39,7 +38,7 @@ _REALS = {
 }
 _EMPTY = {"\\emptyset", "\\lbrace \\rbrace", "\\lbrace\\rbrace", "{}", "empty set"}
 _MATRIX = re.compile(r"\\begin\{([pbBvV]?matrix|array)\}(?:\{[^}]*\})?(.*)\\end\{\1\}", re.DOTALL)
-_LHS = re.compile(r"[A-Za-z](?:_\{?\w+\}?)?'?|[A-Za-z]\(\s*[A-Za-z]\s*\)")
+LHS = re.compile(r"[A-Za-z](?:_\{?\w+\}?)?'?|[A-Za-z]\(\s*[A-Za-z]\s*\)")
 _INEQUALITY = re.compile(r"\\le|\\ge|<=|>=|<|>|\\ne")
 _UNIT_TAIL = re.compile(
     r"(?P<value>.*?[\d}%])\s*(?P<unit>(?:(?<=\s)(?:[A-Za-z]{2,}|cm|mm|km|kg|mg|ml|m|g|s|h|L)|[A-Za-z]{3,})"
@@ -83,10 +82,6 @@ _NUMBER_WORDS = {
     )
 }
 _FRACTION_WORDS = {"half": 2, "halves": 2, "third": 3, "thirds": 3, "quarter": 4, "quarters": 4, "fourth": 4}
-
-
-class NeedsSympy(Exception):
-    """Raised by the fast comparison when two scalars can only be compared symbolically."""
 
 
 def split_top(text: str, sep: str = ",") -> list[str]:
@@ -294,7 +289,7 @@ def parse(text: str) -> Node:
     s = re.sub(r"^[A-Za-z]\s*\\in\s*", "", s)
     if "\\approx" in s:
         before, after = (p.strip() for p in s.split("\\approx", 1))
-        s = after if not before or _LHS.fullmatch(before) else before
+        s = after if not before or LHS.fullmatch(before) else before
     if s.count("\\pm") == 1:
         return ("set", (parse(s.replace("\\pm", "+")), parse(s.replace("\\pm", "-"))))
     if len(parts := split_top(s, ";")) > 1 and all(parts):
@@ -325,7 +320,7 @@ def parse(text: str) -> Node:
         equation = ("eq", scalar(lhs), right)
         named = (
             len(sides) > 2
-            or _LHS.fullmatch(lhs)
+            or LHS.fullmatch(lhs)
             or _is_label(lhs)
             or not re.search(r"[A-Za-z]", re.sub(r"\\[A-Za-z]+", "", lhs))
         )
@@ -337,150 +332,3 @@ def _is_label(lhs: str) -> bool:
     """A name for the value rather than an expression: `(p,q)`, `F_n`, `|AB|`, `A:B`, `\\frac{NO}{BO}`."""
     bare = re.sub(r"_\{?\w+\}?|\\frac|\\[A-Za-z]+", "", lhs)
     return bool(re.search(r"[A-Za-z]", bare)) and not re.search(r"[-+*/^]|\d|[a-z]{2,}", bare)
-
-
-def simple_lhs(node: Node) -> bool:
-    """An equation whose left side is a plain variable or function name (`y`, `f(x)`)."""
-    return node[0] == "eq" and node[1][0] == "expr" and bool(_LHS.fullmatch(node[1][1].replace(" ", "")))
-
-
-Symbolic = Callable[[Node, Node, bool], bool]
-
-
-RATIONAL_DIGITS = 8
-IRRATIONAL_DIGITS = 4
-
-
-def rounded_match(a: Node, b: Node, min_digits: int) -> bool:
-    """A decimal of >= `min_digits` significant digits that agrees with an exact number to its last digit.
-
-    Rounded and truncated decimals both count: |decimal - exact| < 10^-decimals. Two decimals compare exactly.
-    """
-    if (len(a) == 3) == (len(b) == 3) or a[0] != "num" or b[0] != "num":
-        return False
-    decimal, exact = (a, b) if len(a) == 3 else (b, a)
-    places, significant = decimal[2]
-    return significant >= min_digits and abs(decimal[1] - exact[1]) < Fraction(1, 10) ** places
-
-
-def _fast_scalar(a: Node, b: Node, proportional: bool = False) -> bool:
-    if proportional:
-        raise NeedsSympy
-    if a[0] == "num" and b[0] == "num":
-        return bool(a[1] == b[1]) or rounded_match(a, b, RATIONAL_DIGITS)
-    if a[0] == "inf" or b[0] == "inf":
-        return a == b
-    if a == b:
-        return True
-    raise NeedsSympy
-
-
-def _match_all(xs: tuple[Any, ...], ys: tuple[Any, ...], eq: Callable[[Any, Any], bool]) -> bool:
-    """Order-insensitive equality: a perfect matching between xs and ys (small inputs)."""
-    if len(xs) != len(ys):
-        return False
-    if not xs:
-        return True
-    for j, y in enumerate(ys):
-        if eq(xs[0], y) and _match_all(xs[1:], ys[:j] + ys[j + 1 :], eq):
-            return True
-    return False
-
-
-def compare(a: Node, b: Node, symbolic: Symbolic | None = None) -> str | None:
-    """The rule under which `a` equals `b`, or None. Without `symbolic`, raises `NeedsSympy` when undecided.
-
-    >>> compare(parse("0.75"), parse("\\\\frac{3}{4}"))
-    'numeric'
-    >>> compare(parse("\\\\{3, 1\\\\}"), parse("\\\\{1, 3\\\\}"))
-    'set'
-    >>> compare(parse("1/3"), parse("0.33")) is None
-    True
-    """
-    scalar_eq = symbolic or _fast_scalar
-    undecided = False
-
-    def eq(x: Node, y: Node) -> bool:
-        nonlocal undecided
-        try:
-            return compare(x, y, symbolic) is not None
-        except NeedsSympy:
-            undecided = True
-            return False
-
-    xs, ys = (n[1] if n[0] == "alt" else (n,) for n in (a, b))
-    eqs_a, eqs_b = [x for x in xs if x[0] == "eq"], [y for y in ys if y[0] == "eq"]
-    if eqs_a and eqs_b and not all(map(simple_lhs, eqs_a + eqs_b)):
-        xs, ys = eqs_a, eqs_b
-    for x in xs:
-        for y in ys:
-            try:
-                if (rule := _compare_one(x, y, scalar_eq, eq)) is not None:
-                    return rule
-            except NeedsSympy:
-                undecided = True
-    if undecided:
-        raise NeedsSympy
-    return None
-
-
-def _compare_one(a: Node, b: Node, scalar_eq: Symbolic, eq: Callable[[Node, Node], bool]) -> str | None:
-    kinds = {a[0], b[0]}
-    try:
-        if kinds <= {"num", "inf", "expr"}:
-            return ("numeric" if kinds == {"num"} else "symbolic") if scalar_eq(a, b, False) else None
-        if kinds == {"set", "tuple"}:
-            return "set" if len(a[1]) == len(b[1]) and all(map(eq, a[1], b[1])) else None
-        if len(kinds) == 2:
-            return None
-        kind = a[0]
-        if kind == "text":
-            return "text" if a[1] == b[1] else None
-        if kind == "set":
-            same = all(any(eq(x, y) for y in b[1]) for x in a[1]) and all(
-                any(eq(x, y) for x in a[1]) for y in b[1]
-            )
-            return "set" if same else None
-        if kind == "time":
-            return "time" if a[1] == b[1] else None
-        if kind in ("tuple", "list"):
-            return "tuple" if len(a[1]) == len(b[1]) and all(map(eq, a[1], b[1])) else None
-        if kind == "matrix":
-            same = len(a[1]) == len(b[1]) and all(
-                len(r) == len(s) and all(map(eq, r, s)) for r, s in zip(a[1], b[1])
-            )
-            return "matrix" if same else None
-        if kind == "intervals":
-
-            def same_interval(x: tuple[Any, ...], y: tuple[Any, ...]) -> bool:
-                return x[1] == y[1] and x[3] == y[3] and eq(x[0], y[0]) and eq(x[2], y[2])
-
-            return "interval" if _match_all(a[1], b[1], same_interval) else None
-        if kind == "eq":
-            return "equation" if _same_equation(a, b, scalar_eq, eq) else None
-    except RecursionError:
-        return None
-    return None
-
-
-def _same_equation(a: Node, b: Node, scalar_eq: Symbolic, eq: Callable[[Node, Node], bool]) -> bool:
-    """Same sides (either order), else lhs - rhs proportional (2x + 2y = 4 vs x + y = 2).
-
-    With the same non-constant left side L, L - r1 = c (L - r2) forces c = 1, so the right sides decide.
-    """
-    if eq(a[1], b[1]) and a[1][0] == "expr":
-        return eq(a[2], b[2])
-    if (eq(a[1], b[1]) and eq(a[2], b[2])) or (eq(a[1], b[2]) and eq(a[2], b[1])):
-        return True
-    sides = [side for side in (a[1], a[2], b[1], b[2]) if side[0] in ("num", "expr")]
-    if len(sides) < 4:
-        return False
-    left, right = (("expr", f"({as_syntax(x)})-({as_syntax(y)})") for x, y in ((a[1], a[2]), (b[1], b[2])))
-    return scalar_eq(left, right, True)
-
-
-def as_syntax(node: Node) -> str:
-    """A num or expr node as sympy syntax."""
-    if node[0] == "num":
-        return f"({node[1].numerator}/{node[1].denominator})"
-    return str(node[1])

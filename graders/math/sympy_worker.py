@@ -18,7 +18,8 @@ from fractions import Fraction
 from multiprocessing.connection import Connection
 from typing import Any
 
-from graders.math.parsing import IRRATIONAL_DIGITS, Node, compare
+from graders.math.comparison import IRRATIONAL_DIGITS, compare
+from graders.math.parsing import Node
 
 STARTUP_TIMEOUT = 120.0
 REL_TOL = 1e-9
