@@ -2,11 +2,14 @@
 
     python bench/math_bench.py [--repeat 1] [--only ours]
 
+"ours, no l2s" is our grader with `latex_fallback=False`: LaTeX our translator does not know is compared
+as text instead of going to latex2sympy2_extended.
+
 Both graders see every (reference, response) pair of our labelled set (`tests/data/math_labelled.jsonl`)
 and of the peer suites imported as data (`tests/data/peer_math/*.jsonl`, core labels only); a verdict
 is correct when "grader says equal" matches the label. Printed per source: accuracy, false positives
 (said equal, label says not), false negatives and verifications per second on one core, then the
-speed ratio. Our grader runs sequentially (its sympy worker only works while the caller waits);
+speed ratio, after one untimed warm-up pass of every judge over every case. Our grader runs sequentially (its sympy worker only works while the caller waits);
 math-verify runs in this process with its default settings, `verify(parse(gold), parse(response))`.
 For our own set the reference is given to math-verify wrapped in `$...$`, the form its parser expects;
 peer references are passed as their suites wrote them.
@@ -55,6 +58,10 @@ def ours(case: Case) -> bool:
     return grade_answer(case.response, case.reference).score == 1.0
 
 
+def ours_without_latex2sympy(case: Case) -> bool:
+    return grade_answer(case.response, case.reference, latex_fallback=False).score == 1.0
+
+
 def math_verify(case: Case) -> bool:
     from math_verify import parse, verify
 
@@ -80,12 +87,14 @@ def run(judge: Callable[[Case], bool], cases: list[Case], repeat: int) -> dict[s
     }
 
 
-def _row(name: str, n: int, a: dict[str, Any], b: dict[str, Any] | None) -> str:
-    cells = f"{name:<16}{n:>5}  {a['accuracy']:>7.1%}{a['fp']:>5}{a['fn']:>5}{a['per_second']:>9.0f}"
-    if b is not None:
-        ratio = a["per_second"] / b["per_second"]
-        cells += f"  {b['accuracy']:>7.1%}{b['fp']:>5}{b['fn']:>5}{b['per_second']:>9.1f}{ratio:>9.1f}x"
-    return cells
+def _cells(result: dict[str, Any]) -> str:
+    return f"{result['accuracy']:>8.1%}{result['fp']:>4}{result['fn']:>4}{result['per_second']:>9.0f}"
+
+
+def _overall(results: list[dict[str, Any]], n: int) -> dict[str, Any]:
+    fp, fn = sum(r["fp"] for r in results), sum(r["fn"] for r in results)
+    seconds = sum(r["seconds"] for r in results)
+    return {"accuracy": 1 - (fp + fn) / n, "fp": fp, "fn": fn, "per_second": n / seconds, "seconds": seconds}
 
 
 def main() -> None:
@@ -93,38 +102,38 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--only", choices=["ours"], help="skip math-verify")
     args = parser.parse_args()
+    judges: dict[str, Callable[[Case], bool]] = {"ours": ours, "ours, no l2s": ours_without_latex2sympy}
+    if args.only is None:
+        judges["math-verify"] = math_verify
     sources = load_sources()
     warm_up()
-    for case in next(iter(sources.values()))[:5]:
-        ours(case)
-        if args.only is None:
-            math_verify(case)
-    head = f"{'source':<16}{'n':>5}  {'ours acc':>7}{'FP':>5}{'FN':>5}{'verif/s':>9}"
-    if args.only is None:
-        head += f"  {'mv acc':>7}{'FP':>5}{'FN':>5}{'verif/s':>9}{'speed':>10}"
-    print(head)
-    totals: list[dict[str, Any]] = [{"n": 0, "fp": 0, "fn": 0, "seconds": 0.0} for _ in range(2)]
-    for name, cases in sources.items():
-        results = [run(ours, cases, args.repeat)]
-        if args.only is None:
-            results.append(run(math_verify, cases, args.repeat))
-        print(_row(name, len(cases), results[0], results[1] if len(results) > 1 else None))
-        for total, result in zip(totals, results):
-            total["n"] += len(cases) * args.repeat
-            total["fp"] += result["fp"]
-            total["fn"] += result["fn"]
-            total["seconds"] += result["seconds"]
-    overall = [
-        {
-            "accuracy": 1 - (t["fp"] + t["fn"]) / (t["n"] / args.repeat),
-            "fp": t["fp"],
-            "fn": t["fn"],
-            "per_second": t["n"] / t["seconds"],
-        }
-        for t in totals[: 1 if args.only else 2]
-    ]
-    n = totals[0]["n"] // args.repeat
-    print(_row("OVERALL", n, overall[0], overall[1] if len(overall) > 1 else None))
+    for cases in sources.values():  # one untimed pass: imports, regex compilation, parser tables
+        for case in cases:
+            for judge in judges.values():
+                judge(case)
+    print(
+        "per judge: accuracy, false positives, false negatives, verifications/s; speed = ours / math-verify"
+    )
+    print(
+        f"{'source':<15}{'n':>5}"
+        + "".join(f"{name:>25}" for name in judges)
+        + ("  speed" if args.only is None else "")
+    )
+    results: dict[str, list[dict[str, Any]]] = {name: [] for name in judges}
+    for source, cases in sources.items():
+        row = {name: run(judge, cases, args.repeat) for name, judge in judges.items()}
+        for name, result in row.items():
+            results[name].append(result)
+        _print_row(source, len(cases), row)
+    n = sum(len(cases) for cases in sources.values())
+    _print_row("OVERALL", n, {name: _overall(rs, n * args.repeat) for name, rs in results.items()})
+
+
+def _print_row(source: str, n: int, row: dict[str, dict[str, Any]]) -> None:
+    line = f"{source:<15}{n:>5}" + "".join(f"{_cells(r):>25}" for r in row.values())
+    if "math-verify" in row:
+        line += f"{row['ours']['per_second'] / row['math-verify']['per_second']:>6.1f}x"
+    print(line)
 
 
 if __name__ == "__main__":

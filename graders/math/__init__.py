@@ -61,8 +61,11 @@ def _parse_side(text: str, side: str) -> Node:
         raise TooComplex(f"{side}: {exc}") from None
 
 
-def grade_answer(response: str, reference: str, timeout: float = 1.0) -> Grade:
+def grade_answer(response: str, reference: str, timeout: float = 1.0, latex_fallback: bool = True) -> Grade:
     """Grade one response against one reference answer (both plain strings).
+
+    latex_fallback: LaTeX our own translator does not know (`\\sum`, matrix arithmetic, ...) goes to
+    latex2sympy2_extended in the sympy worker; False compares such answers as text only.
 
     Details: `extracted` (the final answer found), `parsed_answer` / `parsed_reference`, `rule`
     (which comparison matched: string, numeric, symbolic, set, tuple, interval, matrix, equation,
@@ -89,7 +92,7 @@ def grade_answer(response: str, reference: str, timeout: float = 1.0) -> Grade:
     except NeedsSympy:
         remaining = max(timeout - (time.perf_counter() - started), 0.01)
         try:
-            rule, error = symbolic_compare(parsed_answer, parsed_reference, remaining)
+            rule, error = symbolic_compare(parsed_answer, parsed_reference, remaining, latex_fallback)
         except SympyTimeout as exc:
             return Grade.failure(f"timeout: {exc}", **details)
         except SympyFailure as exc:

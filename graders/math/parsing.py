@@ -3,6 +3,7 @@
 An answer is parsed into a small tree of picklable tuples ("nodes"):
 
     ("num", Fraction)   ("inf", +1 | -1)   ("expr", sympy_syntax)   ("text", words)
+    ("latex", source)  -- LaTeX our translator does not know, for latex2sympy2_extended in the worker
     ("set", nodes)   ("tuple", nodes)   ("matrix", rows)   ("intervals", ((lo, closed, hi, closed), ...))
     ("eq", lhs, rhs)   ("alt", nodes)  -- several readings of ambiguous text, e.g. "(1, 2)" or "50%"
 
@@ -44,6 +45,7 @@ _UNIT_TAIL = re.compile(
     r"(?P<value>.*?[\d}%])\s*(?P<unit>(?:(?<=\s)(?:[A-Za-z]{2,}|cm|mm|km|kg|mg|ml|m|g|s|h|L)|[A-Za-z]{3,})"
     r"(?:\s*\^\{?-?\d\}?|\d)?(?:\s*/\s*[A-Za-z]+(?:\^\{?-?\d\}?)?)?(?:\s+[A-Za-z]+)*)"
 )
+_LATEX_MARKUP = re.compile(r"\\[A-Za-z]+|[\^_{}]")
 _CASES = re.compile(r"\\begin\{cases\}(.*)\\end\{cases\}", re.DOTALL)
 _TIME = re.compile(r"(\d{1,2}):(\d{2})(?::(\d{2}))?\s*(?:(a\.?m\.?)|(p\.?m\.?))?", re.IGNORECASE)
 _VARIABLE = re.compile(r"[A-Za-z](?:\([A-Za-z]\))?")
@@ -149,6 +151,8 @@ def scalar(s: str) -> Node:
     except TooComplex:
         raise
     except LatexError:
+        if _LATEX_MARKUP.search(s):
+            return ("latex", s)
         return ("text", " ".join(s.lower().split()))
 
 
@@ -225,7 +229,7 @@ def _brackets(s: str) -> Node | None:
     """Sets, matrices, tuples, intervals and unions written with brackets."""
     if m := _CASES.fullmatch(s):
         return ("set", tuple(parse(r) for r in re.split(r"\\\\", m.group(1)) if r.strip()))
-    if m := _MATRIX.fullmatch(s):
+    if (m := _MATRIX.fullmatch(s)) and "\\begin" not in m.group(2):
         rows = [r for r in re.split(r"\\\\", m.group(2)) if r.strip() and not r.strip().startswith("\\hline")]
         matrix = tuple(tuple(parse(c) for c in r.split("&")) for r in rows)
         if len({len(r) for r in matrix}) != 1:

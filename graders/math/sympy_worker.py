@@ -104,14 +104,18 @@ def warm_up() -> None:
     _release(worker)
 
 
-def symbolic_compare(a: Node, b: Node, timeout: float) -> tuple[str | None, str | None]:
+def symbolic_compare(
+    a: Node, b: Node, timeout: float, latex_fallback: bool = True
+) -> tuple[str | None, str | None]:
     """(rule, error) from comparing two parsed answers with sympy; raises `SympyTimeout` after `timeout` s.
 
+    latex_fallback: convert "latex" nodes (LaTeX our translator does not know) with latex2sympy2_extended;
+    when False they compare only as identical text.
     A worker that overran or died is killed and a fresh one is started at once, ready for the next call.
     """
     worker = _acquire()
     try:
-        result = worker.call((a, b), timeout)
+        result = worker.call((a, b, latex_fallback), timeout)
     except BaseException as exc:
         worker.kill()
         _release(_Worker())
@@ -146,9 +150,14 @@ def _serve() -> None:
             conn.send((None, None))
             continue
         try:
+            equality.latex_fallback = request[2]
             conn.send((compare(request[0], request[1], equality), None))
         except (Exception, RecursionError, MemoryError) as exc:  # noqa: BLE001 - report any sympy failure, keep serving
             conn.send((None, f"{type(exc).__name__}: {exc}"[:300]))
+
+
+class _Unconvertible(Exception):
+    """A node with no sympy form here (a structure, or LaTeX with the fallback off): compares as text."""
 
 
 class _SympyEquality:
@@ -166,6 +175,11 @@ class _SympyEquality:
         self.globals: dict[str, Any] = {n: getattr(sympy, n) for n in names.split()}
         self.globals["__builtins__"] = {}
         self.cache: dict[Node, Any] = {}
+        self.latex_fallback = True
+        from latex2sympy2_extended import latex2sympy
+
+        self.latex2sympy = latex2sympy
+        latex2sympy(r"\frac{1}{2}")  # the first conversion builds the ANTLR parser
 
     def to_sympy(self, node: Node) -> Any:
         kind, value = node[0], node[1]
@@ -173,24 +187,36 @@ class _SympyEquality:
             return self.sympy.Rational(value.numerator, value.denominator)
         if kind == "inf":
             return self.sympy.oo if value > 0 else -self.sympy.oo
-        if kind != "expr":
-            raise TypeError(f"not a scalar: {kind}")
+        if kind == "matrix":
+            return self.sympy.Matrix([[self.to_sympy(cell) for cell in row] for row in value])
+        if kind not in ("expr", "latex") or (kind == "latex" and not self.latex_fallback):
+            raise _Unconvertible(kind)
         if node not in self.cache:
             if len(self.cache) > 10000:
                 self.cache.clear()
-            self.cache[node] = self.parse_expr(
-                value, local_dict={}, global_dict=dict(self.globals), transformations=self.transformations
-            )
+            self.cache[node] = self._convert(node)
         return self.cache[node]
 
+    def _convert(self, node: Node) -> Any:
+        if node[0] == "latex":
+            return self.latex2sympy(node[1])
+        return self.parse_expr(
+            node[1], local_dict={}, global_dict=dict(self.globals), transformations=self.transformations
+        )
+
     def __call__(self, a: Node, b: Node, proportional: bool = False) -> bool:
-        x, y = self.to_sympy(a), self.to_sympy(b)
+        try:
+            x, y = self.to_sympy(a), self.to_sympy(b)
+        except _Unconvertible:
+            return a == b
         if proportional:
             return self._proportional(x, y)
         if x == y:
             return True
         if not hasattr(x, "has") or not hasattr(y, "has"):
             return False
+        if isinstance(x, self.sympy.MatrixBase) or isinstance(y, self.sympy.MatrixBase):
+            return x.shape == getattr(y, "shape", None) and bool(self.sympy.simplify(x - y).is_zero_matrix)
         decimal = next((n for n in (a, b) if len(n) == 3 and n[0] == "num"), None)
         if (
             decimal is not None
