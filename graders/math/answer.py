@@ -119,8 +119,10 @@ def is_prose(text: str) -> bool:
     if "\n" in text.strip() or re.search(r"[\u3000-\u9fff\u0600-\u06ff\u0900-\u097f]", text):
         return True
     outside = _MATH_SPAN.sub(" ", text)
-    if outside != text and any(w.lower() not in _LATEX_WORDS for w in _WORD.findall(outside)):
-        return True
+    if outside != text:
+        plain = [w for w in re.findall(r"\b[A-Za-z]{2,}\b", outside) if w.lower() not in _LATEX_WORDS]
+        if len(plain) >= 2 or any(w.lower() not in _LATEX_WORDS for w in _WORD.findall(outside)):
+            return True
     bare = re.sub(r"_\{[^{}]*\}|_\w|\\(?:begin|end)\{\w+\}|\\text\w*\s*\{[^{}]*\}|\\[A-Za-z]+", " ", text)
     words = [w for w in _WORD.findall(bare) if w.lower() not in _LATEX_WORDS]
     first_digit = re.search(r"\d", bare)

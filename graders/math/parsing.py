@@ -83,6 +83,10 @@ _NUMBER_WORDS = {
         ]
     )
 }
+_TENS = {
+    w: 10 * (i + 2)
+    for i, w in enumerate(("twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"))
+}
 _FRACTION_WORDS = {"half": 2, "halves": 2, "third": 3, "thirds": 3, "quarter": 4, "quarters": 4, "fourth": 4}
 
 
@@ -166,8 +170,12 @@ def _number_node(s: str, value: Fraction) -> Node:
 
 
 def _number_words(s: str) -> Fraction | None:
-    """ "six", "one half", "two thirds" as exact numbers."""
+    """Number words as exact numbers: "six", "twenty-five", "one half", "two thirds"."""
     words = s.lower().replace("-", " ").split()
+    if len(words) == 2 and words[0] in _TENS and 0 < _NUMBER_WORDS.get(words[1], 10) < 10:
+        return Fraction(_TENS[words[0]] + _NUMBER_WORDS[words[1]])
+    if len(words) == 1 and words[0] in _TENS:
+        return Fraction(_TENS[words[0]])
     if len(words) == 1 and words[0] in _NUMBER_WORDS:
         return Fraction(_NUMBER_WORDS[words[0]])
     if (
@@ -322,12 +330,8 @@ def parse(text: str) -> Node:
             return scalar(s.strip("= "))
         right = parse(rhs)
         equation = ("eq", scalar(lhs), right)
-        named = (
-            len(sides) > 2
-            or LHS.fullmatch(lhs)
-            or _is_label(lhs)
-            or not re.search(r"[A-Za-z]", re.sub(r"\\[A-Za-z]+", "", lhs))
-        )
+        constant = [not re.search(r"[A-Za-z]", re.sub(r"\\[A-Za-z]+", "", side)) for side in (lhs, rhs)]
+        named = len(sides) > 2 or LHS.fullmatch(lhs) or _is_label(lhs) or any(constant)
         return _alt([equation, right]) if named else equation
     return scalar(s)
 
