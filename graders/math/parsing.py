@@ -319,12 +319,11 @@ def parse(text: str) -> Node:
     if len(parts) > 1 and all(parts):
         elements = tuple(parse(p) for p in parts)
         readings: list[Node] = [("set", elements), ("tuple", elements)]
-        number = parse_number(s)
-        return _alt(([("num", number)] if number is not None else []) + readings)
+        grouped = scalar(s) if re.match(r"[-+]?\d+,\d", s) else None
+        return _alt(([grouped] if grouped is not None and grouped[0] in ("num", "alt") else []) + readings)
     if _WORD_SPLIT.search(s):
         return ("set", tuple(parse(p) for p in _WORD_SPLIT.split(s)))
-    if "=" in s and not _INEQUALITY.search(s):
-        sides = [p.strip() for p in s.split("=")]
+    if "=" in s and not _INEQUALITY.search(s) and len(sides := split_top(s, "=")) > 1:
         lhs, rhs = sides[0], sides[-1]
         if not lhs or not rhs:
             return scalar(s.strip("= "))
