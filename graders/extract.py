@@ -16,10 +16,10 @@ _BOX_COMMANDS = re.compile(r"\\(?:boxed|fbox)\b\s*")
 _ANSWER_PHRASE = re.compile(r"\banswer\s*(?:is\s*:?|:|=)[ \t]*", re.IGNORECASE)
 _SENTENCE_END = re.compile(r"(?<!\.)\.(?!\.)(?=\s|$)|\n")
 _NUMBER = re.compile(
-    r"(?<![\w.])(?:(?<![\w)\]}])(?P<sign>[-+\u2212]\s?))?"
+    r"(?<![A-Za-z0-9_.^{/\\])(?:(?<![A-Za-z0-9_)\]}])(?P<sign>[-+\u2212]\s?))?"
     r"(?P<num>(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+)"
     r"(?:(?P<exp>[eE][-+\u2212]?\d+)|/(?P<den>\d+(?:\.\d+)?))?"
-    r"(?![\w])"
+    r"(?![A-Za-z0-9_^}])"
 )
 _FENCE = re.compile(
     r"^[ \t]*```[ \t]*(?P<lang>[\w+#.-]*)[^\n]*\n(?P<body>.*?)(?:^[ \t]*```|\Z)", re.MULTILINE | re.DOTALL
@@ -147,7 +147,8 @@ def extract_last_number(text: str) -> str | None:
     """The last number in the text, normalised to a plain literal (`-1234.5`, `3/4`, `1.2e-6`).
 
     Signs (also the Unicode minus), thousands separators, decimals, scientific notation and
-    simple fractions are recognised; separators are dropped and the minus made ASCII.
+    simple fractions are recognised; separators are dropped and the minus made ASCII. A number glued
+    to non-Latin text counts (`858颗`); a piece of an expression (`\\frac{1}{3}`, `x^{2}`) does not.
 
     >>> extract_last_number("costs $1,234.50 then \\u22123/4 of it")
     '-3/4'

@@ -91,6 +91,9 @@ def test_extract_answer_phrase(text: str, expected: str | None) -> None:
         ("values 1 and 2", "2"),
         ("step2 done", None),
         ("no digits", None),
+        ("\u5171\u6709858\u9897\u7cd6\u679c", "858"),
+        (r"so it is \frac{1}{\sqrt{3}}", None),
+        (r"we get 7 and x^{2}", "7"),
     ],
 )
 def test_extract_last_number(text: str, expected: str | None) -> None:
