@@ -151,6 +151,7 @@ def _serve() -> None:
             continue
         try:
             equality.latex_fallback = request[2]
+            equality.verdicts.clear()
             conn.send((compare(request[0], request[1], equality), None))
         except (Exception, RecursionError, MemoryError) as exc:  # noqa: BLE001 - report any sympy failure, keep serving
             conn.send((None, f"{type(exc).__name__}: {exc}"[:300]))
@@ -175,6 +176,7 @@ class _SympyEquality:
         self.globals: dict[str, Any] = {n: getattr(sympy, n) for n in names.split()}
         self.globals["__builtins__"] = {}
         self.cache: dict[Node, Any] = {}
+        self.verdicts: dict[tuple[Node, Node, bool, bool], bool] = {}
         self.latex_fallback = True
         from latex2sympy2_extended import latex2sympy
 
@@ -205,12 +207,20 @@ class _SympyEquality:
         )
 
     def __call__(self, a: Node, b: Node, proportional: bool = False) -> bool:
+        """Equal as numbers or expressions; remembered within one request, where set and alternative
+        readings repeat the same pairs."""
+        key = (a, b, proportional, self.latex_fallback)
+        if key not in self.verdicts:
+            if len(self.verdicts) > 10000:
+                self.verdicts.clear()
+            self.verdicts[key] = self._equal(a, b, proportional)
+        return self.verdicts[key]
+
+    def _equal(self, a: Node, b: Node, proportional: bool) -> bool:
         try:
             x, y = self.to_sympy(a), self.to_sympy(b)
         except _Unconvertible:
             return a == b
-        if proportional:
-            return self._proportional(x, y)
         if x == y:
             return True
         if not hasattr(x, "has") or not hasattr(y, "has"):
@@ -220,6 +230,8 @@ class _SympyEquality:
         unevaluated = (self.sympy.Sum, self.sympy.Product, self.sympy.Integral, self.sympy.Limit)
         if x.has(*unevaluated) or y.has(*unevaluated):  # sampling or simplifying these can run for ever
             return False
+        if proportional:
+            return self._proportional(x, y)
         if isinstance(x, self.sympy.MatrixBase) or isinstance(y, self.sympy.MatrixBase):
             return x.shape == getattr(y, "shape", None) and bool(self.sympy.simplify(x - y).is_zero_matrix)
         decimal = next((n for n in (a, b) if len(n) == 3 and n[0] == "num"), None)
