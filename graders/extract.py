@@ -67,7 +67,7 @@ def _boxed_all(text: str) -> list[str]:
         if pos < len(text) and text[pos] == "{":
             inner = _braced(text, pos)
             if inner is None:
-                continue
+                break  # unclosed: everything after it is inside it
             found.append(inner[0].strip())
             pos = inner[1]
         else:

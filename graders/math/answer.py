@@ -23,10 +23,8 @@ import re
 
 from graders.extract import _BOX_COMMANDS, _braced, extract_hash_answer
 
-_MATH_SPAN = re.compile(
-    r"(?<!\\)\$\$(.+?)(?<!\\)\$\$|\\\[(.+?)\\\]|\\\((.+?)\\\)|(?<!\\)\$((?:[^$\n]|(?<=\\)\$)+?)(?<!\\)\$",
-    re.DOTALL,
-)
+_DELIMITER = re.compile(r"(?<!\\)\$\$|(?<!\\)\$|\\\(|\\\)|\\\[|\\\]")
+_CLOSER = {"$$": "$$", "$": "$", "\\(": "\\)", "\\[": "\\]"}
 _NUMBER = re.compile(
     r"(?<![A-Za-z0-9_.^{/\\])(?:[-+\u2212]\s?)?"
     r"(?:\d{1,3}(?:(?:,|\{,\}|\s|\\,|\u2009|\u202f)\d{3})+(?:\.\d+)?|\d+(?:[.,]\d+)?|\.\d+"
@@ -40,71 +38,50 @@ _FINAL_PHRASE = re.compile(
 )
 _IS_ARE = re.compile(r"\b(?:is|are)\s+", re.IGNORECASE)
 _IS = re.compile(r"\b(?:is|are|equals|=|est|是|为)\s+", re.IGNORECASE)
-_CONNECTOR = re.compile(
-    r"^[\s$,;+&.]*(?:(?:and|or|\\\(|\\\)|\\\[|\\\]|\\text\{\s*(?:and|or)\s*\}|\\quad|\\qquad|,|;)[\s$,;+.]*)*$"
-)
+_CONNECTOR = re.compile(r"(?:[\s$,;+&.]|\band\b|\bor\b|\\[()\[\]]|\\text\{\s*(?:and|or)\s*\}|\\q?quad\b)*")
 _REVISION = re.compile(
     r"[.!?:;]\s|\n|\b(?:no|not|wait|actually|but|instead|correct(?:ion|ed)?)\b", re.IGNORECASE
 )
 _WORD = re.compile(r"(?<!\\)\b[A-Za-z][a-z]{2,}\b")
-_LATEX_WORDS = frozenset(
-    [
-        "one",
-        "two",
-        "three",
-        "four",
-        "five",
-        "six",
-        "seven",
-        "eight",
-        "nine",
-        "ten",
-        "eleven",
-        "twelve",
-        "half",
-        "halves",
-        "third",
-        "thirds",
-        "quarter",
-        "quarters",
-        "fourth",
-        "fourths",
-        "and",
-        "or",
-        "sqrt",
-        "frac",
-        "dfrac",
-        "tfrac",
-        "cdot",
-        "times",
-        "div",
-        "pmatrix",
-        "bmatrix",
-        "matrix",
-        "begin",
-        "end",
-        "text",
-        "textbf",
-        "mathrm",
-        "left",
-        "right",
-        "infty",
-        "sin",
-        "cos",
-        "tan",
-        "cot",
-        "sec",
-        "csc",
-        "log",
-        "exp",
-        "mod",
-        "pmod",
-        "approx",
-        "cup",
-        "cap",
-        "emptyset",
-    ]
+_NOT_PROSE = (
+    "one two three four five six seven eight nine ten eleven twelve twenty thirty forty fifty half halves "
+    "third thirds quarter quarters fourth fourths and or sqrt frac dfrac tfrac cdot times div pmatrix "
+    "bmatrix matrix begin end text textbf mathrm left right infty sin cos tan cot sec csc log exp mod pmod "
+    "approx cup cap emptyset"
 )
+_LATEX_WORDS = frozenset(_NOT_PROSE.split())
+
+
+def math_spans(text: str) -> list[tuple[int, int, str]]:
+    """(start, end, contents) of each `$..$`, `$$..$$`, `\\(..\\)`, `\\[..\\]` span, in one linear scan.
+
+    An inline `$` span does not cross a line break; escaped `\\$` is a dollar sign, not a delimiter.
+
+    >>> [c for _, _, c in math_spans(r"so $x = 1$ and \\[ y \\] but 5\\$ now")]
+    ['x = 1', ' y ']
+    """
+    spans = []
+    opener: re.Match[str] | None = None
+    for m in _DELIMITER.finditer(text):
+        if opener is None:
+            opener = m if m.group(0) in _CLOSER else None
+        elif m.group(0) == _CLOSER[opener.group(0)]:
+            contents = text[opener.end() : m.start()]
+            if opener.group(0) == "$" and "\n" in contents:
+                opener = m
+                continue
+            spans.append((opener.start(), m.end(), contents))
+            opener = None
+    return spans
+
+
+def _blank(text: str, spans: list[tuple[int, int, str]]) -> str:
+    """The text with every math span replaced by spaces of the same length."""
+    out, pos = [], 0
+    for start, end, _ in spans:
+        out += [text[pos:start], " " * (end - start)]
+        pos = end
+    return "".join(out) + text[pos:]
 
 
 def _undouble(text: str) -> str:
@@ -118,8 +95,9 @@ def is_prose(text: str) -> bool:
     """True for sentences; False for an answer alone (`(x-1)(x+1)`, `10 weeks`, `x = 1 or x = -1`)."""
     if "\n" in text.strip() or re.search(r"[\u3000-\u9fff\u0600-\u06ff\u0900-\u097f]", text):
         return True
-    outside = _MATH_SPAN.sub(" ", text)
-    if outside != text:
+    spans = math_spans(text)
+    outside = _blank(text, spans)
+    if spans:
         plain = [w for w in re.findall(r"\b[A-Za-z]{2,}\b", outside) if w.lower() not in _LATEX_WORDS]
         if len(plain) >= 2 or any(w.lower() not in _LATEX_WORDS for w in _WORD.findall(outside)):
             return True
@@ -137,7 +115,9 @@ def _boxes(text: str) -> list[tuple[str, int, int]]:
     pos = 0
     while (m := _BOX_COMMANDS.search(text, pos)) is not None:
         pos = m.end()
-        if pos < len(text) and text[pos] == "{" and (inner := _braced(text, pos)) is not None:
+        if pos < len(text) and text[pos] == "{":
+            if (inner := _braced(text, pos)) is None:
+                break  # unclosed: everything after it is inside it
             found.append((inner[0].strip(), m.start(), inner[1]))
             pos = inner[1]
     return found
@@ -149,7 +129,7 @@ def _boxed_answer(text: str, boxes: list[tuple[str, int, int]]) -> str:
     for box in reversed(boxes[:-1]):
         gap = text[box[2] : group[0][1]]
         listed = len(gap) <= 40 and re.search(r"\band\b", gap) and not _REVISION.search(gap)
-        if not (_CONNECTOR.match(gap) or listed):
+        if not ((len(gap) <= 200 and _CONNECTOR.fullmatch(gap)) or listed):
             break
         group.insert(0, box)
     values = list(dict.fromkeys(b[0] for b in group))
@@ -181,27 +161,24 @@ def _after_phrase(text: str) -> str | None:
 
 def _first_math_or_number(text: str) -> str | None:
     """The first inline math span or stand-alone number: what follows "Answer:" comes first."""
-    found = [
-        (m.start(), m) for m in (_MATH_SPAN.search(text), _NUMBER.search(_MATH_SPAN.sub(" ", text))) if m
-    ]
-    if not found:
-        return None
-    m = min(found, key=lambda f: f[0])[1]
-    return (
-        next((g for g in m.groups() if g), m.group(0)).strip() if m.re is _MATH_SPAN else m.group(0).strip()
-    )
+    spans = math_spans(text)
+    number = _NUMBER.search(_blank(text, spans))
+    found = [(start, contents.strip()) for start, _, contents in spans[:1] if contents.strip()]
+    found += [(number.start(), number.group(0).strip())] if number else []
+    return min(found)[1] if found else None
 
 
 def _last_math_or_number(text: str) -> str | None:
     """Whichever ends later: the last inline math span, or the last stand-alone number outside spans."""
-    spans = [
-        (m.end(), next(g for g in m.groups() if g is not None).strip()) for m in _MATH_SPAN.finditer(text)
-    ]
-    spans = [(end, _last_math_or_number(s) if is_prose(s) else s) for end, s in spans if s]
-    spans = [s for s in spans if s[1]]
-    blanked = _MATH_SPAN.sub(lambda m: " " * len(m.group(0)), text)
-    numbers = [(m.end(), m.group(0).strip()) for m in _NUMBER.finditer(blanked)]
-    best = max(spans[-1:] + numbers[-1:], default=None)
+    spans = math_spans(text)
+    last: list[tuple[int, str]] = []
+    for _, end, contents in reversed(spans):
+        answer = _last_math_or_number(contents) if is_prose(contents) else contents.strip()
+        if answer:
+            last = [(end, answer)]
+            break
+    numbers = [(m.end(), m.group(0).strip()) for m in _NUMBER.finditer(_blank(text, spans))]
+    best = max(last + numbers[-1:], default=None)
     return best[1] if best else None
 
 
@@ -228,7 +205,7 @@ def _stated(text: str) -> str | None:
     sentences = [s for s in re.split(r"(?<!\.)\.(?=\s|$)|\n|。", text) if s.strip()]
     if not sentences:
         return None
-    for m in reversed(list(_IS_ARE.finditer(sentences[-1]))):
+    for m in list(_IS_ARE.finditer(sentences[-1]))[-3:][::-1]:
         candidate = sentences[-1][m.end() :].strip().rstrip(".,;!")
         if re.search(r"[\d\\=]", candidate) and not is_prose(candidate):
             return candidate

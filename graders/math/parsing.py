@@ -55,34 +55,9 @@ _WORD_SPLIT = re.compile(r"\s+(?:or|and)\s+|\\(?:text\s*)?(?:or|and)\b|(?<=[)\]]
 _DECIMAL_DIGITS = re.compile(
     r"[-+]?(\d*)\.(\d+)(?:\s*(?:\\times|\\cdot)\s*10\s*\^\s*\{?\s*([-+]?\d+)\s*\}?)?"
 )
-_NUMBER_WORDS = {
-    w: i
-    for i, w in enumerate(
-        [
-            "zero",
-            "one",
-            "two",
-            "three",
-            "four",
-            "five",
-            "six",
-            "seven",
-            "eight",
-            "nine",
-            "ten",
-            "eleven",
-            "twelve",
-            "thirteen",
-            "fourteen",
-            "fifteen",
-            "sixteen",
-            "seventeen",
-            "eighteen",
-            "nineteen",
-            "twenty",
-        ]
-    )
-}
+_UNITS_WORDS = "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen"
+_TEENS_WORDS = " sixteen seventeen eighteen nineteen twenty"
+_NUMBER_WORDS = {w: i for i, w in enumerate((_UNITS_WORDS + _TEENS_WORDS).split())}
 _TENS = {
     w: 10 * (i + 2)
     for i, w in enumerate(("twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"))

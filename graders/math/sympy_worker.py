@@ -181,7 +181,8 @@ class _SympyEquality:
         from latex2sympy2_extended import latex2sympy
 
         self.latex2sympy = latex2sympy
-        latex2sympy(r"\frac{1}{2}")  # the first conversion builds the ANTLR parser
+        for warm in (r"\frac{1}{2}", r"\sum_{k=0}^{n} a_k", r"\begin{pmatrix}1 & 2\\3 & 4\end{pmatrix}"):
+            latex2sympy(warm)  # the first conversions build the ANTLR parser's prediction tables
 
     def to_sympy(self, node: Node) -> Any:
         kind, value = node[0], node[1]
