@@ -4,6 +4,7 @@ input those suites exercise, written here in our own words."""
 from __future__ import annotations
 
 import json
+import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -193,3 +194,21 @@ def test_sympy_failure_is_a_counted_error_and_the_worker_survives() -> None:
 def test_reordered_symbolic_set_is_equal() -> None:
     grade = grade_answer("{x - 1, x}", "{x, x - 1}")
     assert (grade.score, grade.error, grade.details["rule"]) == (1.0, None, "set")
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        "\\( " * 20000,
+        "\\boxed{" * 5000,
+        "the answer is " * 10000,
+        "$x$ is " * 3000,
+        "\\boxed{1}" + "," * 5000 + "\\boxed{2}",
+    ],
+    ids=["unclosed-parens", "unclosed-boxes", "phrases", "spans", "long-gap"],
+)
+def test_extraction_stays_linear_on_long_responses(response: str) -> None:
+    start = time.perf_counter()
+    grade = grade_answer(response, "5")
+    assert time.perf_counter() - start < 2.0
+    assert grade.score == 0.0
