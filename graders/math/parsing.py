@@ -46,6 +46,7 @@ _UNIT_TAIL = re.compile(
     r"(?:\s*\^\{?-?\d\}?|\d)?(?:\s*/\s*[A-Za-z]+(?:\^\{?-?\d\}?)?)?(?:\s+[A-Za-z]+)*)"
 )
 _LATEX_MARKUP = re.compile(r"\\[A-Za-z]+|[\^_{}]")
+_BASE = re.compile(r"(\d+)_\{?(\d{1,2})\}?")
 _CASES = re.compile(r"\\begin\{cases\}(.*)\\end\{cases\}", re.DOTALL)
 _TIME = re.compile(r"(\d{1,2}):(\d{2})(?::(\d{2}))?\s*(?:(a\.?m\.?)|(p\.?m\.?))?", re.IGNORECASE)
 _VARIABLE = re.compile(r"[A-Za-z](?:\([A-Za-z]\))?")
@@ -110,6 +111,8 @@ def scalar(s: str) -> Node:
     number = parse_number(s)
     if number is not None:
         return _number_node(s, number)
+    if (based := _base_number(s)) is not None:
+        return ("num", based)
     if m := _TIME.fullmatch(s):
         hours = int(m.group(1)) % 12 if m.group(4) or m.group(5) else int(m.group(1))
         return ("time", (hours + 12 * bool(m.group(5))) * 3600 + int(m.group(2)) * 60 + int(m.group(3) or 0))
@@ -142,6 +145,14 @@ def _number_node(s: str, value: Fraction) -> Node:
         return ("num", value)
     digits = (m.group(1) + m.group(2)).lstrip("0")
     return ("num", value, (len(m.group(2)) - int(m.group(3) or 0), len(digits)))
+
+
+def _base_number(s: str) -> Fraction | None:
+    """`4210_7`, `1112122_{3}`: a numeral written in base 2 to 10, as its value."""
+    m = _BASE.fullmatch(s)
+    if not m or not 2 <= (base := int(m.group(2))) <= 10 or any(int(d) >= base for d in m.group(1)):
+        return None
+    return Fraction(int(m.group(1), base))
 
 
 def _number_words(s: str) -> Fraction | None:
