@@ -1,12 +1,15 @@
 """`MathGrader`: is the model's final answer mathematically equal to the reference?
 
-The response's final answer is extracted (last `\\boxed{}`, else `####`, else "the answer is", else
-the last number; a letter for multiple-choice references), both sides are parsed into structures
-(numbers, sets, tuples, intervals, matrices, equations, expressions; see `graders.math.parsing`) and
-compared. Exact numbers, strings and structures are settled in microseconds in the calling
-process; only expressions go to a sympy worker process, under a hard time limit that holds in any
-thread. Pathological inputs (exponent towers, thousands of nested braces, huge texts) come back as
-an error grade, never a hang.
+The response's final answer is found by `graders.math.answer.final_answer` (an answer-only response
+whole; side-by-side `\\boxed{}` as one answer set unless a later "Final Answer:" overrides them; `####`;
+"the answer is"; the last math span or stand-alone number), and so is the reference's, so a wrapped
+reference (`\\boxed{24}`, `$x = 3$`) works too; a letter reference is graded as multiple choice. Both
+sides are parsed into structures (numbers, sets, tuples, intervals, matrices, equations, times,
+expressions; see `graders.math.parsing`) and compared (`graders.math.comparison`). Exact numbers,
+strings and structures are settled in microseconds in the calling process; only expressions go to a
+sympy worker process, under a hard time limit that holds in any thread, where LaTeX our own translator
+does not know goes to latex2sympy2_extended. Pathological inputs (exponent towers, thousands of nested
+braces, huge texts) and sympy failures come back as an error grade, never a hang or a crash.
 
 >>> from graders.base import Sample
 >>> grader = MathGrader()
