@@ -191,8 +191,9 @@ def final_answer(text: str) -> str | None:
     if not boxes and "####" not in text and not is_prose(text) and not _FINAL_PHRASE.search(text):
         return text
     phrases = list(_FINAL_PHRASE.finditer(text))
-    if boxes and not (phrases and phrases[-1].start() > boxes[-1][2]):
-        return _boxed_answer(text, boxes)
+    if boxes:
+        later = phrases and phrases[-1].start() > boxes[-1][2]
+        return (_after_phrase(text) if later else None) or _boxed_answer(text, boxes)
     if (hashed := extract_hash_answer(text)) is not None:
         return hashed
     if (phrased := _after_phrase(text)) is not None:
@@ -201,12 +202,16 @@ def final_answer(text: str) -> str | None:
 
 
 def _stated(text: str) -> str | None:
-    """What follows the first "is"/"are" of the last sentence, when that is an answer, not more prose."""
+    """What follows an "is"/"are" of the last sentence, when that is an answer, not more prose."""
     sentences = [s for s in re.split(r"(?<!\.)\.(?=\s|$)|\n|。", text) if s.strip()]
     if not sentences:
         return None
-    for m in list(_IS_ARE.finditer(sentences[-1]))[-3:][::-1]:
-        candidate = sentences[-1][m.end() :].strip().rstrip(".,;!")
+    candidates = [
+        sentences[-1][m.end() :].strip().rstrip(".,;!") for m in list(_IS_ARE.finditer(sentences[-1]))[-3:]
+    ]
+    for candidate in reversed(candidates):
         if re.search(r"[\d\\=]", candidate) and not is_prose(candidate):
             return candidate
-    return None
+    # A word answer ("The function is even.") only where the text states no number at all.
+    words = [c for c in candidates if re.fullmatch(r"[A-Za-z][A-Za-z -]{0,30}", c)]
+    return words[-1] if words and not re.search(r"\d", text) else None
