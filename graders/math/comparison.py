@@ -111,7 +111,7 @@ def compare(a: Node, b: Node, symbolic: Symbolic | None = None) -> str | None:
 def _compare_one(a: Node, b: Node, scalar_eq: Symbolic, eq: Callable[[Node, Node], bool]) -> str | None:
     kinds = {a[0], b[0]}
     try:
-        if kinds <= {"num", "inf", "expr", "latex"} or kinds == {"matrix", "latex"}:
+        if kinds <= {"num", "inf", "expr", "latex"} or kinds in ({"matrix", "latex"}, {"matrix", "expr"}):
             return ("numeric" if kinds == {"num"} else "symbolic") if scalar_eq(a, b, False) else None
         if kinds == {"set", "tuple"}:
             return "set" if len(a[1]) == len(b[1]) and all(map(eq, a[1], b[1])) else None

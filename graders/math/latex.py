@@ -183,6 +183,7 @@ FUNCTIONS = frozenset(
         "Abs",
         "binomial",
         "factorial",
+        "Matrix",
     ]
 )
 _LATEX_FUNCTIONS = {
@@ -207,6 +208,7 @@ _LATEX_FUNCTIONS = {
     "times": "*",
     "div": "/",
 }
+_MATRIX_ENV = re.compile(r"\{([pbBvV]?matrix)\}")
 _APPLIED = frozenset(
     [
         "ln",
@@ -276,7 +278,24 @@ class _Translator:
             return f"sqrt({self.group(depth)})"
         if name in _LATEX_FUNCTIONS:
             return f" {_LATEX_FUNCTIONS[name]}{self.bare_argument(name)} "
+        if name == "begin":
+            return self.matrix(depth)
         raise LatexError(f"unsupported command \\{name}")
+
+    def matrix(self, depth: int) -> str:
+        """`\\begin{pmatrix} a & b \\\\ c & d \\end{pmatrix}` as `Matrix(((a, b), (c, d)))`, for matrix arithmetic."""
+        m = _MATRIX_ENV.match(self.s, self.i)
+        if not m:
+            raise LatexError("unsupported environment")
+        end = self.s.find(f"\\end{{{m.group(1)}}}", m.end())
+        if end < 0 or "\\begin" in self.s[m.end() : end]:
+            raise LatexError("unclosed or nested environment")
+        body, self.i = self.s[m.end() : end], end + len(f"\\end{{{m.group(1)}}}")
+        rows = [r for r in re.split(r"\\\\", body) if r.strip()]
+        cells = [[_Translator(c.strip()).run(depth + 1) for c in r.split("&")] for r in rows]
+        if not cells or len({len(r) for r in cells}) != 1:
+            raise LatexError("ragged matrix")
+        return "Matrix((" + ",".join("(" + ",".join(r) + ",)" for r in cells) + ",))"
 
     def bare_argument(self, name: str) -> str:
         """`\\sin x`, `\\log 8`: a function applied to a single letter or number without parentheses."""

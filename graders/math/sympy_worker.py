@@ -172,7 +172,7 @@ class _SympyEquality:
         self.parse_expr = sp.parse_expr
         self.transformations = sp.standard_transformations + (sp.implicit_multiplication_application,)
         names = "Integer Float Rational Symbol Function sqrt root log sin cos tan cot sec csc asin acos atan"
-        names += " sinh cosh tanh exp pi oo E I Abs binomial factorial factorial2"
+        names += " sinh cosh tanh exp pi oo E I Abs binomial factorial factorial2 Matrix"
         self.globals: dict[str, Any] = {n: getattr(sympy, n) for n in names.split()}
         self.globals["__builtins__"] = {}
         self.cache: dict[Node, Any] = {}
