@@ -9,8 +9,8 @@ Both graders see every (reference, response) pair of our labelled set (`tests/da
 and of the peer suites imported as data (`tests/data/peer_math/*.jsonl`, core labels only); a verdict
 is correct when "grader says equal" matches the label. Printed per source: accuracy, false positives
 (said equal, label says not), false negatives and verifications per second on one core, then the
-speed ratio, after an untimed warm-up on the non-core peer cases. Our grader runs sequentially (its
-sympy worker only works while the caller waits);
+speed ratio. Each judge runs alone with a fresh sympy worker, after an untimed warm-up on the non-core
+peer cases. Our grader runs sequentially (its sympy worker only works while the caller waits);
 math-verify runs in this process with its default settings, `verify(parse(gold), parse(response))`.
 For our own set the reference is given to math-verify wrapped in `$...$`, the form its parser expects;
 peer references are passed as their suites wrote them.
@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from graders.math import grade_answer
-from graders.math.sympy_worker import warm_up
+from graders.math.sympy_worker import shut_down, warm_up
 
 DATA = Path(__file__).resolve().parents[1] / "tests" / "data"
 Judge = Callable[[str, str], bool]
@@ -109,12 +109,16 @@ def main() -> None:
     if args.only is None:
         judges["math-verify"] = math_verify
     sources, warm_up_cases = load_sources()
-    warm_up()
-    # Untimed warm-up on cases that are never timed (the non-core peer labels): imports, regexes and
-    # parser tables, without priming our worker's per-expression cache with the inputs measured below.
-    for case in warm_up_cases:
-        for judge in judges.values():
+    results: dict[str, dict[str, dict[str, Any]]] = {}
+    for name, judge in judges.items():
+        # Each judge on its own: a fresh sympy worker (no expression cached by an earlier judge), then an
+        # untimed warm-up on cases that are never timed (the non-core peer labels) for imports, regexes and
+        # parser tables, then every source.
+        shut_down()
+        warm_up()
+        for case in warm_up_cases:
             judge(case)
+        results[name] = {source: run(judge, cases, args.repeat) for source, cases in sources.items()}
     print(
         "per judge: accuracy, false positives, false negatives, verifications/s; speed = ours / math-verify"
     )
@@ -123,14 +127,12 @@ def main() -> None:
         + "".join(f"{name:>25}" for name in judges)
         + ("  speed" if args.only is None else "")
     )
-    results: dict[str, list[dict[str, Any]]] = {name: [] for name in judges}
     for source, cases in sources.items():
-        row = {name: run(judge, cases, args.repeat) for name, judge in judges.items()}
-        for name, result in row.items():
-            results[name].append(result)
-        _print_row(source, len(cases), row)
+        _print_row(source, len(cases), {name: results[name][source] for name in judges})
     n = sum(len(cases) for cases in sources.values())
-    _print_row("OVERALL", n, {name: _overall(rs, n * args.repeat) for name, rs in results.items()})
+    _print_row(
+        "OVERALL", n, {name: _overall(list(rs.values()), n * args.repeat) for name, rs in results.items()}
+    )
 
 
 def _print_row(source: str, n: int, row: dict[str, dict[str, Any]]) -> None:

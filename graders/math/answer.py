@@ -104,7 +104,7 @@ def is_prose(text: str) -> bool:
     bare = re.sub(r"_\{[^{}]*\}|_\w|\\(?:begin|end)\{\w+\}|\\text\w*\s*\{[^{}]*\}|\\[A-Za-z]+", " ", text)
     words = [w for w in _WORD.findall(bare) if w.lower() not in _LATEX_WORDS]
     first_digit = re.search(r"\d", bare)
-    if words and first_digit and _WORD.search(bare[: first_digit.start()]):
+    if words and first_digit and re.search(r"\b[A-Za-z][a-z]{2,}[\s:,]", bare[: first_digit.start()]):
         return True
     return len(words) >= 2 or (len(words) == 1 and len(bare) > 60)
 

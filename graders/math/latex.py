@@ -35,6 +35,8 @@ _SIMPLE_REPLACEMENTS = {
     "\u222a": "\\cup ",
     "\u221a": "\\sqrt",
     "\\dfrac": "\\frac",
+    "\\dbinom": "\\binom",
+    "\\tbinom": "\\binom",
     "\\tfrac": "\\frac",
     "\\cfrac": "\\frac",
     "\\leq": "\\le",
@@ -184,6 +186,8 @@ FUNCTIONS = frozenset(
         "binomial",
         "factorial",
         "Matrix",
+        "gcd",
+        "lcm",
     ]
 )
 _LATEX_FUNCTIONS = {

@@ -97,6 +97,15 @@ def _release(worker: _Worker) -> None:
     worker.kill()
 
 
+def shut_down() -> None:
+    """Stop this process's idle workers; the next comparison starts a fresh one (with empty caches)."""
+    with _idle_lock:
+        stopping = list(_idle) if _owner_pid == os.getpid() else []
+        _idle.clear()
+    for worker in stopping:
+        worker.kill()
+
+
 def warm_up() -> None:
     """Start one worker and wait until sympy is imported, so the first graded sample is not slowed."""
     worker = _acquire()
@@ -172,7 +181,7 @@ class _SympyEquality:
         self.parse_expr = sp.parse_expr
         self.transformations = sp.standard_transformations + (sp.implicit_multiplication_application,)
         names = "Integer Float Rational Symbol Function sqrt root log sin cos tan cot sec csc asin acos atan"
-        names += " sinh cosh tanh exp pi oo E I Abs binomial factorial factorial2 Matrix"
+        names += " sinh cosh tanh exp pi oo E I Abs binomial factorial factorial2 Matrix gcd lcm"
         self.globals: dict[str, Any] = {n: getattr(sympy, n) for n in names.split()}
         self.globals["__builtins__"] = {}
         self.cache: dict[Node, Any] = {}

@@ -209,6 +209,14 @@ KINDS = [
     ("general", "\\sqrt{3}", "$\\sqrt{3} \\approx 1.732$", 1.0),
     ("general", "\\frac{1}{3}", "$\\frac{1}{3}$", 1.0),
     ("general", "24", "4! = 24", 1.0),
+    ("latex2sympy fallback", "3", r"\log_2 8", 1.0),
+    ("latex2sympy fallback", "3", r"\lfloor 3.7 \rfloor", 1.0),
+    ("latex2sympy fallback", "3", r"\left\lceil 2.1 \right\rceil", 1.0),
+    ("latex2sympy fallback", "3", r"\lvert -3 \rvert", 1.0),
+    ("latex2sympy fallback", "4", r"\lfloor 3.7 \rfloor", 0.0),
+    ("general", "10", r"\dbinom{5}{2}", 1.0),
+    ("general", "12", r"\operatorname{lcm}(4,6)", 1.0),
+    ("general", "2", r"\gcd(4, 6)", 1.0),
 ]
 
 
