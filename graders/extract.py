@@ -34,6 +34,9 @@ _CHOICE_PHRASE = re.compile(
 )
 _CHOICE_START = re.compile(r"^\W{0,3}(?P<letter>[A-Z])(?:[.:)\]\u3002\u3001\uff1a]|\s*$|(?=[^\x00-\x7f]))")
 _CHOICE_END = re.compile(r"(?<![A-Za-z])(?P<before>\w*)\s+[*_(\[]*(?P<letter>[A-Z])[*_)\]]*\W{0,2}$")
+_CHOICE_VERDICT = re.compile(
+    r"(?<![A-Za-z])\(?(?P<letter>[A-Z])\)?\s+(?i:is\s+(?:the\s+)?(?:correct|right|best|true)\b|is\s+the\s+answer)"
+)
 _CHOICE_HEDGE = re.compile(r"\b[A-E]\)?\s+(?:and|or|&)\s+\(?[A-E]\b")
 _CHOICE_ALONE = re.compile(
     r"^\W*(?:\\(?:text\w*|math\w+)\{\W*)?(?P<letter>[A-Z])(?:[).:}\]\s\\]*|[).:}\]]*[\s\\]+.*)$", re.DOTALL
@@ -256,6 +259,9 @@ def extract_choice(text: str, letters: str = "ABCDE") -> str | None:
         m = _CHOICE_ALONE.match(candidate.strip().replace("$", ""))
         if m and len(candidate.strip()) <= 40 and m.group("letter").upper() in letters:
             return m.group("letter").upper()
+    verdicts = list(_CHOICE_VERDICT.finditer(text))
+    if verdicts and verdicts[-1].group("letter") in letters:
+        return verdicts[-1].group("letter")
     for pattern in (_CHOICE_START, _CHOICE_END):
         found = pattern.search(text.strip())
         if found is None or found.group("letter") not in letters:
