@@ -62,21 +62,26 @@ def _braced(text: str, start: int) -> tuple[str, int] | None:
     return None
 
 
-def _boxed_all(text: str) -> list[str]:
-    found: list[str] = []
+def boxed_spans(text: str) -> list[tuple[str, int, int]]:
+    """Every `\\boxed{...}` / `\\fbox{...}` (or bare `\\boxed 5`) as (contents, start, end), left to right.
+
+    An unclosed box ends the scan: everything after it is inside it.
+
+    >>> boxed_spans(r"so \\boxed{1} and \\boxed{-1}")
+    [('1', 3, 12), ('-1', 17, 27)]
+    """
+    found: list[tuple[str, int, int]] = []
     pos = 0
     while (m := _BOX_COMMANDS.search(text, pos)) is not None:
         pos = m.end()
         if pos < len(text) and text[pos] == "{":
             inner = _braced(text, pos)
             if inner is None:
-                break  # unclosed: everything after it is inside it
-            found.append(inner[0].strip())
+                break
+            found.append((inner[0].strip(), m.start(), inner[1]))
             pos = inner[1]
-        else:
-            bare = re.match(r"[^\s$]+", text[pos:])
-            if bare:
-                found.append(bare.group(0))
+        elif bare := re.match(r"[^\s$]+", text[pos:]):
+            found.append((bare.group(0), m.start(), pos + bare.end()))
     return found
 
 
@@ -90,10 +95,10 @@ def extract_boxed(text: str, last: bool = True) -> str | None:
     >>> extract_boxed("no box here") is None
     True
     """
-    found = _boxed_all(text)
+    found = boxed_spans(text)
     if not found:
         return None
-    return found[-1] if last else found[0]
+    return found[-1][0] if last else found[0][0]
 
 
 def extract_hash_answer(text: str) -> str | None:

@@ -2,9 +2,9 @@
 
 Order, first hit wins: a response that is only an answer is taken whole; else the last `\\boxed{}`
 (boxes side by side, `\\boxed{1}, \\boxed{-1}`, form one answer set) unless a "final answer" phrase
-comes after it; else GSM8K's `####`; else an answer phrase ("the answer is", "Final Answer: The
-largest n is 34."); else whichever comes last of the last inline math span and the last stand-alone
-number. A number is stand-alone only when it is not part of an expression (not a denominator, an
+after it states one; else GSM8K's `####`; else an answer phrase ("the answer is", "Final Answer: The
+largest n is 34."); else what follows "is"/"are" in the last sentence ("the roots are x = 1 or x = -1");
+else whichever comes last of the last inline math span and the last stand-alone number. A number is stand-alone only when it is not part of an expression (not a denominator, an
 exponent or a subscript), so `\\frac{1}{\\sqrt{3}}` is never read as `3`.
 
 >>> final_answer(r"\\frac{1}{\\sqrt{3}}")
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 
-from graders.extract import _BOX_COMMANDS, _braced, extract_hash_answer
+from graders.extract import boxed_spans, extract_hash_answer
 
 _DELIMITER = re.compile(r"(?<!\\)\$\$|(?<!\\)\$|\\\(|\\\)|\\\[|\\\]")
 _CLOSER = {"$$": "$$", "$": "$", "\\(": "\\)", "\\[": "\\]"}
@@ -109,20 +109,6 @@ def is_prose(text: str) -> bool:
     return len(words) >= 2 or (len(words) == 1 and len(bare) > 60)
 
 
-def _boxes(text: str) -> list[tuple[str, int, int]]:
-    """Every `\\boxed{...}` / `\\fbox{...}` as (contents, start, end)."""
-    found = []
-    pos = 0
-    while (m := _BOX_COMMANDS.search(text, pos)) is not None:
-        pos = m.end()
-        if pos < len(text) and text[pos] == "{":
-            if (inner := _braced(text, pos)) is None:
-                break  # unclosed: everything after it is inside it
-            found.append((inner[0].strip(), m.start(), inner[1]))
-            pos = inner[1]
-    return found
-
-
 def _boxed_answer(text: str, boxes: list[tuple[str, int, int]]) -> str:
     """The last box, joined by the boxes right before it that only connectors separate from it."""
     group = [boxes[-1]]
@@ -149,10 +135,10 @@ def _after_phrase(text: str) -> str | None:
     sentence = re.sub(r'^(?:\\?["\'`])+|(?:\\?["\'`])+$', "", sentence).strip()
     if not sentence:
         return None
-    if boxes := _boxes(sentence):
+    if boxes := boxed_spans(sentence):
         return _boxed_answer(sentence, boxes)
     if is_prose(sentence):
-        tail = [m for m in _IS.finditer(sentence)]
+        tail = list(_IS.finditer(sentence))
         if tail and not is_prose(candidate := sentence[tail[-1].end() :].strip()):
             return candidate
         return _first_math_or_number(sentence)
@@ -187,7 +173,7 @@ def final_answer(text: str) -> str | None:
     text = _undouble(text.strip())
     if not text:
         return None
-    boxes = _boxes(text)
+    boxes = boxed_spans(text)
     if not boxes and "####" not in text and not is_prose(text) and not _FINAL_PHRASE.search(text):
         return text
     phrases = list(_FINAL_PHRASE.finditer(text))
