@@ -310,15 +310,22 @@ def parse(text: str) -> Node:
     if _WORD_SPLIT.search(s):
         return ("set", tuple(parse(p) for p in _WORD_SPLIT.split(s)))
     if "=" in s and not _INEQUALITY.search(s) and len(sides := split_top(s, "=")) > 1:
-        lhs, rhs = sides[0], sides[-1]
-        if not lhs or not rhs:
-            return scalar(s.strip("= "))
-        right = parse(rhs)
-        equation = ("eq", scalar(lhs), right)
-        constant = [not re.search(r"[A-Za-z]", re.sub(r"\\[A-Za-z]+", "", side)) for side in (lhs, rhs)]
-        named = len(sides) > 2 or LHS.fullmatch(lhs) or _is_label(lhs) or any(constant)
-        return _alt([equation, right]) if named else equation
+        return _equation(s, sides)
     return scalar(s)
+
+
+def _equation(s: str, sides: list[str]) -> Node:
+    """`lhs = ... = rhs` as an equation of its outer sides; also as `rhs` alone when the left side only
+    names the value (`x = 3`, `(p, q) = (3, 2)`), when a side is a constant (`a + b = 7`, `3 + 4 = 7`)
+    or in a chain (`x = 5 + 5 + 1 = 11`)."""
+    lhs, rhs = sides[0], sides[-1]
+    if not lhs or not rhs:
+        return scalar(s.strip("= "))
+    right = parse(rhs)
+    equation = ("eq", scalar(lhs), right)
+    constant = [not re.search(r"[A-Za-z]", re.sub(r"\\[A-Za-z]+", "", side)) for side in (lhs, rhs)]
+    named = len(sides) > 2 or LHS.fullmatch(lhs) or _is_label(lhs) or any(constant)
+    return _alt([equation, right]) if named else equation
 
 
 def _is_label(lhs: str) -> bool:
