@@ -33,7 +33,8 @@ _CHOICE_PHRASE = re.compile(
     re.MULTILINE,
 )
 _CHOICE_START = re.compile(r"^\W{0,3}(?P<letter>[A-Z])(?:[.:)\]\u3002\u3001\uff1a]|\s*$|(?=[^\x00-\x7f]))")
-_CHOICE_END = re.compile(r"(?<![A-Za-z])(?P<before>\w*)\s+[*_(\[]*(?P<letter>[A-Z])[*_)\]]*\W{0,2}$")
+_CHOICE_END = re.compile(r"(?<![A-Za-z])(?P<before>[\w']*)\s+[*_(\[]*(?P<letter>[A-Za-z])[*_)\]]*\W{0,2}$")
+_CHOICE_VERBS = {"is", "it's", "be", "choose", "pick", "select", "option", "answer", "with"}
 _CHOICE_VERDICT = re.compile(
     r"(?<![A-Za-z])\(?(?P<letter>[A-Z])\)?\s+(?i:is\s+(?:the\s+)?(?:correct|right|best|true)\b|is\s+the\s+answer)"
 )
@@ -269,10 +270,15 @@ def extract_choice(text: str, letters: str = "ABCDE") -> str | None:
         return verdicts[-1].group("letter")
     for pattern in (_CHOICE_START, _CHOICE_END):
         found = pattern.search(text.strip())
-        if found is None or found.group("letter") not in letters:
+        if found is None or found.group("letter").upper() not in letters:
             continue
-        if pattern is _CHOICE_START or found.group("before").lower() not in ("and", "or", "either"):
+        if pattern is _CHOICE_START:
             return found.group("letter")
+        before = found.group("before").lower()
+        if before not in ("and", "or", "either") and (
+            found.group("letter").isupper() or before in _CHOICE_VERBS
+        ):
+            return found.group("letter").upper()
     return None
 
 

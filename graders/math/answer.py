@@ -50,6 +50,14 @@ _NOT_PROSE = (
     "approx cup cap emptyset"
 )
 _LATEX_WORDS = frozenset(_NOT_PROSE.split())
+_ANSWER_PHRASES = {
+    "all real numbers",
+    "real numbers",
+    "no solution",
+    "no real solutions",
+    "empty set",
+    "none",
+}
 
 
 def math_spans(text: str) -> list[tuple[int, int, str]]:
@@ -93,6 +101,8 @@ def _undouble(text: str) -> str:
 
 def is_prose(text: str) -> bool:
     """True for sentences; False for an answer alone (`(x-1)(x+1)`, `10 weeks`, `x = 1 or x = -1`)."""
+    if text.strip().lower().rstrip(".") in _ANSWER_PHRASES:
+        return False
     if "\n" in text.strip() or re.search(r"[\u3000-\u9fff\u0600-\u06ff\u0900-\u097f]", text):
         return True
     spans = math_spans(text)

@@ -302,10 +302,13 @@ class _Translator:
         return "Matrix((" + ",".join("(" + ",".join(r) + ",)" for r in cells) + ",))"
 
     def bare_argument(self, name: str) -> str:
-        """`\\sin x`, `\\log 8`: a function applied to a single letter or number without parentheses."""
+        """`\\sin x`, `\\log 8`, `\\cos 2x`: a function applied without parentheses to a letter, a number or
+        a number times a letter."""
         if name not in _APPLIED:
             return ""
-        m = re.compile(r"\s*([A-Za-z](?![A-Za-z])|\d+(?:\.\d+)?)").match(self.s, self.i)
+        m = re.compile(r"\s*([A-Za-z](?![A-Za-z])|\d+(?:\.\d+)?(?:[A-Za-z](?![A-Za-z]))?)").match(
+            self.s, self.i
+        )
         if not m:
             return ""
         self.i = m.end()

@@ -148,11 +148,12 @@ def _number_node(s: str, value: Fraction) -> Node:
 
 
 def _base_number(s: str) -> Fraction | None:
-    """`4210_7`, `1112122_{3}`: a numeral written in base 2 to 10, as its value."""
+    """`4210_7`, `1112122_{3}`: a numeral in base 2 to 10, compared by its digits as written (the base
+    names the notation the question asked for, so `1011_2` = `1011` but not `11`)."""
     m = _BASE.fullmatch(s)
     if not m or not 2 <= (base := int(m.group(2))) <= 10 or any(int(d) >= base for d in m.group(1)):
         return None
-    return Fraction(int(m.group(1), base))
+    return Fraction(int(m.group(1)))
 
 
 def _number_words(s: str) -> Fraction | None:
