@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from fractions import Fraction
+from functools import lru_cache
 
 MAX_DEPTH = 40
 MAX_POWER_DIGITS = 5000
@@ -19,6 +20,14 @@ _TEXT_COMMANDS = re.compile(
 )
 _SPACING = re.compile(r"(?<!\\)\\[,;:! ]|\\quad|\\qquad|\\displaystyle|\\left|\\right|\\big|\\Big|~")
 _DEGREES = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|°|\\degree|\^\s*\{\s*\\text\{\s*o\s*\}\s*\}")
+_DELIMITERS = re.compile(r"^\\\[|\\\]$|^\\\(|\\\)$")
+_SUPERSCRIPT_UNIT = re.compile(r"(?<=\d)\s*(km|cm|mm|dm|m)([\u00b2\u00b3])")
+_CURRENCY = re.compile(r"[\u20ac\u00a3\u00a5\u20b9]")
+_BRACED_SUBSCRIPT = re.compile(r"_\{(\w+)\}")
+_GLUED_GROUPING = re.compile(r"(?<=\d),\\!\s*(?=\d)")
+_BRACED_COMMA = re.compile(r"(?<=\d)\s*\{\s*,\s*\}\s*(?=\d)")
+_WHITESPACE = re.compile(r"\s+")
+_TRAILING_BACKSLASH = re.compile(r"(?<!\\)\\$")
 _TRIG = re.compile(r"\\(?:sin|cos|tan|sec|csc|cot)\b")
 _TRIG_DEGREES = re.compile(r"(\d+(?:\.\d+)?)\s*(?:\^\s*\{?\s*\\circ\s*\}?|°)")
 _SIMPLE_REPLACEMENTS = {
@@ -78,29 +87,31 @@ _REPEATING = re.compile(
 _THOUSANDS = re.compile(r"[-+]?\d{1,3}(?:(?:,|\{,\}|\s|\\,|\u2009|\u202f)\d{3})+(?:\.\d+)?")
 
 
+@lru_cache(maxsize=4096)
 def clean(text: str) -> str:
     """Strip math delimiters, spacing commands, `\\text{}` wrappers and degree signs; unify symbols.
+
+    Cached: the grader cleans the same reference for every sample of a prompt.
 
     >>> clean(r"$\\dfrac{1}{2}\\,\\text{cm}$.")
     '\\\\frac{1}{2} cm'
     >>> clean("30^\\\\circ")
     '30'
     """
-    s = text.strip()
-    s = re.sub(r"^\\\[|\\\]$|^\\\(|\\\)$", "", s).replace("\\$", "").replace("$", "")
+    s = _DELIMITERS.sub("", text.strip()).replace("\\$", "").replace("$", "")
     s = _REPLACE.sub(lambda m: _SIMPLE_REPLACEMENTS[m.group(0)], s)
-    s = re.sub(r"(?<=\d)\s*(km|cm|mm|dm|m)([\u00b2\u00b3])", r" \1\2", s)
-    s = re.sub(r"[\u20ac\u00a3\u00a5\u20b9]", "", s).replace("\u00b2", "^2").replace("\u00b3", "^3")
+    s = _SUPERSCRIPT_UNIT.sub(r" \1\2", s)
+    s = _CURRENCY.sub("", s).replace("\u00b2", "^2").replace("\u00b3", "^3")
     if _TRIG.search(s):
         s = _TRIG_DEGREES.sub(r"(\1\\pi/180)", s)
     s = _DEGREES.sub("", s)
-    s = re.sub(r"_\{(\w+)\}", r"_\1", s)
-    s = re.sub(r"(?<=\d),\\!\s*(?=\d)", ",", s)
-    s = re.sub(r"(?<=\d)\s*\{\s*,\s*\}\s*(?=\d)", "{,}", s)
+    s = _BRACED_SUBSCRIPT.sub(r"_\1", s)
+    s = _GLUED_GROUPING.sub(",", s)
+    s = _BRACED_COMMA.sub("{,}", s)
     s = _SPACING.sub(" ", s)
     for _ in range(3):
         s = _TEXT_COMMANDS.sub(lambda m: " " + m.group(1).strip() + " ", s)
-    s = re.sub(r"(?<!\\)\\$", "", re.sub(r"\s+", " ", s).strip()).strip()
+    s = _TRAILING_BACKSLASH.sub("", _WHITESPACE.sub(" ", s).strip()).strip()
     return s.rstrip(".").strip() if not s.endswith("...") else s
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 from fractions import Fraction
+from functools import lru_cache
 from typing import Any
 
 from graders.math.latex import FUNCTIONS, LatexError, TooComplex, clean, parse_number, to_sympy_syntax
@@ -272,8 +273,9 @@ def _balanced_outer(s: str) -> bool:
     return True
 
 
+@lru_cache(maxsize=4096)
 def parse(text: str) -> Node:
-    """Parse one (cleaned or raw) answer into a node tree.
+    """Parse one (cleaned or raw) answer into a node tree (cached: a reference repeats for every sample).
 
     >>> parse("50\\\\%")
     ('alt', (('num', Fraction(50, 1)), ('num', Fraction(1, 2))))
