@@ -38,7 +38,9 @@ _CHOICE_VERBS = {"is", "it's", "be", "choose", "pick", "select", "option", "answ
 _CHOICE_VERDICT = re.compile(
     r"(?<![A-Za-z])\(?(?P<letter>[A-Z])\)?\s+(?i:is\s+(?:the\s+)?(?:correct|right|best|true)\b|is\s+the\s+answer)"
 )
-_CHOICE_HEDGE = re.compile(r"\b[A-E]\)?\s+(?:and|or|&)\s+\(?[A-E]\b")
+_HEDGE = r"[A-E]\)?\s+(?:and|or|&)\s+\(?[A-E]\b"
+_CHOICE_HEDGE = re.compile(rf"\b{_HEDGE}")
+_CHOICE_HEDGE_START = re.compile(rf"[\s(\[]*{_HEDGE}")
 _CHOICE_ALONE = re.compile(
     r"^\W*(?:\\(?:text\w*|math\w+)\{\W*)?(?P<letter>[A-Z])(?:[).:}\]\s\\]*|[).:}\]]*[\s\\]+.*)$", re.DOTALL
 )
@@ -242,7 +244,10 @@ def extract_last_json(text: str) -> Any | None:
 
 
 def extract_choice(text: str, letters: str = "ABCDE") -> str | None:
-    """The multiple-choice letter a response settles on: boxed, "answer/option is X", or a bare last line.
+    """The multiple-choice letter a response settles on, `None` when it hedges between two.
+
+    In order: boxed, "answer/option is X" (also "the answer is for sure X", "réponse est X"), a bare
+    last line, "X is correct", a leading letter ("D. because ..."), a final letter ("... I think it's B").
 
     >>> extract_choice(r"... so the result is 5, which is $\\boxed{\\textbf{(B)}}$")
     'B'
@@ -250,6 +255,8 @@ def extract_choice(text: str, letters: str = "ABCDE") -> str | None:
     'C'
     >>> extract_choice("It could be (A) or (B), I am unsure") is None
     True
+    >>> extract_choice("Let's check each one. It's not A, therefore I think it's B")
+    'B'
     """
     candidates: list[str] = []
     if (boxed := extract_boxed(text)) is not None:
@@ -260,7 +267,7 @@ def extract_choice(text: str, letters: str = "ABCDE") -> str | None:
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     candidates += [m.group("letter").upper() for m in phrases[-1:]] + lines[-1:]
     for candidate in candidates:
-        if re.match(r"[\s(\[]*" + _CHOICE_HEDGE.pattern[2:], candidate.strip()):
+        if _CHOICE_HEDGE_START.match(candidate.strip()):
             return None
         m = _CHOICE_ALONE.match(candidate.strip().replace("$", ""))
         if m and len(candidate.strip()) <= 40 and m.group("letter").upper() in letters:
