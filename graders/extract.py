@@ -29,7 +29,7 @@ _CHOICE_PHRASE = re.compile(
     r"(?i:answer|option|choice|réponse|respuesta|antwort|答案)\s*(?i:is|:|=|est|es|ist|是|为|：)?\s*"
     r"(?i:(?:for\s+sure|\w+ly|indeed|then|therefore)\s+)?"
     r"(?i:option|choice)?\s*:?\s*[*_(\[{]*\s*(?:\\text(?:bf)?\{\s*\(?)?"
-    r"(?P<letter>[A-Z](?![A-Za-z])|[a-z](?=\)|\.?\s*$))",
+    r"(?P<letter>[A-Z](?![A-Za-z])|[a-z](?=[*_]*\)|[*_]*\.?\s*$))",
     re.MULTILINE,
 )
 _CHOICE_START = re.compile(r"^\W{0,3}(?P<letter>[A-Z])(?:[.:)\]\u3002\u3001\uff1a]|\s*$|(?=[^\x00-\x7f]))")
