@@ -184,8 +184,30 @@ def _interval(s: str) -> Node | None:
     return (parse(parts[0]), s[0] == "[", parse(parts[1]), s[-1] == "]")
 
 
+def _abs_inequality(s: str, bars: re.Match[str]) -> Node | None:
+    """`1 \\le |z| \\le 2`, `|x| < 3`: the intervals for |z|, mirrored about 0 (numeric bounds only)."""
+    inner = _inequality(s.replace(bars.group(0), bars.group(1)))
+    if inner is None or inner[0] != "intervals":
+        return None
+    zero: Node = ("num", Fraction(0))
+    out = []
+    for lo, lc, hi, hc in inner[1]:
+        if {lo[0], hi[0]} - {"num", "inf"}:
+            return None
+        if lo[0] == "inf" or lo[1] < 0:
+            lo, lc = zero, True
+        neg_hi = ("inf", -1) if hi[0] == "inf" else ("num", -hi[1])
+        if lo[1] == 0:
+            out.append((neg_hi, hc, hi, hc))
+        else:
+            out += [(neg_hi, hc, ("num", -lo[1]), lc), (lo, lc, hi, hc)]
+    return ("intervals", tuple(out))
+
+
 def _inequality(s: str) -> Node | None:
-    """`1 \\le x < 2`, `x > 3`, `x < -1 or x > 2` as a union of intervals."""
+    """`1 \\le x < 2`, `x > 3`, `x < -1 or x > 2` as a union of intervals; `|x| < 3` mirrored."""
+    if bars := re.search(r"\|\s*([A-Za-z])\s*\|", s):
+        return _abs_inequality(s, bars)
     pieces = _WORD_SPLIT.split(s) if _WORD_SPLIT.search(s) else [s]
     intervals = []
     for piece in pieces:

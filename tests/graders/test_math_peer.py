@@ -287,6 +287,10 @@ KINDS = [
     ("general", "x^2-1", "(x-1)(x+2)", 0.0),
     ("general", "45", "45km", 0.0),
     ("general", "45", "45 km", 1.0),
+    ("absolute value", "|x| < 3", "(-3, 3)", 1.0),
+    ("absolute value", "|x| < 3", "[-3, 3]", 0.0),
+    ("absolute value", "|x| > 2", r"(-\infty, -2) \cup (2, \infty)", 1.0),
+    ("absolute value", r"1 \le |z| \le 2", "[1, 2]", 0.0),
 ]
 
 
