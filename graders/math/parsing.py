@@ -48,6 +48,7 @@ _UNIT_TAIL = re.compile(
 )
 _LATEX_MARKUP = re.compile(r"\\[A-Za-z]+|[\^_{}]")
 _BASE = re.compile(r"(\d+)_\{?(\d{1,2})\}?")
+_EXPR_DECIMAL = re.compile(r"(?<![\d.])(\d*)\.(\d+)")
 _CASES = re.compile(r"\\begin\{cases\}(.*)\\end\{cases\}", re.DOTALL)
 _TIME = re.compile(r"(\d{1,2}):(\d{2})(?::(\d{2}))?\s*(?:(a\.?m\.?)|(p\.?m\.?))?", re.IGNORECASE)
 _VARIABLE = re.compile(r"[A-Za-z](?:\([A-Za-z]\))?")
@@ -130,13 +131,23 @@ def scalar(s: str) -> Node:
         words = re.sub(r"^\([A-Ea-e]\)\s*", "", s.lower()).replace(",", " ")
         return ("text", " ".join(words.split()))
     try:
-        return ("expr", to_sympy_syntax(s))
+        return _expression_node(s, to_sympy_syntax(s))
     except TooComplex:
         raise
     except LatexError:
         if _LATEX_MARKUP.search(s):
             return ("latex", s)
         return ("text", " ".join(s.lower().split()))
+
+
+def _expression_node(s: str, syntax: str) -> Node:
+    """("expr", syntax), or ("expr", syntax, (decimals, significant digits)) when it holds decimals that
+    may be rounded (`x + 1.414i`): the fewest places and digits among them."""
+    decimals = _EXPR_DECIMAL.findall(s)
+    if not decimals:
+        return ("expr", syntax)
+    places = min(len(frac) for _, frac in decimals)
+    return ("expr", syntax, (places, min(len((whole + frac).lstrip("0")) for whole, frac in decimals)))
 
 
 def _number_node(s: str, value: Fraction) -> Node:

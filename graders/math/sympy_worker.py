@@ -18,7 +18,7 @@ from fractions import Fraction
 from multiprocessing.connection import Connection
 from typing import Any
 
-from graders.math.comparison import IRRATIONAL_DIGITS, compare
+from graders.math.comparison import IRRATIONAL_DIGITS, RATIONAL_DIGITS, compare
 from graders.math.parsing import Node
 
 STARTUP_TIMEOUT = 120.0
@@ -244,20 +244,38 @@ class _SympyEquality:
             return self._proportional(x, y)
         if isinstance(x, self.sympy.MatrixBase) or isinstance(y, self.sympy.MatrixBase):
             return x.shape == getattr(y, "shape", None) and bool(self.sympy.simplify(x - y).is_zero_matrix)
-        decimal = next((n for n in (a, b) if len(n) == 3 and n[0] == "num"), None)
-        if (
-            decimal is not None
-            and decimal[2][1] >= IRRATIONAL_DIGITS
-            and not (x.free_symbols | y.free_symbols)
-        ):
-            value = self.sympy.N(x - y, 30)
-            return bool(value.is_number and abs(value) < self.sympy.Rational(1, 10 ** decimal[2][0]))
+        rounded = [n for n in (a, b) if len(n) == 3]
+        if len(rounded) == 1 and not (x.is_Rational and y.is_Rational):
+            places, significant = rounded[0][2]
+            exact = y if rounded[0] is a else x
+            needed = IRRATIONAL_DIGITS if self._irrational(exact) else RATIONAL_DIGITS
+            if significant >= needed and self._rounded(x, y, self.sympy.Rational(1, 10**places)):
+                return True
         if x.has(self.sympy.oo, -self.sympy.oo, self.sympy.zoo) or y.has(self.sympy.oo, self.sympy.zoo):
             return False
         free = sorted((x - y).free_symbols, key=str)
         if not free:
             return False if (x.is_Rational and y.is_Rational) else self._close(x, y)
         return all(self._close(x.xreplace(p), y.xreplace(p)) for p in self._points(free))
+
+    def _rounded(self, x: Any, y: Any, tolerance: Any) -> bool:
+        """One side was written with rounded decimals: equal to within its last place, at sample points
+        in (0, 1) when there are free symbols (so a rounded coefficient is not magnified)."""
+        free = sorted(x.free_symbols | y.free_symbols, key=str)
+        rng = random.Random(4321)
+        points = [{v: self.sympy.Rational(rng.randint(1, 9), 10) for v in free} for _ in range(4)]
+        for point in points if free else [{}]:
+            difference = self.sympy.N((x - y).xreplace(point), 30)
+            if not (difference.is_number and abs(difference) < tolerance):
+                return False
+        return True
+
+    def _irrational(self, expr: Any) -> bool:
+        """Holds a constant no decimal writes exactly (pi, e, a root, a logarithm or trigonometric value)."""
+        sp = self.sympy
+        if expr.has(sp.pi, sp.E, sp.log, sp.exp, sp.sin, sp.cos, sp.tan, sp.asin, sp.acos, sp.atan):
+            return True
+        return any(p.exp.is_Rational and not p.exp.is_Integer for p in expr.atoms(sp.Pow))
 
     def _points(self, free: list[Any]) -> list[dict[Any, Any]]:
         rng = random.Random(1234)

@@ -291,6 +291,14 @@ KINDS = [
     ("absolute value", "|x| < 3", "[-3, 3]", 0.0),
     ("absolute value", "|x| > 2", r"(-\infty, -2) \cup (2, \infty)", 1.0),
     ("absolute value", r"1 \le |z| \le 2", "[1, 2]", 0.0),
+    ("rounded decimals", "x + \\sqrt2 i", "x + 1.414i", 1.0),
+    ("rounded decimals", "x + \\sqrt2 i", "x + 1.42i", 0.0),
+    ("rounded decimals", "\\sqrt2 x", "1.414x", 1.0),
+    ("rounded decimals", "x+\\sqrt2", "x + 1.41", 0.0),
+    ("rounded decimals", "\\frac{x}{3}", "0.3333x", 0.0),
+    ("rounded decimals", "x^2 + 1/2", "x^2 + 0.5001", 0.0),
+    ("rounded decimals", "\\pi r^2", "3.14159r^2", 1.0),
+    ("rounded decimals", "\\pi r^2", "3.14r^2", 0.0),
 ]
 
 
