@@ -1,6 +1,6 @@
 """Accuracy and speed of `graders.math` next to Hugging Face's math-verify, in the same process.
 
-    python bench/math_bench.py [--repeat 1] [--only ours]
+    python bench/math_bench.py [--repeat 3] [--only ours]
 
 "ours, no l2s" is our grader with `latex_fallback=False`: LaTeX our translator does not know is compared
 as text instead of going to latex2sympy2_extended.
@@ -9,9 +9,10 @@ Both graders see every (reference, response) pair of our labelled set (`tests/da
 and of the peer suites imported as data (`tests/data/peer_math/*.jsonl`, core labels only); a verdict
 is correct when "grader says equal" matches the label. Printed per source: accuracy, false positives
 (said equal, label says not), false negatives and verifications per second on one core, then the
-speed ratio. Each judge runs alone with a fresh sympy worker, after an untimed warm-up on the non-core
-peer cases. Our grader runs sequentially (its sympy worker only works while the caller waits);
-math-verify runs in this process with its default settings, `verify(parse(gold), parse(response))`.
+speed ratio. Each pass of a judge starts cold (a fresh sympy worker, empty parse caches), after an
+untimed warm-up on the non-core peer cases; judges take turns for `--repeat` passes and the fastest
+pass per source counts, which keeps bursts of load on a shared machine out of the ratio. Our grader
+runs sequentially (its sympy worker only works while the caller waits); math-verify runs in this process with its default settings, `verify(parse(gold), parse(response))`.
 For our own set the reference is given to math-verify wrapped in `$...$`, the form its parser expects;
 peer references are passed as their suites wrote them.
 """
@@ -27,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from graders.math import grade_answer
+from graders.math.latex import clean
+from graders.math.parsing import parse
 from graders.math.sympy_worker import shut_down, warm_up
 
 DATA = Path(__file__).resolve().parents[1] / "tests" / "data"
@@ -72,12 +75,10 @@ def math_verify(case: Case) -> bool:
     return bool(verify(parse(reference), parse(case.response)))
 
 
-def run(judge: Callable[[Case], bool], cases: list[Case], repeat: int) -> dict[str, Any]:
-    """Accuracy, false positives, false negatives and verifications per second over `repeat` passes."""
-    verdicts: list[bool] = []
+def run(judge: Callable[[Case], bool], cases: list[Case]) -> dict[str, Any]:
+    """Accuracy, false positives, false negatives and verifications per second over one pass."""
     start = time.perf_counter()
-    for _ in range(repeat):
-        verdicts = [judge(case) for case in cases]
+    verdicts = [judge(case) for case in cases]
     seconds = time.perf_counter() - start
     false_pos = sum(v and not c.label for v, c in zip(verdicts, cases))
     false_neg = sum(c.label and not v for v, c in zip(verdicts, cases))
@@ -85,9 +86,20 @@ def run(judge: Callable[[Case], bool], cases: list[Case], repeat: int) -> dict[s
         "accuracy": 1 - (false_pos + false_neg) / len(cases),
         "fp": false_pos,
         "fn": false_neg,
-        "per_second": len(cases) * repeat / seconds,
+        "per_second": len(cases) / seconds,
         "seconds": seconds,
     }
+
+
+def cold_start(judge: Callable[[Case], bool], warm_up_cases: list[Case]) -> None:
+    """Forget what an earlier pass cached (our sympy worker, our parse cache), then warm up on cases that
+    are never timed (the non-core peer labels): imports, regexes and parser tables only."""
+    shut_down()
+    parse.cache_clear()
+    clean.cache_clear()
+    warm_up()
+    for case in warm_up_cases:
+        judge(case)
 
 
 def _cells(result: dict[str, Any]) -> str:
@@ -102,23 +114,23 @@ def _overall(results: list[dict[str, Any]], n: int) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--repeat", type=int, default=3, help="cold passes per judge; the fastest counts")
     parser.add_argument("--only", choices=["ours"], help="skip math-verify")
     args = parser.parse_args()
     judges: dict[str, Callable[[Case], bool]] = {"ours": ours, "ours, no l2s": ours_without_latex2sympy}
     if args.only is None:
         judges["math-verify"] = math_verify
     sources, warm_up_cases = load_sources()
-    results: dict[str, dict[str, dict[str, Any]]] = {}
-    for name, judge in judges.items():
-        # Each judge on its own: a fresh sympy worker (no expression cached by an earlier judge), then an
-        # untimed warm-up on cases that are never timed (the non-core peer labels) for imports, regexes and
-        # parser tables, then every source.
-        shut_down()
-        warm_up()
-        for case in warm_up_cases:
-            judge(case)
-        results[name] = {source: run(judge, cases, args.repeat) for source, cases in sources.items()}
+    results: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in judges}
+    for _ in range(args.repeat):  # judges take turns, so a burst of load on this shared machine hits all
+        for name, judge in judges.items():
+            cold_start(judge, warm_up_cases)
+            for source, cases in sources.items():
+                result = run(judge, cases)
+                best = results[name].get(source)
+                results[name][source] = (
+                    result if best is None or result["seconds"] < best["seconds"] else best
+                )
     print(
         "per judge: accuracy, false positives, false negatives, verifications/s; speed = ours / math-verify"
     )
@@ -130,9 +142,7 @@ def main() -> None:
     for source, cases in sources.items():
         _print_row(source, len(cases), {name: results[name][source] for name in judges})
     n = sum(len(cases) for cases in sources.values())
-    _print_row(
-        "OVERALL", n, {name: _overall(list(rs.values()), n * args.repeat) for name, rs in results.items()}
-    )
+    _print_row("OVERALL", n, {name: _overall(list(rs.values()), n) for name, rs in results.items()})
 
 
 def _print_row(source: str, n: int, row: dict[str, dict[str, Any]]) -> None:

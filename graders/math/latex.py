@@ -23,7 +23,7 @@ _DEGREES = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|°|\\degree|\^\s*\{\s*\\text\{\s
 _DELIMITERS = re.compile(r"^\\\[|\\\]$|^\\\(|\\\)$")
 _SUPERSCRIPT_UNIT = re.compile(r"(?<=\d)\s*(km|cm|mm|dm|m)([\u00b2\u00b3])")
 _CURRENCY = re.compile(r"[\u20ac\u00a3\u00a5\u20b9]")
-_BRACED_SUBSCRIPT = re.compile(r"_\{(\w+)\}")
+_BRACED_SUBSCRIPT = re.compile(r"_\{(\w+)\}(?!\w)")
 _GLUED_GROUPING = re.compile(r"(?<=\d),\\!\s*(?=\d)")
 _BRACED_COMMA = re.compile(r"(?<=\d)\s*\{\s*,\s*\}\s*(?=\d)")
 _WHITESPACE = re.compile(r"\s+")
@@ -291,6 +291,8 @@ class _Translator:
                 self.i = close + 1
                 return f"root({self.group(depth)},{index})"
             return f"sqrt({self.group(depth)})"
+        if name == "log" and self.s.startswith("_", self.i):
+            return self.log_base(depth)
         if name in _LATEX_FUNCTIONS:
             return f" {_LATEX_FUNCTIONS[name]}{self.bare_argument(name)} "
         if name == "begin":
@@ -311,6 +313,25 @@ class _Translator:
         if not cells or len({len(r) for r in cells}) != 1:
             raise LatexError("ragged matrix")
         return "Matrix((" + ",".join("(" + ",".join(r) + ",)" for r in cells) + ",))"
+
+    def log_base(self, depth: int) -> str:
+        """`\\log_2 8`, `\\log_{b}(x)` as `log(8, 2)`."""
+        self.i += 1
+        digits = re.compile(r"\d+(?=[\s(\\{])").match(self.s, self.i)  # `_{10}` that clean() unbraced
+        if digits:
+            base, self.i = digits.group(0), digits.end()
+        else:
+            base = self.group(depth)
+        argument = self.bare_argument("log")
+        if not argument:
+            while self.i < len(self.s) and self.s[self.i] == " ":
+                self.i += 1
+            if self.i >= len(self.s) or self.s[self.i] not in "({":
+                raise LatexError("logarithm without an argument")
+            closer = ")" if self.s[self.i] == "(" else "}"
+            self.i += 1
+            argument = f"({self.run(depth + 1, closer=closer)})"
+        return f" log({argument},{base}) "
 
     def bare_argument(self, name: str) -> str:
         """`\\sin x`, `\\log 8`, `\\cos 2x`: a function applied without parentheses to a letter, a number or

@@ -299,6 +299,10 @@ KINDS = [
     ("rounded decimals", "x^2 + 1/2", "x^2 + 0.5001", 0.0),
     ("rounded decimals", "\\pi r^2", "3.14159r^2", 1.0),
     ("rounded decimals", "\\pi r^2", "3.14r^2", 0.0),
+    ("log", "3", r"\log_{10}(100)+1", 1.0),
+    ("log", r"\log_2(xy)", r"\log_2 x + \log_2 y", 1.0),
+    ("log", "3", r"\log_{10}1000", 1.0),
+    ("log", "4", r"\log_2 8", 0.0),
 ]
 
 
