@@ -28,7 +28,7 @@ _JSON = json.JSONDecoder()
 _CHOICE_PHRASE = re.compile(
     r"(?i:answer|option|choice|réponse|respuesta|antwort|答案)\s*(?i:is|:|=|est|es|ist|是|为|：)?\s*"
     r"(?i:(?:for\s+sure|\w+ly|indeed|then|therefore)\s+)?"
-    r"(?i:option|choice)?\s*:?\s*[*_(\[{]*\s*(?:\\text(?:bf)?\{\s*\(?)?"
+    r"(?i:option|choice)?\s*:?\s*(?:[*_(\[{$]|\\\()*\s*(?:\\(?:text\w*|math\w+)\{\s*\(?)?"
     r"(?P<letter>[A-Z](?![A-Za-z])|[a-z](?=[*_]*\)|[*_]*\.?\s*$))",
     re.MULTILINE,
 )

@@ -128,8 +128,8 @@ def _boxed_answer(text: str, boxes: list[tuple[str, int, int]]) -> str:
         if not ((len(gap) <= 200 and _CONNECTOR.fullmatch(gap)) or listed):
             break
         group.insert(0, box)
-    values = list(dict.fromkeys(b[0] for b in group))
-    return ", ".join(values)
+    values = [(final_answer(b[0]) or b[0]) if "\\boxed" in b[0] else b[0] for b in group]  # a box in a box
+    return ", ".join(dict.fromkeys(values))
 
 
 def _after_phrase(text: str) -> str | None:
@@ -140,7 +140,7 @@ def _after_phrase(text: str) -> str | None:
     if last is None:
         return None
     rest = text[last.end() :].lstrip()
-    end = re.search(r"(?<!\.)\.(?=\s|$)|\n|。|(?<=\$)\s*\.|\s(?:I hope|which|since|because)\b", rest)
+    end = re.search(r"(?<!\.)\.(?=\s|$)|\n|。|(?<=\$)\s*\.(?=\s|$)|\s(?:I hope|which|since|because)\b", rest)
     sentence = rest[: end.start() if end else len(rest)].strip().rstrip(".,;")
     sentence = re.sub(r'^(?:\\?["\'`])+|(?:\\?["\'`])+$', "", sentence).strip()
     if not sentence:

@@ -279,7 +279,7 @@ def _brackets(s: str) -> Node | None:
         return ("intervals", tuple(parts)) if all(parts) else None
     if s.startswith("\\langle") and s.endswith("\\rangle"):
         return ("tuple", tuple(parse(p) for p in split_top(s[len("\\langle") : -len("\\rangle")])))
-    if s[:1] in "([" and s[-1:] in ")]" and _balanced_outer(s):
+    if s and s[0] in "([" and s[-1] in ")]" and _balanced_outer(s):
         semicolons = ";" in s and "," not in s
         if len(split_top(s[1:-1])) == 1 and s[0] + s[-1] in ("()", "[]") and not semicolons:
             return parse(s[1:-1])

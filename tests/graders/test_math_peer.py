@@ -14,6 +14,7 @@ from graders.math import grade_answer
 from graders.math.sympy_worker import warm_up
 
 PEER = Path(__file__).resolve().parents[1] / "data" / "peer_math"
+DATA = Path(__file__).resolve().parents[1] / "data" / "math_labelled.jsonl"
 SOURCES = ("lighteval", "mario_eval", "math_verify", "nemo_skills")
 
 
@@ -340,3 +341,22 @@ def test_extraction_stays_linear_on_long_responses(response: str) -> None:
     grade = grade_answer(response, "5")
     assert time.perf_counter() - start < 2.0
     assert grade.score == 0.0
+
+
+def test_every_reference_equals_itself_bare_boxed_and_stated() -> None:
+    """A reference graded against itself, as written, boxed and after "The answer is", must match.
+
+    A few upstream references are malformed on purpose (an unclosed box, a trailing backslash), so
+    the bar is 99% of the references rather than all of them.
+    """
+    references = {json.loads(line)["reference"] for line in DATA.read_text().splitlines() if line}
+    references |= {str(row["gold"]) for rows in _core_cases().values() for row in rows}
+    references = {r for r in references if len(r) <= 200}
+    wrappers = ["{}", "$\\boxed{{{}}}$", "The answer is ${}$.", "So we get:\n\n\\[ \\boxed{{{}}} \\]"]
+    misses = [
+        (reference, wrapper)
+        for reference in sorted(references)
+        for wrapper in wrappers
+        if grade_answer(wrapper.format(reference), reference).score != 1.0
+    ]
+    assert len({r for r, _ in misses}) <= 0.01 * len(references), misses
