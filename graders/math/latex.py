@@ -286,7 +286,9 @@ class _Translator:
             return f"({num}/{den})" if name == "frac" else f"binomial({num},{den})"
         if name == "sqrt":
             if self.i < len(self.s) and self.s[self.i] == "[":
-                close = self.s.index("]", self.i)
+                close = self.s.find("]", self.i)
+                if close < 0:
+                    raise LatexError("unclosed root index")
                 index = _Translator(self.s[self.i + 1 : close]).run(depth + 1)
                 self.i = close + 1
                 return f"root({self.group(depth)},{index})"

@@ -14,6 +14,7 @@ import random
 import subprocess
 import sys
 import threading
+import warnings
 from fractions import Fraction
 from multiprocessing.connection import Connection
 from typing import Any
@@ -139,6 +140,7 @@ def _serve() -> None:
     """Worker loop: import sympy once, then answer (a, b) comparison requests until stdin closes."""
     requests, conn = Connection(0, writable=False), Connection(os.dup(1), readable=False)
     os.dup2(2, 1)
+    warnings.simplefilter("ignore")  # sympy deprecation notices about model text are not the caller's concern
     try:
         import resource
 
