@@ -4,6 +4,7 @@ input those suites exercise, written here in our own words."""
 from __future__ import annotations
 
 import json
+import random
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -360,3 +361,23 @@ def test_every_reference_equals_itself_bare_boxed_and_stated() -> None:
         if grade_answer(wrapper.format(reference), reference).score != 1.0
     ]
     assert len({r for r, _ in misses}) <= 0.01 * len(references), misses
+
+
+_TOKEN_TEXT = (
+    r"\frac { } ( ) [ ] \boxed $ $$ \( \) \[ \] x y = < \le 1 2 0.5 , ; and or \pm \approx \sqrt \sqrt[3] ^ _"
+    r" \text{ cm % \infty - + * / \cup | \begin{pmatrix} \end{pmatrix} & \\ #### . A (C) \sin \log_ e i"
+    r" \mathbb{R} \{ \} : 12:30 one half \ \begin{cases} \end{cases} ! \lfloor \sum is 1,000 0,5"
+)
+TOKENS = [*_TOKEN_TEXT.split(), " ", "\n", "answer is", "Final Answer:", "\u9897"]
+
+
+def test_random_token_soup_never_crashes_or_hangs() -> None:
+    """Grading must return a Grade for any text: 3000 seeded random mixes of LaTeX and prose fragments."""
+    rng = random.Random(15)
+    start = time.perf_counter()
+    for _ in range(3000):
+        response = "".join(rng.choice(TOKENS) for _ in range(rng.randint(1, 14)))
+        reference = "".join(rng.choice(TOKENS) for _ in range(rng.randint(1, 6)))
+        grade = grade_answer(response, reference, timeout=0.5)
+        assert 0.0 <= grade.score <= 1.0
+    assert time.perf_counter() - start < 120
