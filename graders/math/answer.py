@@ -184,6 +184,8 @@ def final_answer(text: str) -> str | None:
     if not text:
         return None
     boxes = boxed_spans(text)
+    if (unclosed := _unclosed_box(text, boxes)) is not None:
+        return unclosed
     if not boxes and "####" not in text and not is_prose(text) and not _FINAL_PHRASE.search(text):
         return text
     phrases = list(_FINAL_PHRASE.finditer(text))
@@ -195,6 +197,14 @@ def final_answer(text: str) -> str | None:
     if (phrased := _after_phrase(text)) is not None:
         return phrased
     return _stated(text) or _last_math_or_number(text)
+
+
+def _unclosed_box(text: str, boxes: list[tuple[str, int, int]]) -> str | None:
+    """What follows a last `\\boxed{` that is never closed (a cut-off response), if it comes after every box."""
+    start = text.rfind("\\boxed{")
+    if start < 0 or (boxes and boxes[-1][1] >= start) or any(b[1] <= start < b[2] for b in boxes):
+        return None
+    return text[start + len("\\boxed{") :].strip().rstrip("$.").strip() or None
 
 
 def _stated(text: str) -> str | None:

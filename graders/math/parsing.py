@@ -54,7 +54,9 @@ _TIME = re.compile(r"(\d{1,2}):(\d{2})(?::(\d{2}))?\s*(?:(a\.?m\.?)|(p\.?m\.?))?
 _VARIABLE = re.compile(r"[A-Za-z](?:\([A-Za-z]\))?")
 _FLIP = {"<": ">", ">": "<", "\\le": "\\ge", "\\ge": "\\le", "<=": ">=", ">=": "<="}
 _TEXT = re.compile(r"[A-Za-z][A-Za-z ,'\-]*[A-Za-z]")
-_WORD_SPLIT = re.compile(r"\s+(?:or|and)\s+|\\(?:text\s*)?(?:or|and)\b|(?<=[)\]])\s*(?:or|and)\s*(?=[(\[])")
+_WORD_SPLIT = re.compile(
+    r"\s+(?:or|and)\s+|\\(?:text\s*)?(?:or|and)\b|(?<=[)\]])\s*(?:or|and)\s*(?=[(\[])|(?<=[\d)\]])or(?=[A-Z])"
+)
 _DECIMAL_DIGITS = re.compile(
     r"[-+]?(\d*)\.(\d+)(?:\s*(?:\\times|\\cdot)\s*10\s*\^\s*\{?\s*([-+]?\d+)\s*\}?)?"
 )

@@ -305,6 +305,10 @@ KINDS = [
     ("log", r"\log_2(xy)", r"\log_2 x + \log_2 y", 1.0),
     ("log", "3", r"\log_{10}1000", 1.0),
     ("log", "4", r"\log_2 8", 0.0),
+    ("cut-off box", "12", r"so the total is \boxed{12", 1.0),
+    ("cut-off box", "12", r"first \boxed{3}, then \boxed{12", 1.0),
+    ("cut-off box", "3", r"first \boxed{3}, then \boxed{12", 0.0),
+    ("glued or", r"\{1, -1\}", "W(x)=1orW(x)=-1", 1.0),
 ]
 
 
