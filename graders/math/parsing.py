@@ -23,7 +23,8 @@ from fractions import Fraction
 from functools import lru_cache
 from typing import Any
 
-from graders.math.latex import FUNCTIONS, LatexError, TooComplex, clean, parse_number, to_sympy_syntax
+from graders.math.latex import LatexError, TooComplex, clean, parse_number
+from graders.math.translate import FUNCTIONS, to_sympy_syntax
 
 Node = tuple[Any, ...]
 MAX_LENGTH = 1000
