@@ -16,21 +16,34 @@ _BOX_COMMANDS = re.compile(r"\\(?:boxed|fbox)\b\s*")
 _ANSWER_PHRASE = re.compile(r"\banswer\s*(?:is\s*:?|:|=)[ \t]*", re.IGNORECASE)
 _SENTENCE_END = re.compile(r"(?<!\.)\.(?!\.)(?=\s|$)|\n")
 _NUMBER = re.compile(
-    r"(?<![\w.])(?:(?<![\w)\]}])(?P<sign>[-+\u2212]\s?))?"
+    r"(?<![A-Za-z0-9_.^{/\\])(?:(?<![A-Za-z0-9_)\]}])(?P<sign>[-+\u2212]\s?))?"
     r"(?P<num>(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+)"
     r"(?:(?P<exp>[eE][-+\u2212]?\d+)|/(?P<den>\d+(?:\.\d+)?))?"
-    r"(?![\w])"
+    r"(?![A-Za-z0-9_^}])"
 )
 _FENCE = re.compile(
     r"^[ \t]*```[ \t]*(?P<lang>[\w+#.-]*)[^\n]*\n(?P<body>.*?)(?:^[ \t]*```|\Z)", re.MULTILINE | re.DOTALL
 )
 _JSON = json.JSONDecoder()
 _CHOICE_PHRASE = re.compile(
-    r"(?i:answer|option|choice)\s*(?i:is|:|=)?\s*(?i:option|choice)?\s*:?\s*[*_(\[{]*\s*(?:\\text(?:bf)?\{\s*\(?)?"
-    r"(?P<letter>[A-Z](?![A-Za-z])|[a-z](?=\)|\.?\s*$))",
+    r"(?i:answer|option|choice|réponse|respuesta|antwort|答案)\s*(?i:is|:|=|est|es|ist|是|为|：)?\s*"
+    r"(?i:(?:for\s+sure|\w+ly|indeed|then|therefore)\s+)?"
+    r"(?i:option|choice)?\s*:?\s*(?:[*_(\[{$]|\\\()*\s*(?:\\(?:text\w*|math\w+)\{\s*\(?)?"
+    r"(?P<letter>[A-Z](?![A-Za-z])|[a-z](?=[*_]*\)|[*_]*\.?\s*$))",
     re.MULTILINE,
 )
-_CHOICE_ALONE = re.compile(r"^\W*(?:\\text(?:bf)?\{\W*)?(?P<letter>[A-Z])(?:\W.*)?$", re.DOTALL)
+_CHOICE_START = re.compile(r"^\W{0,3}(?P<letter>[A-Z])(?:[.:)\]\u3002\u3001\uff1a]|\s*$|(?=[^\x00-\x7f]))")
+_CHOICE_END = re.compile(r"(?<![A-Za-z])(?P<before>[\w']*)\s+[*_(\[]*(?P<letter>[A-Za-z])[*_)\]]*\W{0,2}$")
+_CHOICE_VERBS = {"is", "it's", "be", "choose", "pick", "select", "option", "answer", "with"}
+_CHOICE_VERDICT = re.compile(
+    r"(?<![A-Za-z])\(?(?P<letter>[A-Z])\)?\s+(?i:is\s+(?:the\s+)?(?:correct|right|best|true)\b|is\s+the\s+answer)"
+)
+_HEDGE = r"[A-E]\)?\s+(?:and|or|&)\s+\(?[A-E]\b"
+_CHOICE_HEDGE = re.compile(rf"\b{_HEDGE}")
+_CHOICE_HEDGE_START = re.compile(rf"[\s(\[]*{_HEDGE}")
+_CHOICE_ALONE = re.compile(
+    r"^\W*(?:\\(?:text\w*|math\w+)\{\W*)?(?P<letter>[A-Z])(?:[).:}\]\s\\]*|[).:}\]]*[\s\\]+.*)$", re.DOTALL
+)
 
 
 def _braced(text: str, start: int) -> tuple[str, int] | None:
@@ -52,21 +65,26 @@ def _braced(text: str, start: int) -> tuple[str, int] | None:
     return None
 
 
-def _boxed_all(text: str) -> list[str]:
-    found: list[str] = []
+def boxed_spans(text: str) -> list[tuple[str, int, int]]:
+    """Every `\\boxed{...}` / `\\fbox{...}` (or bare `\\boxed 5`) as (contents, start, end), left to right.
+
+    An unclosed box ends the scan: everything after it is inside it.
+
+    >>> boxed_spans(r"so \\boxed{1} and \\boxed{-1}")
+    [('1', 3, 12), ('-1', 17, 27)]
+    """
+    found: list[tuple[str, int, int]] = []
     pos = 0
     while (m := _BOX_COMMANDS.search(text, pos)) is not None:
         pos = m.end()
         if pos < len(text) and text[pos] == "{":
             inner = _braced(text, pos)
             if inner is None:
-                continue
-            found.append(inner[0].strip())
+                break
+            found.append((inner[0].strip(), m.start(), inner[1]))
             pos = inner[1]
-        else:
-            bare = re.match(r"[^\s$]+", text[pos:])
-            if bare:
-                found.append(bare.group(0))
+        elif bare := re.match(r"[^\s$]+", text[pos:]):
+            found.append((bare.group(0), m.start(), pos + bare.end()))
     return found
 
 
@@ -80,10 +98,10 @@ def extract_boxed(text: str, last: bool = True) -> str | None:
     >>> extract_boxed("no box here") is None
     True
     """
-    found = _boxed_all(text)
+    found = boxed_spans(text)
     if not found:
         return None
-    return found[-1] if last else found[0]
+    return found[-1][0] if last else found[0][0]
 
 
 def extract_hash_answer(text: str) -> str | None:
@@ -140,7 +158,8 @@ def extract_last_number(text: str) -> str | None:
     """The last number in the text, normalised to a plain literal (`-1234.5`, `3/4`, `1.2e-6`).
 
     Signs (also the Unicode minus), thousands separators, decimals, scientific notation and
-    simple fractions are recognised; separators are dropped and the minus made ASCII.
+    simple fractions are recognised; separators are dropped and the minus made ASCII. A number glued
+    to non-Latin text counts (`858颗`); a piece of an expression (`\\frac{1}{3}`, `x^{2}`) does not.
 
     >>> extract_last_number("costs $1,234.50 then \\u22123/4 of it")
     '-3/4'
@@ -225,7 +244,10 @@ def extract_last_json(text: str) -> Any | None:
 
 
 def extract_choice(text: str, letters: str = "ABCDE") -> str | None:
-    """The multiple-choice letter a response settles on: boxed, "answer/option is X", or a bare last line.
+    """The multiple-choice letter a response settles on, `None` when it hedges between two.
+
+    In order: boxed, "answer/option is X" (also "the answer is for sure X", "réponse est X"), a bare
+    last line, "X is correct", a leading letter ("D. because ..."), a final letter ("... I think it's B").
 
     >>> extract_choice(r"... so the result is 5, which is $\\boxed{\\textbf{(B)}}$")
     'B'
@@ -233,16 +255,37 @@ def extract_choice(text: str, letters: str = "ABCDE") -> str | None:
     'C'
     >>> extract_choice("It could be (A) or (B), I am unsure") is None
     True
+    >>> extract_choice("Let's check each one. It's not A, therefore I think it's B")
+    'B'
     """
     candidates: list[str] = []
     if (boxed := extract_boxed(text)) is not None:
         candidates.append(boxed)
-    phrases = [m.group("letter").upper() for m in _CHOICE_PHRASE.finditer(text)]
+    phrases = list(_CHOICE_PHRASE.finditer(text))
+    if phrases and _CHOICE_HEDGE.search(re.split(r"[,.;\n]", text[phrases[-1].start() :])[0]):
+        return None
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    for candidate in candidates + phrases[-1:] + lines[-1:]:
+    candidates += [m.group("letter").upper() for m in phrases[-1:]] + lines[-1:]
+    for candidate in candidates:
+        if _CHOICE_HEDGE_START.match(candidate.strip()):
+            return None
         m = _CHOICE_ALONE.match(candidate.strip().replace("$", ""))
         if m and len(candidate.strip()) <= 40 and m.group("letter").upper() in letters:
             return m.group("letter").upper()
+    verdicts = list(_CHOICE_VERDICT.finditer(text))
+    if verdicts and verdicts[-1].group("letter") in letters:
+        return verdicts[-1].group("letter")
+    for pattern in (_CHOICE_START, _CHOICE_END):
+        found = pattern.search(text.strip())
+        if found is None or found.group("letter").upper() not in letters:
+            continue
+        if pattern is _CHOICE_START:
+            return found.group("letter")
+        before = found.group("before").lower()
+        if before not in ("and", "or", "either") and (
+            found.group("letter").isupper() or before in _CHOICE_VERBS
+        ):
+            return found.group("letter").upper()
     return None
 
 

@@ -1,12 +1,15 @@
 """`MathGrader`: is the model's final answer mathematically equal to the reference?
 
-The response's final answer is extracted (last `\\boxed{}`, else `####`, else "the answer is", else
-the last number; a letter for multiple-choice references), both sides are parsed into structures
-(numbers, sets, tuples, intervals, matrices, equations, expressions; see `graders.math.parsing`) and
-compared. Exact numbers, strings and structures are settled in microseconds in the calling
-process; only expressions go to a sympy worker process, under a hard time limit that holds in any
-thread. Pathological inputs (exponent towers, thousands of nested braces, huge texts) come back as
-an error grade, never a hang.
+The response's final answer is found by `graders.math.answer.final_answer` (an answer-only response
+whole; side-by-side `\\boxed{}` as one answer set unless a later "Final Answer:" overrides them; `####`;
+"the answer is"; the last math span or stand-alone number), and so is the reference's, so a wrapped
+reference (`\\boxed{24}`, `$x = 3$`) works too; a letter reference is graded as multiple choice. Both
+sides are parsed into structures (numbers, sets, tuples, intervals, matrices, equations, times,
+expressions; see `graders.math.parsing`) and compared (`graders.math.comparison`). Exact numbers,
+strings and structures are settled in microseconds in the calling process; only expressions go to a
+sympy worker process, under a hard time limit that holds in any thread, where LaTeX our own translator
+does not know goes to latex2sympy2_extended. Pathological inputs (exponent towers, thousands of nested
+braces, huge texts) and sympy failures come back as an error grade, never a hang or a crash.
 
 >>> from graders.base import Sample
 >>> grader = MathGrader()
@@ -25,18 +28,22 @@ from dataclasses import dataclass
 from typing import Any
 
 from graders.base import Grade, GraderInputError, Sample
-from graders.extract import extract_choice, extract_final_answer
+from graders.extract import extract_choice
+from graders.math.answer import final_answer
+from graders.math.comparison import NeedsSympy, compare
 from graders.math.latex import TooComplex, clean
-from graders.math.parsing import NeedsSympy, Node, compare, parse
+from graders.math.parsing import Node, parse
 from graders.math.sympy_worker import SympyFailure, SympyTimeout, symbolic_compare
 from graders.templates import check_template, prepare, resolve
 
-_CHOICE_REFERENCE = re.compile(r"^\(?\s*([A-E])\s*\)?\.?$")
+_CHOICE_REFERENCE = re.compile(r"^\(?\s*([A-E])\s*\)?\.?(?:\s+[A-Z][a-z]+(?:\s+\S+)*)?$")
 _SPEC_KEYS = {"type", "name", "reference", "timeout"}
 
 
 def _choice_letter(reference: str) -> str | None:
-    m = _CHOICE_REFERENCE.match(clean(reference))
+    """`B`, `(D) Alina`, `C Cecile`, or such a letter after "the answer is" in a longer reference."""
+    stated = re.split(r"(?i)\banswer\s*(?:is|:)\s*", reference)[-1]
+    m = _CHOICE_REFERENCE.match(clean(stated))
     return m.group(1) if m else None
 
 
@@ -57,8 +64,11 @@ def _parse_side(text: str, side: str) -> Node:
         raise TooComplex(f"{side}: {exc}") from None
 
 
-def grade_answer(response: str, reference: str, timeout: float = 1.0) -> Grade:
+def grade_answer(response: str, reference: str, timeout: float = 1.0, latex_fallback: bool = True) -> Grade:
     """Grade one response against one reference answer (both plain strings).
+
+    latex_fallback: LaTeX our own translator does not know (`\\sum`, matrix arithmetic, ...) goes to
+    latex2sympy2_extended in the sympy worker; False compares such answers as text only.
 
     Details: `extracted` (the final answer found), `parsed_answer` / `parsed_reference`, `rule`
     (which comparison matched: string, numeric, symbolic, set, tuple, interval, matrix, equation,
@@ -68,7 +78,8 @@ def grade_answer(response: str, reference: str, timeout: float = 1.0) -> Grade:
     letter = _choice_letter(reference)
     if letter is not None:
         return _grade_choice(response, letter)
-    answer = extract_final_answer(response)
+    reference = final_answer(reference) or reference
+    answer = final_answer(response)
     details: dict[str, Any] = {"extracted": answer, "reference": reference, "rule": None}
     if answer is None:
         return Grade.failure("no final answer found in the response", **details)
@@ -84,13 +95,13 @@ def grade_answer(response: str, reference: str, timeout: float = 1.0) -> Grade:
     except NeedsSympy:
         remaining = max(timeout - (time.perf_counter() - started), 0.01)
         try:
-            rule, error = symbolic_compare(parsed_answer, parsed_reference, remaining)
+            rule, error = symbolic_compare(parsed_answer, parsed_reference, remaining, latex_fallback)
         except SympyTimeout as exc:
             return Grade.failure(f"timeout: {exc}", **details)
         except SympyFailure as exc:
             return Grade.failure(str(exc), **details)
-        if error is not None:
-            details["sympy_error"] = error
+        if error is not None and rule is None:
+            return Grade.failure(f"sympy could not compare: {error}", **details)
     details.update(rule=rule, seconds=round(time.perf_counter() - started, 6))
     return Grade(1.0 if rule else 0.0, details)
 

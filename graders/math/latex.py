@@ -1,24 +1,33 @@
-"""LaTeX clean-up, exact number literals and LaTeX -> sympy-syntax translation for the math grader.
+"""LaTeX clean-up and exact number literals for the math grader.
 
 Everything here is pure Python (no sympy import) so the grader's fast path stays in the calling
-process. `to_sympy_syntax` emits a string over a small alphabet (digits, single-letter symbols, a
-whitelist of function names, `+-*/()`, commas); the sympy worker parses only such strings, so model
-text never reaches an `eval` with anything but arithmetic in it.
+process; `graders.math.translate` turns what is left into the restricted syntax the sympy worker reads.
 """
 
 from __future__ import annotations
 
 import re
 from fractions import Fraction
+from functools import lru_cache
 
 MAX_DEPTH = 40
 MAX_POWER_DIGITS = 5000
 
 _TEXT_COMMANDS = re.compile(
-    r"\\(?:text|textbf|textit|textrm|mathrm|mathbf|mathit|mbox|operatorname)\s*\{([^{}]*)\}"
+    r"\\(?:text|textbf|textit|textrm|textnormal|mathrm|mathbf|mathit|mbox|operatorname)\s*\{([^{}]*)\}"
 )
 _SPACING = re.compile(r"(?<!\\)\\[,;:! ]|\\quad|\\qquad|\\displaystyle|\\left|\\right|\\big|\\Big|~")
 _DEGREES = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|°|\\degree|\^\s*\{\s*\\text\{\s*o\s*\}\s*\}")
+_DELIMITERS = re.compile(r"^\\\[|\\\]$|^\\\(|\\\)$")
+_SUPERSCRIPT_UNIT = re.compile(r"(?<=\d)\s*(km|cm|mm|dm|m)([\u00b2\u00b3])")
+_CURRENCY = re.compile(r"[\u20ac\u00a3\u00a5\u20b9]")
+_BRACED_SUBSCRIPT = re.compile(r"_\{(\w+)\}(?!\w)")
+_GLUED_GROUPING = re.compile(r"(?<=\d),\\!\s*(?=\d)")
+_BRACED_COMMA = re.compile(r"(?<=\d)\s*\{\s*,\s*\}\s*(?=\d)")
+_WHITESPACE = re.compile(r"\s+")
+_TRAILING_BACKSLASH = re.compile(r"(?<!\\)\\$")
+_TRIG = re.compile(r"\\(?:sin|cos|tan|sec|csc|cot)\b")
+_TRIG_DEGREES = re.compile(r"(\d+(?:\.\d+)?)\s*(?:\^\s*\{?\s*\\circ\s*\}?|°)")
 _SIMPLE_REPLACEMENTS = {
     "\u2212": "-",
     "\u2013": "-",
@@ -33,9 +42,13 @@ _SIMPLE_REPLACEMENTS = {
     "\u222a": "\\cup ",
     "\u221a": "\\sqrt",
     "\\dfrac": "\\frac",
+    "\\dbinom": "\\binom",
+    "\\tbinom": "\\binom",
     "\\tfrac": "\\frac",
     "\\cfrac": "\\frac",
     "\\leq": "\\le",
+    "\\neq": "\\ne ",
+    "!=": "\\ne ",
     "\\geq": "\\ge",
     "\\leqslant": "\\le",
     "\\geqslant": "\\ge",
@@ -60,6 +73,9 @@ _POWER_OF_TEN = re.compile(r"(?P<sign>[-+]?)10\s*\^\s*\{?\s*(?P<exp>[-+]?\d+)\s*
 _FRACTION = re.compile(rf"(?P<sign>[-+]?)(?P<num>-?{_DECIMAL})\s*/\s*(?P<den>-?{_DECIMAL})")
 _LATEX_FRACTION = re.compile(r"(?P<sign>[-+]?)\\frac\s*\{\s*(?P<num>-?\d+)\s*\}\s*\{\s*(?P<den>-?\d+)\s*\}")
 _SHORT_FRACTION = re.compile(r"(?P<sign>[-+]?)\\frac\s*(?P<num>\d)(?P<den>\d)")
+_SHORT_MIXED = re.compile(r"(?P<sign>[-+]?)(?P<whole>\d+)\s*\\frac\s*(?P<num>\d)(?P<den>\d)")
+_PLAIN_MIXED = re.compile(r"(?P<sign>[-+]?)(?P<whole>\d+)\s+(?P<num>\d+)\s*/\s*(?P<den>\d+)")
+_DECIMAL_COMMA = re.compile(r"[-+]?(?:0,\d+|\d+,\d{1,2}|\d{4,},\d+)")
 _MIXED = re.compile(
     r"(?P<sign>[-+]?)(?P<whole>\d+)\s*\\frac\s*\{\s*(?P<num>\d+)\s*\}\s*\{\s*(?P<den>\d+)\s*\}"
 )
@@ -69,22 +85,31 @@ _REPEATING = re.compile(
 _THOUSANDS = re.compile(r"[-+]?\d{1,3}(?:(?:,|\{,\}|\s|\\,|\u2009|\u202f)\d{3})+(?:\.\d+)?")
 
 
+@lru_cache(maxsize=4096)
 def clean(text: str) -> str:
     """Strip math delimiters, spacing commands, `\\text{}` wrappers and degree signs; unify symbols.
+
+    Cached: the grader cleans the same reference for every sample of a prompt.
 
     >>> clean(r"$\\dfrac{1}{2}\\,\\text{cm}$.")
     '\\\\frac{1}{2} cm'
     >>> clean("30^\\\\circ")
     '30'
     """
-    s = text.strip()
-    s = re.sub(r"^\\\[|\\\]$|^\\\(|\\\)$", "", s).replace("\\$", "").replace("$", "")
+    s = _DELIMITERS.sub("", text.strip()).replace("\\$", "").replace("$", "")
     s = _REPLACE.sub(lambda m: _SIMPLE_REPLACEMENTS[m.group(0)], s)
+    s = _SUPERSCRIPT_UNIT.sub(r" \1\2", s)
+    s = _CURRENCY.sub("", s).replace("\u00b2", "^2").replace("\u00b3", "^3")
+    if _TRIG.search(s):
+        s = _TRIG_DEGREES.sub(r"(\1\\pi/180)", s)
     s = _DEGREES.sub("", s)
+    s = _BRACED_SUBSCRIPT.sub(r"_\1", s)
+    s = _GLUED_GROUPING.sub(",", s)
+    s = _BRACED_COMMA.sub("{,}", s)
     s = _SPACING.sub(" ", s)
     for _ in range(3):
         s = _TEXT_COMMANDS.sub(lambda m: " " + m.group(1).strip() + " ", s)
-    s = re.sub(r"\s+", " ", s).strip()
+    s = _TRAILING_BACKSLASH.sub("", _WHITESPACE.sub(" ", s).strip()).strip()
     return s.rstrip(".").strip() if not s.endswith("...") else s
 
 
@@ -116,7 +141,9 @@ def parse_number(text: str) -> Fraction | None:
     s = text.strip()
     if len(s) > 200:
         return None
-    if _THOUSANDS.fullmatch(s):
+    if _DECIMAL_COMMA.fullmatch(s):
+        s = s.replace(",", ".")
+    elif _THOUSANDS.fullmatch(s):
         s = re.sub(r"\{,\}|\\,|[,\s\u2009\u202f]", "", s)
     try:
         if m := _PLAIN_NUMBER.fullmatch(s):
@@ -134,7 +161,7 @@ def parse_number(text: str) -> Fraction | None:
             return _signed(m.group("sign"), Fraction(m.group("num")) * Fraction(10) ** exp)
         if m := _FRACTION.fullmatch(s) or _LATEX_FRACTION.fullmatch(s) or _SHORT_FRACTION.fullmatch(s):
             return _signed(m.group("sign"), Fraction(m.group("num")) / Fraction(m.group("den")))
-        if m := _MIXED.fullmatch(s):
+        if m := _MIXED.fullmatch(s) or _SHORT_MIXED.fullmatch(s) or _PLAIN_MIXED.fullmatch(s):
             value = int(m.group("whole")) + Fraction(int(m.group("num")), int(m.group("den")))
             return _signed(m.group("sign"), value)
         if m := _REPEATING.fullmatch(s):
@@ -144,175 +171,9 @@ def parse_number(text: str) -> Fraction | None:
     return None
 
 
-FUNCTIONS = frozenset(
-    [
-        "sqrt",
-        "root",
-        "log",
-        "sin",
-        "cos",
-        "tan",
-        "cot",
-        "sec",
-        "csc",
-        "asin",
-        "acos",
-        "atan",
-        "sinh",
-        "cosh",
-        "tanh",
-        "exp",
-        "pi",
-        "oo",
-        "Abs",
-        "binomial",
-        "factorial",
-    ]
-)
-_LATEX_FUNCTIONS = {
-    "ln": "log",
-    "log": "log",
-    "exp": "exp",
-    "sin": "sin",
-    "cos": "cos",
-    "tan": "tan",
-    "cot": "cot",
-    "sec": "sec",
-    "csc": "csc",
-    "arcsin": "asin",
-    "arccos": "acos",
-    "arctan": "atan",
-    "sinh": "sinh",
-    "cosh": "cosh",
-    "tanh": "tanh",
-    "pi": "pi",
-    "infty": "oo",
-    "cdot": "*",
-    "times": "*",
-    "div": "/",
-}
-_CONSTANTS = {"e": "E", "i": "I", "E": "E", "I": "I"}
-
-
 class LatexError(ValueError):
     """The text is not an arithmetic expression the grader can hand to sympy."""
 
 
 class TooComplex(LatexError):
     """The text is too long, too deeply nested or too large to evaluate safely: an error grade."""
-
-
-class _Translator:
-    """A small recursive-descent pass over LaTeX: groups, `\\frac`, `\\sqrt`, `^`, known commands."""
-
-    def __init__(self, text: str) -> None:
-        self.s = text
-        self.i = 0
-
-    def group(self, depth: int) -> str:
-        """One argument: a `{...}` group or a single token."""
-        while self.i < len(self.s) and self.s[self.i] == " ":
-            self.i += 1
-        if self.i >= len(self.s):
-            raise LatexError("missing argument")
-        if self.s[self.i] == "{":
-            self.i += 1
-            inner = self.run(depth + 1, closer="}")
-            return f"({inner})"
-        if self.s[self.i] == "\\":
-            return self.command(depth)
-        self.i += 1
-        return self.s[self.i - 1]
-
-    def command(self, depth: int) -> str:
-        m = re.compile(r"\\([A-Za-z]+)").match(self.s, self.i)
-        if not m:
-            raise LatexError(f"stray backslash in {self.s!r}")
-        self.i = m.end()
-        name = m.group(1)
-        if name == "frac" or name == "binom":
-            num, den = self.group(depth), self.group(depth)
-            return f"({num}/{den})" if name == "frac" else f"binomial({num},{den})"
-        if name == "sqrt":
-            if self.i < len(self.s) and self.s[self.i] == "[":
-                close = self.s.index("]", self.i)
-                index = _Translator(self.s[self.i + 1 : close]).run(depth + 1)
-                self.i = close + 1
-                return f"root({self.group(depth)},{index})"
-            return f"sqrt({self.group(depth)})"
-        if name in _LATEX_FUNCTIONS:
-            return f" {_LATEX_FUNCTIONS[name]} "
-        raise LatexError(f"unsupported command \\{name}")
-
-    def run(self, depth: int = 0, closer: str | None = None) -> str:
-        if depth > MAX_DEPTH:
-            raise TooComplex(f"nested more than {MAX_DEPTH} levels deep")
-        out: list[str] = []
-        while self.i < len(self.s):
-            ch = self.s[self.i]
-            if closer is not None and ch == closer:
-                self.i += 1
-                return "".join(out)
-            if ch == "{":
-                out.append(self.group(depth))
-            elif ch == "\\":
-                out.append(self.command(depth))
-            elif ch == "^":
-                self.i += 1
-                out.append(f"**{self.group(depth)}")
-            else:
-                out.append(ch)
-                self.i += 1
-        if closer is not None:
-            raise LatexError("unbalanced braces")
-        return "".join(out)
-
-
-def _identifiers(expr: str) -> str:
-    """Keep whitelisted function names; split any other word into single-letter symbols."""
-
-    def split(m: re.Match[str]) -> str:
-        word = m.group(0)
-        if word in FUNCTIONS:
-            return f" {word} "
-        return " " + " ".join(_CONSTANTS.get(c, c) for c in word) + " "
-
-    return re.sub(r"[A-Za-z]+", split, expr)
-
-
-def _decimals_exact(expr: str) -> str:
-    """Rewrite decimal literals as exact ratios so 0.1 stays 1/10 inside sympy."""
-
-    def exact(m: re.Match[str]) -> str:
-        value = Fraction(m.group(0))
-        return f"({value.numerator}/{value.denominator})"
-
-    return re.sub(r"(?<![\w.])\d*\.\d+(?:[eE][-+]?\d+)?|\d+[eE][-+]?\d+", exact, expr)
-
-
-def _check_powers(expr: str) -> None:
-    """Reject towers such as 9^(9^(9^9)) before sympy tries to expand them."""
-    if re.search(r"\*\*\s*\(*\s*\d+\s*\)*\s*\*\*", expr):
-        raise TooComplex("exponent tower is too large to evaluate")
-    for m in re.finditer(r"\*\*\s*\(*\s*(\d+)", expr):
-        if len(m.group(1)) > 4 and int(m.group(1)) > MAX_POWER_DIGITS:
-            raise TooComplex("exponent is too large to evaluate")
-
-
-def to_sympy_syntax(text: str) -> str:
-    """Translate a cleaned LaTeX/plain expression into the restricted syntax the sympy worker parses.
-
-    >>> to_sympy_syntax(r"\\frac{x+1}{2}\\sqrt{3}")
-    '(( x +1)/(2)) sqrt ((3))'
-    >>> to_sympy_syntax("0.5e^{-x}")
-    '(1/2) E **(- x )'
-    """
-    if len(text) > 500:
-        raise TooComplex("expression longer than 500 characters")
-    expr = _Translator(text).run()
-    expr = _identifiers(expr)
-    expr = re.sub(r"\s+", " ", expr).strip()
-    if not re.fullmatch(r"[0-9A-Za-z+\-*/()., !]*", expr) or "__" in expr:
-        raise LatexError(f"unsupported characters in {text!r}")
-    _check_powers(expr)
-    return _decimals_exact(expr)

@@ -14,11 +14,13 @@ import random
 import subprocess
 import sys
 import threading
+import warnings
 from fractions import Fraction
 from multiprocessing.connection import Connection
 from typing import Any
 
-from graders.math.parsing import Node, compare
+from graders.math.comparison import IRRATIONAL_DIGITS, RATIONAL_DIGITS, compare
+from graders.math.parsing import Node
 
 STARTUP_TIMEOUT = 120.0
 REL_TOL = 1e-9
@@ -96,6 +98,15 @@ def _release(worker: _Worker) -> None:
     worker.kill()
 
 
+def shut_down() -> None:
+    """Stop this process's idle workers; the next comparison starts a fresh one (with empty caches)."""
+    with _idle_lock:
+        stopping = list(_idle) if _owner_pid == os.getpid() else []
+        _idle.clear()
+    for worker in stopping:
+        worker.kill()
+
+
 def warm_up() -> None:
     """Start one worker and wait until sympy is imported, so the first graded sample is not slowed."""
     worker = _acquire()
@@ -103,14 +114,18 @@ def warm_up() -> None:
     _release(worker)
 
 
-def symbolic_compare(a: Node, b: Node, timeout: float) -> tuple[str | None, str | None]:
+def symbolic_compare(
+    a: Node, b: Node, timeout: float, latex_fallback: bool = True
+) -> tuple[str | None, str | None]:
     """(rule, error) from comparing two parsed answers with sympy; raises `SympyTimeout` after `timeout` s.
 
+    latex_fallback: convert "latex" nodes (LaTeX our translator does not know) with latex2sympy2_extended;
+    when False they compare only as identical text.
     A worker that overran or died is killed and a fresh one is started at once, ready for the next call.
     """
     worker = _acquire()
     try:
-        result = worker.call((a, b), timeout)
+        result = worker.call((a, b, latex_fallback), timeout)
     except BaseException as exc:
         worker.kill()
         _release(_Worker())
@@ -125,6 +140,7 @@ def _serve() -> None:
     """Worker loop: import sympy once, then answer (a, b) comparison requests until stdin closes."""
     requests, conn = Connection(0, writable=False), Connection(os.dup(1), readable=False)
     os.dup2(2, 1)
+    warnings.simplefilter("ignore")  # sympy deprecation notices about model text are not the caller's concern
     try:
         import resource
 
@@ -145,9 +161,15 @@ def _serve() -> None:
             conn.send((None, None))
             continue
         try:
+            equality.latex_fallback = request[2]
+            equality.verdicts.clear()
             conn.send((compare(request[0], request[1], equality), None))
         except (Exception, RecursionError, MemoryError) as exc:  # noqa: BLE001 - report any sympy failure, keep serving
             conn.send((None, f"{type(exc).__name__}: {exc}"[:300]))
+
+
+class _Unconvertible(Exception):
+    """A node with no sympy form here (a structure, or LaTeX with the fallback off): compares as text."""
 
 
 class _SympyEquality:
@@ -161,10 +183,17 @@ class _SympyEquality:
         self.parse_expr = sp.parse_expr
         self.transformations = sp.standard_transformations + (sp.implicit_multiplication_application,)
         names = "Integer Float Rational Symbol Function sqrt root log sin cos tan cot sec csc asin acos atan"
-        names += " sinh cosh tanh exp pi oo E I Abs binomial factorial factorial2"
+        names += " sinh cosh tanh exp pi oo E I Abs binomial factorial factorial2 Matrix gcd lcm"
         self.globals: dict[str, Any] = {n: getattr(sympy, n) for n in names.split()}
         self.globals["__builtins__"] = {}
         self.cache: dict[Node, Any] = {}
+        self.verdicts: dict[tuple[Node, Node, bool, bool], bool] = {}
+        self.latex_fallback = True
+        from latex2sympy2_extended import latex2sympy
+
+        self.latex2sympy = latex2sympy
+        for warm in (r"\frac{1}{2}", r"\sum_{k=0}^{n} a_k", r"\begin{pmatrix}1 & 2\\3 & 4\end{pmatrix}"):
+            latex2sympy(warm)  # the first conversions build the ANTLR parser's prediction tables
 
     def to_sympy(self, node: Node) -> Any:
         kind, value = node[0], node[1]
@@ -172,28 +201,83 @@ class _SympyEquality:
             return self.sympy.Rational(value.numerator, value.denominator)
         if kind == "inf":
             return self.sympy.oo if value > 0 else -self.sympy.oo
-        if kind != "expr":
-            raise TypeError(f"not a scalar: {kind}")
+        if kind == "matrix":
+            return self.sympy.Matrix([[self.to_sympy(cell) for cell in row] for row in value])
+        if kind not in ("expr", "latex") or (kind == "latex" and not self.latex_fallback):
+            raise _Unconvertible(kind)
         if node not in self.cache:
             if len(self.cache) > 10000:
                 self.cache.clear()
-            self.cache[node] = self.parse_expr(
-                value, local_dict={}, global_dict=dict(self.globals), transformations=self.transformations
-            )
+            self.cache[node] = self._convert(node)
         return self.cache[node]
 
+    def _convert(self, node: Node) -> Any:
+        if node[0] == "latex":
+            return self.latex2sympy(node[1])
+        return self.parse_expr(
+            node[1], local_dict={}, global_dict=dict(self.globals), transformations=self.transformations
+        )
+
     def __call__(self, a: Node, b: Node, proportional: bool = False) -> bool:
-        x, y = self.to_sympy(a), self.to_sympy(b)
-        if proportional:
-            return self._proportional(x, y)
+        """Equal as numbers or expressions; remembered within one request, where set and alternative
+        readings repeat the same pairs."""
+        key = (a, b, proportional, self.latex_fallback)
+        if key not in self.verdicts:
+            if len(self.verdicts) > 10000:
+                self.verdicts.clear()
+            self.verdicts[key] = self._equal(a, b, proportional)
+        return self.verdicts[key]
+
+    def _equal(self, a: Node, b: Node, proportional: bool) -> bool:
+        try:
+            x, y = self.to_sympy(a), self.to_sympy(b)
+        except _Unconvertible:
+            return a == b
         if x == y:
             return True
+        if not hasattr(x, "has") or not hasattr(y, "has"):
+            return False
+        if str(x) == str(y):  # same printed form, symbols that differ only in assumptions
+            return True
+        unevaluated = (self.sympy.Sum, self.sympy.Product, self.sympy.Integral, self.sympy.Limit)
+        if x.has(*unevaluated) or y.has(*unevaluated):  # sampling or simplifying these can run for ever
+            return False
+        if proportional:
+            return self._proportional(x, y)
+        if isinstance(x, self.sympy.MatrixBase) or isinstance(y, self.sympy.MatrixBase):
+            return x.shape == getattr(y, "shape", None) and bool(self.sympy.simplify(x - y).is_zero_matrix)
+        rounded = [n for n in (a, b) if len(n) == 3]
+        if len(rounded) == 1 and not (x.is_Rational and y.is_Rational):
+            places, significant = rounded[0][2]
+            exact = y if rounded[0] is a else x
+            needed = IRRATIONAL_DIGITS if self._irrational(exact) else RATIONAL_DIGITS
+            if significant >= needed and self._rounded(x, y, self.sympy.Rational(1, 10**places)):
+                return True
         if x.has(self.sympy.oo, -self.sympy.oo, self.sympy.zoo) or y.has(self.sympy.oo, self.sympy.zoo):
             return False
         free = sorted((x - y).free_symbols, key=str)
         if not free:
             return False if (x.is_Rational and y.is_Rational) else self._close(x, y)
         return all(self._close(x.xreplace(p), y.xreplace(p)) for p in self._points(free))
+
+    def _rounded(self, x: Any, y: Any, tolerance: Any) -> bool:
+        """One side was written with rounded decimals: equal to within its last place, at sample points
+        in (0, 1) when there are free symbols (so a rounded coefficient is not magnified)."""
+        free = sorted(x.free_symbols | y.free_symbols, key=str)
+        rng = random.Random(4321)
+        points = [{v: self.sympy.Rational(rng.randint(1, 9), 10) for v in free} for _ in range(4)]
+        for point in points if free else [{}]:
+            difference = self.sympy.N((x - y).xreplace(point), 30)
+            if not (difference.is_number and abs(difference) < tolerance):
+                return False
+        return True
+
+    def _irrational(self, expr: Any) -> bool:
+        """Holds a constant no decimal writes exactly (pi, e, a root, a logarithm or trigonometric value)."""
+        sp = self.sympy
+        if expr.has(sp.pi, sp.E, sp.log, sp.exp, sp.sin, sp.cos, sp.tan, sp.asin, sp.acos, sp.atan):
+            return True
+        return any(p.exp.is_Rational and not p.exp.is_Integer for p in expr.atoms(sp.Pow))
 
     def _points(self, free: list[Any]) -> list[dict[Any, Any]]:
         rng = random.Random(1234)

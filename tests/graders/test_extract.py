@@ -10,6 +10,7 @@ from graders.base import Sample
 from graders.extract import (
     extract_answer_phrase,
     extract_boxed,
+    extract_choice,
     extract_code_block,
     extract_final_answer,
     extract_hash_answer,
@@ -91,6 +92,9 @@ def test_extract_answer_phrase(text: str, expected: str | None) -> None:
         ("values 1 and 2", "2"),
         ("step2 done", None),
         ("no digits", None),
+        ("\u5171\u6709858\u9897\u7cd6\u679c", "858"),
+        (r"so it is \frac{1}{\sqrt{3}}", None),
+        (r"we get 7 and x^{2}", "7"),
     ],
 )
 def test_extract_last_number(text: str, expected: str | None) -> None:
@@ -149,3 +153,23 @@ def test_sample_json_uses_extract_json() -> None:
 )
 def test_extract_final_answer(text: str, expected: str | None) -> None:
     assert extract_final_answer(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (r"so it is $\boxed{\text{(C)}}$", "C"),
+        ("The answer is for sure D, it can't be A or B", "D"),
+        ("Answer: **c**", "C"),
+        ("D. it can't be A or B", "D"),
+        ("B\u3002 \u4e0d\u662f A", "B"),
+        ("Comparing the options, (B) is correct.", "B"),
+        ("after checking, I would go with b", "B"),
+        ("The answer is A and C", None),
+        ("either A or B", None),
+        ("A and C", None),
+        ("the value of E is 5", None),
+    ],
+)
+def test_extract_choice(text: str, expected: str | None) -> None:
+    assert extract_choice(text) == expected
