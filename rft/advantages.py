@@ -5,7 +5,17 @@ with the statistics of the G rewards sampled for one prompt: A_i = (r_i - mean(r
 Dr. GRPO (Liu et al. 2025, "Understanding R1-Zero-Like Training: A Critical Perspective") drops the
 division by the std because it up-weights prompts that are nearly always solved or nearly always failed.
 
-Every estimator here is a pure function of the rewards; `ADVANTAGE_ESTIMATORS` maps config names to them.
+RLOO (Ahmadian et al. 2024, "Back to Basics", sec. 3.3) uses the mean of the *other* G - 1 samples
+as each sample's baseline, which keeps the estimator unbiased. REINFORCE++ (Hu et al. 2025,
+arXiv 2501.03262) puts a per-token KL penalty into the reward, sums it to a reward-to-go per token,
+and normalises over the whole batch instead of per prompt. PPO's GAE (Schulman et al. 2016) needs a
+critic and lives here too, as a pure function of rewards and values.
+
+Shapes: B prompts, G samples per prompt, N = B*G completions (group-major: row b*G + g is sample g of
+prompt b), T completion tokens (right-padded). `ADVANTAGE_ESTIMATORS` maps config names to estimators
+with one signature, `(token_rewards (N, T), mask (N, T), *, group_size) -> (advantages (N, T), metrics)`:
+outcome estimators (grpo, dr_grpo, rloo) score each completion by the sum of its token rewards, which
+is the grader's score when no KL is put into the reward.
 """
 
 from __future__ import annotations
@@ -86,7 +96,124 @@ def dr_grpo_advantages(rewards: Tensor, *, group_size: int) -> tuple[Tensor, dic
     return group_advantages(rewards, group_size=group_size, scale_by_std=False)
 
 
+def rloo_advantages(rewards: Tensor, *, group_size: int) -> tuple[Tensor, dict[str, float]]:
+    """RLOO (Ahmadian et al. 2024, sec. 3.3): A_i = r_i - 1/(G-1) sum_{j != i} r_j; rewards (B*G,) -> (B*G,).
+
+    The leave-one-out mean equals (G r_i - sum_j r_j) / (G - 1), so A_i = G/(G-1) (r_i - mean(r)):
+    Dr. GRPO's mean-centred advantage scaled by G/(G-1), with a baseline independent of r_i.
+    """
+    centred, metrics = group_advantages(rewards, group_size=group_size, scale_by_std=False)
+    return centred * (group_size / (group_size - 1)), metrics
+
+
+def kl_penalised_rewards(
+    scores: Tensor, lengths: Tensor, mask: Tensor, logprobs: Tensor | None, ref_logprobs: Tensor | None,
+    kl_coef: float,
+) -> Tensor:
+    """Per-token rewards (N, T): the grader's score on the last token, minus kl_coef * KL at every real token.
+
+    The RLHF reward of Ziegler et al. 2019 (eq. 2), Stiennon et al. 2020 (eq. 1) and Ouyang et al. 2022
+    (eq. 2), spread over tokens as REINFORCE++ (Hu et al. 2025) and PPO-RLHF implementations do:
+    r_t = [t = last] * score - kl_coef * (logprobs_t - ref_logprobs_t), the k1 estimate of
+    KL(pi_old || pi_ref) at token t. scores: (N,). lengths: (N,) completion lengths; the score sits at
+    column max(length - 1, 0), so even an empty completion keeps its score in the row sum.
+    mask: (N, T) 1 on real tokens. logprobs, ref_logprobs: (N, T) under the sampling and reference
+    policies (constants); both may be None when kl_coef == 0.
+    """
+    if kl_coef < 0:
+        raise ValueError(f"kl_coef must be >= 0, got {kl_coef}")
+    if scores.shape != mask.shape[:1] or lengths.shape != scores.shape:
+        raise ValueError(f"scores and lengths must have shape (N,) = ({mask.shape[0]},), got "
+                         f"{tuple(scores.shape)} and {tuple(lengths.shape)}")
+    rewards = torch.zeros(mask.shape, dtype=torch.float32, device=mask.device)  # (N, T)
+    last = (lengths.long() - 1).clamp(min=0).unsqueeze(1)  # (N, 1)
+    rewards.scatter_(1, last, scores.float().unsqueeze(1))
+    if kl_coef > 0:
+        if logprobs is None or ref_logprobs is None:
+            raise ValueError(f"kl_coef={kl_coef} > 0 needs logprobs and ref_logprobs")
+        kl = (logprobs.detach() - ref_logprobs.detach()).float() * mask  # (N, T), k1
+        rewards = rewards - kl_coef * kl
+    return rewards
+
+
+def _masked_mean(x: Tensor, mask: Tensor) -> Tensor:
+    return (x * mask).sum() / mask.sum().clamp(min=1.0)
+
+
+def masked_whiten(x: Tensor, mask: Tensor, *, shift_mean: bool = True, eps: float = 1e-8) -> Tensor:
+    """(x - mean) / std over the real tokens of the whole batch; x, mask (N, T) -> (N, T), 0 at padding.
+
+    The std is the population std (divisor: the number of real tokens), as in OpenRLHF and TRL's
+    `masked_whiten`; with `shift_mean=False` only the scale changes (TRL whitens rewards this way).
+    """
+    mask = mask.to(x.dtype)
+    mean = _masked_mean(x, mask)
+    var = _masked_mean((x - mean) ** 2, mask)
+    out = (x - mean) * torch.rsqrt(var + eps)
+    if not shift_mean:
+        out = out + mean
+    return out * mask
+
+
+def reinforce_pp_advantages(
+    token_rewards: Tensor, mask: Tensor, *, group_size: int = 1, eps: float = 1e-8
+) -> tuple[Tensor, dict[str, float]]:
+    """REINFORCE++ (Hu et al. 2025): reward-to-go per token, normalised over every real token of the batch.
+
+    A_t = sum_{s >= t} r_s (gamma = 1; with `kl_penalised_rewards` this is score - beta * sum_{s >= t}
+    KL(s)), then A_norm = (A - mean_batch(A)) / std_batch(A) over all real tokens of all N completions
+    (global normalisation, no per-prompt baseline). token_rewards, mask: (N, T) -> advantages (N, T).
+    `group_size` is accepted for the registry's signature and does not enter the estimate.
+    """
+    mask = mask.to(token_rewards.dtype)
+    to_go = (token_rewards * mask).flip(1).cumsum(1).flip(1)  # (N, T): sum over s >= t
+    advantages = masked_whiten(to_go, mask, eps=eps)
+    metrics = {"return_mean": float(_masked_mean(to_go, mask).item()),
+               "advantage_std_before_norm": float(_masked_mean((to_go - _masked_mean(to_go, mask)) ** 2,
+                                                                mask).sqrt().item())}
+    return advantages, metrics
+
+
+def gae(
+    rewards: Tensor, values: Tensor, mask: Tensor, *, gamma: float, lam: float
+) -> tuple[Tensor, Tensor]:
+    """Generalised advantage estimation (Schulman et al. 2016, eqs. 11-16) over right-padded tokens.
+
+    delta_t = r_t + gamma V_{t+1} - V_t and A_t = sum_l (gamma lam)^l delta_{t+l} (eq. 16), computed
+    by the recursion A_t = delta_t + gamma lam A_{t+1}; the state after a completion's last token is
+    terminal (V = 0, A = 0). rewards, values, mask: (N, T). Returns advantages (N, T) and the critic's
+    targets, returns = A + V (N, T), both 0 at padding. Constants: nothing here carries gradient.
+    """
+    if not (0.0 <= gamma <= 1.0 and 0.0 <= lam <= 1.0):
+        raise ValueError(f"gamma and lam must be in [0, 1], got {gamma} and {lam}")
+    mask = mask.to(values.dtype)
+    rewards, values = rewards.detach() * mask, values.detach() * mask
+    advantages = torch.zeros_like(values)  # (N, T)
+    next_value = torch.zeros_like(values[:, 0])  # (N,)
+    running = torch.zeros_like(values[:, 0])  # (N,)
+    for t in reversed(range(values.shape[1])):
+        delta = rewards[:, t] + gamma * next_value - values[:, t]
+        # Padding (mask 0) resets the recursion, so the last real token sees a terminal next state.
+        running = (delta + gamma * lam * running) * mask[:, t]
+        advantages[:, t] = running
+        next_value = values[:, t]
+    return advantages, (advantages + values) * mask
+
+
+def _outcome(estimator: Callable[..., tuple[Tensor, dict[str, float]]]) -> AdvantageEstimator:
+    """A sequence-level estimator on the registry's token signature: sum the token rewards, broadcast back."""
+
+    def token_level(token_rewards: Tensor, mask: Tensor, *, group_size: int) -> tuple[Tensor, dict[str, float]]:
+        advantages, metrics = estimator(token_rewards.sum(dim=1), group_size=group_size)  # (N,)
+        return advantages.unsqueeze(1) * mask.to(advantages.dtype), metrics  # (N, T)
+
+    token_level.__doc__ = estimator.__doc__
+    return token_level
+
+
 ADVANTAGE_ESTIMATORS: dict[str, AdvantageEstimator] = {
-    "grpo": grpo_advantages,
-    "dr_grpo": dr_grpo_advantages,
+    "grpo": _outcome(grpo_advantages),
+    "dr_grpo": _outcome(dr_grpo_advantages),
+    "rloo": _outcome(rloo_advantages),
+    "reinforce_pp": reinforce_pp_advantages,
 }

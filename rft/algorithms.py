@@ -3,12 +3,16 @@
 `algorithm:` in a run config is parsed into the section class that `ALGORITHMS[name]` names, so
 `--algorithm.group_size 4` is a GRPO field and an unknown field is an error naming that algorithm.
 A new recipe adds its section here and its entry point to `rft.recipes.RECIPES`.
+
+GRPO, RLOO and REINFORCE++ share one critic-free recipe (`rft.recipes.grpo`): they differ only in
+the advantage estimator (`advantage`, a key of `rft.advantages.ADVANTAGE_ESTIMATORS`) and in where
+the KL to the reference goes, so they share the fields of the clipped update (`ClippedUpdate`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from rft.options import ConfigError, opt
 
@@ -17,31 +21,126 @@ if TYPE_CHECKING:
 
 
 @dataclass
-class GRPOConfig:
-    """GRPO (Shao et al. 2024) with DAPO's clip-higher and token-level loss options."""
+class ClippedUpdate:
+    """Fields of the critic-free clipped policy-gradient update (PPO's surrogate on sampled groups)."""
 
     name: str = opt("grpo", "training recipe (see rft.recipes.RECIPES)")
     group_size: int = opt(8, "G: completions sampled per prompt")
-    advantage: str = opt("grpo", "advantage estimator: grpo (std-scaled) or dr_grpo (mean-centred)",
-                         choices=("grpo", "dr_grpo"))
     epsilon: float = opt(0.2, "clip range below (and above, unless epsilon_high is set)")
     epsilon_high: float | None = opt(None, "DAPO clip-higher upper range")
-    beta: float = opt(0.0, "KL coefficient to the adapter-disabled reference; 0 skips the reference pass")
+    beta: float = opt(0.0, "k3 KL-to-reference weight in the loss; 0 skips it")
+    kl_coef: float = opt(0.0, "k1 KL-to-reference penalty per token in the reward; 0 skips it")
     aggregation: str = opt("token_mean", "loss aggregation over the whole batch: seq_mean, token_mean or "
                            "seq_mean_token_sum_norm", choices=("seq_mean", "token_mean", "seq_mean_token_sum_norm"))
     num_iterations: int = opt(1, "optimisation passes over each sampled batch (>1 uses old log-probs)")
     mask_truncated: bool = opt(False, "exclude completions that hit max_new_tokens from the loss")
 
+    label: ClassVar[str] = "GRPO"
+    min_group: ClassVar[int] = 2  # samples per prompt the estimator needs to have a baseline
+
     def validate(self, run: RunConfig) -> None:
         """Settings that would crash later or silently do nothing, named by field."""
-        if self.group_size < 2:
-            raise ConfigError(f"algorithm.group_size must be >= 2 for GRPO (got {self.group_size}): "
-                              "a group of one has no baseline, so every advantage would be 0")
+        if self.group_size < self.min_group:
+            raise ConfigError(f"algorithm.group_size must be >= {self.min_group} for {self.label} (got "
+                              f"{self.group_size}): a group of one has no baseline, so every advantage would be 0")
         if self.num_iterations < 1:
             raise ConfigError(f"algorithm.num_iterations must be >= 1, got {self.num_iterations}")
-        if self.epsilon < 0 or (self.epsilon_high is not None and self.epsilon_high < 0) or self.beta < 0:
-            raise ConfigError("algorithm.epsilon, algorithm.epsilon_high and algorithm.beta must be >= 0")
+        check_clip(self.epsilon, self.epsilon_high)
+        for key in ("beta", "kl_coef"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"algorithm.{key} must be >= 0, got {getattr(self, key)}")
+
+
+def check_clip(epsilon: float, epsilon_high: float | None) -> None:
+    if epsilon < 0 or (epsilon_high is not None and epsilon_high < 0):
+        raise ConfigError(f"algorithm.epsilon and algorithm.epsilon_high must be >= 0, got {epsilon}, {epsilon_high}")
+
+
+@dataclass
+class GRPOConfig(ClippedUpdate):
+    """GRPO (Shao et al. 2024) with DAPO's clip-higher and token-level loss options."""
+
+    name: str = opt("grpo", "training recipe (see rft.recipes.RECIPES)")
+    advantage: str = opt("grpo", "advantage estimator: grpo (std-scaled) or dr_grpo (mean-centred)",
+                         choices=("grpo", "dr_grpo"))
+
+
+@dataclass
+class RLOOConfig(ClippedUpdate):
+    """RLOO (Ahmadian et al. 2024): each sample's baseline is the mean reward of the other G - 1."""
+
+    name: str = opt("rloo", "training recipe (see rft.recipes.RECIPES)")
+    kl_coef: float = opt(0.0, "k1 KL-to-reference penalty per token, summed into the sequence reward "
+                         "(the paper's KL-shaped reward); 0 skips it")
+
+    label: ClassVar[str] = "RLOO"
+    advantage: ClassVar[str] = "rloo"
+
+
+@dataclass
+class ReinforcePPConfig(ClippedUpdate):
+    """REINFORCE++ (Hu et al. 2025): per-token KL in the reward, advantages normalised over the batch."""
+
+    name: str = opt("reinforce_pp", "training recipe (see rft.recipes.RECIPES)")
+    group_size: int = opt(8, "G: completions sampled per prompt (1 is allowed: the baseline is the batch)")
+    kl_coef: float = opt(0.01, "k1 KL-to-reference penalty per token in the reward (REINFORCE++'s beta)")
+
+    label: ClassVar[str] = "REINFORCE++"
+    min_group: ClassVar[int] = 1
+    advantage: ClassVar[str] = "reinforce_pp"
+
+
+@dataclass
+class PPOConfig:
+    """PPO (Schulman et al. 2017) in its RLHF form (Ouyang et al. 2022), with a value head on the policy."""
+
+    name: str = opt("ppo", "training recipe (see rft.recipes.RECIPES)")
+    group_size: int = opt(4, "G: completions sampled per prompt (prompts run once per group)")
+    epsilon: float = opt(0.2, "policy clip range below (and above, unless epsilon_high is set)")
+    epsilon_high: float | None = opt(None, "DAPO clip-higher upper range")
+    kl_coef: float = opt(0.02, "KL-to-reference weight; 0 skips the reference pass")
+    kl_penalty: str = opt("reward", "where the KL goes: reward (k1 per token, InstructGPT) or loss (k3, as GRPO)",
+                          choices=("reward", "loss"))
+    gamma: float = opt(1.0, "GAE discount, in [0, 1]")
+    lam: float = opt(0.95, "GAE lambda, in [0, 1]")
+    whiten_advantages: bool = opt(True, "normalise advantages over the real tokens of each rollout batch")
+    value_clip: float | None = opt(0.2, "clip range of the value loss around the rollout-time values; null: none")
+    vf_coef: float = opt(0.5, "weight of the value loss in the shared backbone's loss")
+    value_lr: float = opt(1e-3, "AdamW learning rate of the value head")
+    epochs: int = opt(2, "PPO epochs over each rollout batch")
+    mini_batch_size: int = opt(16, "completions per optimizer update (a multiple of group_size; whole groups, "
+                               "shuffled every epoch)")
+    critic_warmup_steps: int = opt(0, "first steps that fit only the value head; the policy is not updated")
+    aggregation: str = opt("token_mean", "policy-loss aggregation: seq_mean, token_mean or seq_mean_token_sum_norm",
+                           choices=("seq_mean", "token_mean", "seq_mean_token_sum_norm"))
+    mask_truncated: bool = opt(False, "exclude completions that hit max_new_tokens from the losses")
+
+    def validate(self, run: RunConfig) -> None:
+        """Settings that would crash later or silently do nothing, named by field."""
+        for key in ("gamma", "lam"):
+            if not 0.0 <= getattr(self, key) <= 1.0:
+                raise ConfigError(f"algorithm.{key} must be in [0, 1], got {getattr(self, key)}")
+        if self.group_size < 1:
+            raise ConfigError(f"algorithm.group_size must be >= 1, got {self.group_size}")
+        if self.epochs < 1:
+            raise ConfigError(f"algorithm.epochs must be >= 1, got {self.epochs}")
+        if self.mini_batch_size < self.group_size or self.mini_batch_size % self.group_size:
+            raise ConfigError(f"algorithm.mini_batch_size must be a positive multiple of algorithm.group_size "
+                              f"({self.group_size}), got {self.mini_batch_size}: mini-batches hold whole groups")
+        check_clip(self.epsilon, self.epsilon_high)
+        if self.value_clip is not None and self.value_clip <= 0:
+            raise ConfigError(f"algorithm.value_clip must be > 0 or null, got {self.value_clip}")
+        for key in ("kl_coef", "vf_coef"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"algorithm.{key} must be >= 0, got {getattr(self, key)}")
+        if self.value_lr <= 0:
+            raise ConfigError(f"algorithm.value_lr must be > 0, got {self.value_lr}")
+        if not 0 <= self.critic_warmup_steps < run.train.steps:
+            raise ConfigError(f"algorithm.critic_warmup_steps must be in [0, train.steps) = [0, {run.train.steps}), "
+                              f"got {self.critic_warmup_steps}: the policy would never be updated")
 
 
 # algorithm.name -> its config section.
-ALGORITHMS: dict[str, type] = {"grpo": GRPOConfig}
+ALGORITHMS: dict[str, type] = {
+    "grpo": GRPOConfig, "rloo": RLOOConfig, "reinforce_pp": ReinforcePPConfig, "ppo": PPOConfig,
+}

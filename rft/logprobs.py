@@ -57,15 +57,38 @@ def grouped_completion_logprobs(
     the policy, old-policy and reference log-probs are of the distribution the tokens were drawn
     from (as TRL's GRPOTrainer and verl do); 1.0 scores the raw model.
     """
+    logprobs, _, _ = grouped_forward(model, prompt_ids, prompt_mask, completion_ids, completion_mask, group_size,
+                                     temperature)
+    return logprobs
+
+
+def grouped_forward(
+    model: Any,
+    prompt_ids: torch.Tensor,
+    prompt_mask: torch.Tensor,
+    completion_ids: torch.Tensor,
+    completion_mask: torch.Tensor,
+    group_size: int,
+    temperature: float = 1.0,
+    *,
+    hidden: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """`grouped_completion_logprobs`, plus (with `hidden`) the states a critic reads, from the same pass.
+
+    Returns log-probs (B*G, T); with `hidden`, also the last hidden state (B*G, T, H) at the position
+    that predicts each completion token (the state before the token is chosen, as the log-prob's
+    logits) and the policy's entropy (B*G, T) there, without gradient. Otherwise None, None.
+    """
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0 to score sampled tokens, got {temperature}")
     cache_kw = new_cache(model)
     (cache,) = cache_kw.values()
     prompt_pos = (prompt_mask.cumsum(-1) - 1).clamp(min=0)  # (B, P)
-    first = model(
+    head = model(
         input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=prompt_pos, use_cache=True,
-        logits_to_keep=1, **cache_kw,
-    ).logits[:, -1, :]  # (B, V): predicts each group's first completion token
+        logits_to_keep=1, output_hidden_states=hidden, **cache_kw,
+    )
+    first = head.logits[:, -1, :]  # (B, V): predicts each group's first completion token
     cache.batch_repeat_interleave(group_size)  # every layer's (B, H, P, D) -> (B*G, H, P, D)
     length = completion_ids.shape[1]
     start = prompt_mask.sum(-1).repeat_interleave(group_size).unsqueeze(1)  # (B*G, 1)
@@ -73,11 +96,18 @@ def grouped_completion_logprobs(
         input_ids=completion_ids,
         attention_mask=torch.cat([prompt_mask.repeat_interleave(group_size, dim=0), completion_mask], dim=1),
         position_ids=start + torch.arange(length, device=completion_ids.device),  # (B*G, T)
-        use_cache=True,
+        use_cache=True, output_hidden_states=hidden,
         **cache_kw,
-    ).logits  # (B*G, T, V): column t predicts token t+1
-    logits = torch.cat([first.repeat_interleave(group_size, dim=0).unsqueeze(1), rest[:, :-1, :]], dim=1).float()
+    )
+    logits = torch.cat([first.repeat_interleave(group_size, dim=0).unsqueeze(1), rest.logits[:, :-1, :]], dim=1).float()
     if temperature != 1.0:
         logits = logits / temperature  # (B*G, T, V)
     picked = logits.gather(-1, completion_ids.unsqueeze(-1)).squeeze(-1)  # (B*G, T)
-    return picked - torch.logsumexp(logits, dim=-1)  # (B*G, T)
+    normaliser = torch.logsumexp(logits, dim=-1)  # (B*G, T)
+    if not hidden:
+        return picked - normaliser, None, None
+    states = torch.cat([head.hidden_states[-1][:, -1:, :].repeat_interleave(group_size, dim=0),
+                        rest.hidden_states[-1][:, :-1, :]], dim=1)  # (B*G, T, H), aligned with the logits
+    with torch.no_grad():
+        entropy = normaliser - (torch.softmax(logits, dim=-1) * logits).sum(-1)  # (B*G, T)
+    return picked - normaliser, states, entropy

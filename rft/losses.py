@@ -1,4 +1,4 @@
-"""Policy losses for group-relative RL: the clipped surrogate with an optional k3 KL penalty.
+"""Policy and value losses: the clipped surrogate with an optional k3 KL penalty, and PPO's clipped value loss.
 
 `grpo_loss` is a pure function `(tensors, floats) -> (loss, metrics)`. Shapes: N sequences in the
 micro-batch, T completion tokens (right-padded). How per-token losses are reduced to a scalar is a
@@ -96,9 +96,10 @@ def _check_inputs(
             raise ValueError(
                 f"{name} must have the shape of logprobs {tuple(logprobs.shape)}, got {tuple(tensor.shape)}"
             )
-    if advantages.shape != logprobs.shape[:1]:
+    if advantages.shape not in (logprobs.shape[:1], logprobs.shape):
         raise ValueError(
-            f"advantages must have shape (N,) = ({logprobs.shape[0]},), got {tuple(advantages.shape)}"
+            f"advantages must have shape (N,) = ({logprobs.shape[0]},) or (N, T) = {tuple(logprobs.shape)}, "
+            f"got {tuple(advantages.shape)}"
         )
     if max_tokens is not None and max_tokens < logprobs.shape[1]:
         raise ValueError(
@@ -128,7 +129,8 @@ def grpo_loss(
         old_logprobs: (N, T) the same under the policy that sampled them; a constant (detached here,
             so passing `logprobs` itself for a single update gives ratio 1 and the right gradient).
         ref_logprobs: (N, T) the same under the frozen reference policy, or None; a constant.
-        advantages: (N,) one advantage per sequence, broadcast over its tokens (outcome supervision).
+        advantages: (N,) one advantage per sequence, broadcast over its tokens (outcome supervision),
+            or (N, T) one per token (REINFORCE++'s reward-to-go, PPO's GAE).
         mask: (N, T) 1 on real completion tokens, 0 on padding and on masked (e.g. truncated)
             completions; bool or float. Values of the other tensors at masked positions are ignored.
         epsilon: lower clip range, ratio >= 1 - epsilon (and upper too unless epsilon_high is set).
@@ -153,7 +155,8 @@ def grpo_loss(
     real = mask.bool()  # (N, T)
     weights = real.to(logprobs.dtype)  # (N, T)
     upper = epsilon if epsilon_high is None else epsilon_high
-    adv = advantages.detach().to(logprobs.dtype).unsqueeze(1)  # (N, 1), broadcast over tokens
+    adv = advantages.detach().to(logprobs.dtype)
+    adv = adv.unsqueeze(1) if adv.dim() == 1 else adv  # (N, 1) broadcast over tokens, or (N, T)
 
     # Zero the log-ratio on masked positions before exp(): padding may hold any value, and an inf
     # there would turn into NaN gradients even though the position is multiplied by 0 later.
@@ -197,3 +200,80 @@ def _metrics(
     if kl is not None:
         metrics["kl"] = float(((kl * weights).sum() / count).item())
     return metrics
+
+
+def value_loss(
+    values: Tensor,
+    old_values: Tensor,
+    returns: Tensor,
+    mask: Tensor,
+    *,
+    clip_range: float | None = 0.2,
+    counts: BatchCounts | None = None,
+) -> tuple[Tensor, dict[str, float]]:
+    """PPO's clipped value loss, token-mean over the whole batch: 1/2 max((V - R)^2, (V_clip - R)^2).
+
+    V_clip = V_old + clip(V - V_old, -clip_range, clip_range) keeps the critic near the values the
+    advantages were computed with (OpenAI baselines' PPO2, used for RLHF by Ziegler et al. 2019 and
+    Ouyang et al. 2022; Huang et al. 2022, "The 37 implementation details of PPO", detail 9).
+    values: (N, T) under the critic being trained (with grad). old_values: (N, T) at rollout time
+    (constant). returns: (N, T) GAE targets (constant). mask: (N, T) 1 on real tokens.
+    clip_range None: the plain squared error. counts: the whole batch's (see `BatchCounts`).
+
+    Metrics: "value_loss", "value_clip_frac" (real tokens where the clipped term was the larger one,
+    so the gradient was removed) and "value_mean".
+    """
+    if not values.shape == old_values.shape == returns.shape == mask.shape:
+        raise ValueError(f"values, old_values, returns and mask must share one (N, T) shape, got "
+                         f"{[tuple(t.shape) for t in (values, old_values, returns, mask)]}")
+    if clip_range is not None and clip_range <= 0:
+        raise ValueError(f"clip_range must be > 0 (or None for no clipping), got {clip_range}")
+    weights = mask.to(values.dtype)  # (N, T)
+    old, target = old_values.detach(), returns.detach()
+    plain = (values - target) ** 2  # (N, T)
+    if clip_range is None:
+        per_token, clipped_more = plain, torch.zeros_like(plain, dtype=torch.bool)
+    else:
+        clipped = (old + torch.clamp(values - old, -clip_range, clip_range) - target) ** 2  # (N, T)
+        per_token, clipped_more = torch.maximum(plain, clipped), clipped > plain
+    loss = 0.5 * _token_mean(per_token, weights, None, counts or BatchCounts.of(mask))
+    with torch.no_grad():
+        count = weights.sum().clamp(min=1.0)
+        metrics = {
+            "value_loss": float(loss.item()),
+            "value_clip_frac": float(((clipped_more.to(weights.dtype) * weights).sum() / count).item()),
+            "value_mean": float(((values * weights).sum() / count).item()),
+        }
+    return loss, metrics
+
+
+@torch.no_grad()
+def explained_variance(values: Tensor, returns: Tensor, mask: Tensor) -> float:
+    """1 - Var(R - V) / Var(R) over real tokens: 1 is a perfect critic, 0 no better than a constant.
+
+    values, returns, mask: (N, T). Returns 0.0 when the returns have no variance (nothing to explain).
+    """
+    weights = mask.to(values.dtype)
+    count = weights.sum().clamp(min=1.0)
+
+    def var(x: Tensor) -> Tensor:
+        mean = (x * weights).sum() / count
+        return (((x - mean) ** 2) * weights).sum() / count
+
+    target_var = var(returns)
+    if target_var.item() == 0.0:
+        return 0.0
+    return float((1.0 - var(returns - values) / target_var).item())
+
+
+@torch.no_grad()
+def approx_kl(logprobs: Tensor, old_logprobs: Tensor, mask: Tensor) -> float:
+    """Mean k3 estimate of KL(pi_old || pi) over real tokens: (r - 1) - log r, r = pi / pi_old.
+
+    Schulman 2020, "Approximating KL Divergence"; how far one PPO epoch moved the policy from the
+    one that sampled. logprobs, old_logprobs, mask: (N, T).
+    """
+    real = mask.bool()
+    log_ratio = torch.where(real, logprobs - old_logprobs, 0.0)  # (N, T)
+    k3 = torch.exp(log_ratio) - 1.0 - log_ratio
+    return float((k3.sum() / real.sum().clamp(min=1)).item())

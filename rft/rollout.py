@@ -7,17 +7,22 @@ grading and the sampling/grading metrics are computed one way. Layout is group-m
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from graders.base import Grade
+from rft.logprobs import pack_groups
 from rft.rewards import grade_texts
 from rft.sampling.base import Completion, Sampler, SamplingParams
 from tasks.base import Task
+
+if TYPE_CHECKING:
+    from rft.config import RunConfig
 
 
 @dataclass
@@ -82,3 +87,41 @@ def rollout(
         "seconds/grading": time.perf_counter() - sampled,
     }
     return Rollout(list(items), groups, grades, metrics)
+
+
+def step_items(items: Sequence[Mapping[str, Any]], step: int, count: int, seed: int) -> list[Mapping[str, Any]]:
+    """The prompts of one step: a fixed-seed shuffle per epoch, so a resumed run sees the same data."""
+    out = []
+    for k in range(step * count, (step + 1) * count):
+        epoch, pos = divmod(k, len(items))
+        order = list(range(len(items)))
+        random.Random(seed * 100_003 + epoch).shuffle(order)
+        out.append(items[order[pos]])
+    return out
+
+
+MicroBatch = tuple[tuple[torch.Tensor, ...], torch.Tensor, slice]
+
+
+def micro_batches(
+    groups: list[list[Completion]], cfg: RunConfig, pad_id: int, device: torch.device, length: int | None = None
+) -> list[MicroBatch]:
+    """Whole groups per micro-batch (micro_batch_size // G of them), so each prompt is run once.
+
+    Each entry: the packed tensors (`pack_groups`), the loss mask (n_micro, T) and the rows of
+    `groups` it covers. Completions are padded to `length` (default: the longest in `groups`).
+    """
+    G = cfg.algorithm.group_size
+    length = length or max(1, max(len(c.token_ids) for g in groups for c in g))
+    per_micro = max(1, cfg.train.micro_batch_size // G)
+    out = []
+    for lo in range(0, len(groups), per_micro):
+        chunk = groups[lo : lo + per_micro]
+        flat = [c for g in chunk for c in g]
+        tensors = pack_groups([g[0].prompt_ids for g in chunk], [c.token_ids for c in flat], G, pad_id, length, device)
+        mask = tensors[3].float()  # (n_micro, T)
+        if cfg.algorithm.mask_truncated:
+            kept = torch.tensor([not c.truncated for c in flat], dtype=mask.dtype, device=device)  # (n_micro,)
+            mask = mask * kept.unsqueeze(1)
+        out.append((tensors, mask, slice(lo * G, lo * G + len(flat))))
+    return out

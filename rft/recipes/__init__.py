@@ -1,3 +1,12 @@
-"""Training recipes, one file per algorithm; `RECIPES` maps `algorithm.name` to its entry point."""
+"""Training recipes, one file per algorithm; `RECIPES` maps `algorithm.name` to its entry point.
 
-RECIPES: dict[str, str] = {"grpo": "rft.recipes.grpo:train"}
+GRPO, RLOO and REINFORCE++ share the critic-free loop in `grpo.py` (they differ in the advantage
+estimator, chosen by their config section); PPO, which adds a critic, has its own.
+"""
+
+RECIPES: dict[str, str] = {
+    "grpo": "rft.recipes.grpo:train",
+    "rloo": "rft.recipes.grpo:train",
+    "reinforce_pp": "rft.recipes.grpo:train",
+    "ppo": "rft.recipes.ppo:train",
+}

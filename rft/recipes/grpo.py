@@ -1,94 +1,87 @@
-"""GRPO with LoRA, top to bottom (Shao et al. 2024, "DeepSeekMath", sec. 4).
+"""Critic-free clipped policy gradient, top to bottom: GRPO, RLOO and REINFORCE++.
 
-Each step: take B training prompts, sample G completions per prompt, grade them, turn rewards into
-group-normalised advantages, and take one optimizer step (or `num_iterations` steps on the same
-batch) on the clipped surrogate loss, optionally with a k3 KL penalty to the reference policy,
-which is the same model with the LoRA adapter disabled. Log-probs are scored at the sampling
-temperature, so the ratio compares the distribution the tokens were drawn from. The run lifecycle
-(resume, held-out evaluation with best-keeping, checkpoints, interrupt, summary) is `rft.run`.
+GRPO (Shao et al. 2024, "DeepSeekMath", sec. 4), RLOO (Ahmadian et al. 2024) and REINFORCE++
+(Hu et al. 2025) differ only in their advantage estimator (`rft.advantages`) and in where the KL to
+the reference goes, so `algorithm.name` grpo, rloo and reinforce_pp all run this loop. Each step:
+take B training prompts, sample G completions per prompt, grade them, turn the rewards (minus
+`kl_coef` x the per-token KL, when set) into advantages, and take one optimizer step (or
+`num_iterations` steps on the same batch) on the clipped surrogate loss, optionally with a k3 KL
+penalty (`beta`) to the reference policy, which is the same model with the LoRA adapter disabled.
+Log-probs are scored at the sampling temperature, so the ratio compares the distribution the tokens
+were drawn from. The run lifecycle (resume, held-out evaluation with best-keeping, checkpoints,
+interrupt, summary) is `rft.run`.
 """
 
 from __future__ import annotations
 
-import random
 import time
-from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 
-from rft.advantages import ADVANTAGE_ESTIMATORS
+from rft.advantages import ADVANTAGE_ESTIMATORS, kl_penalised_rewards
 from rft.config import RunConfig
-from rft.logprobs import grouped_completion_logprobs, pack_groups
+from rft.logprobs import grouped_completion_logprobs
 from rft.losses import BatchCounts, grpo_loss
 from rft.policy import Policy, build_optimizer, optimizer_step, policy_from_config
-from rft.rollout import rollout
+from rft.rollout import MicroBatch, Rollout, micro_batches, rollout, step_items
 from rft.run import load_checked_task, open_run, seed_everything
 from rft.sampling import build_sampler
 from rft.sampling.base import Completion, Sampler, SamplingParams
 
+__all__ = ["policy_update", "step_items", "train"]
 
-def step_items(items: Sequence[Mapping[str, Any]], step: int, count: int, seed: int) -> list[Mapping[str, Any]]:
-    """The prompts of one step: a fixed-seed shuffle per epoch, so a resumed run sees the same data."""
-    out = []
-    for k in range(step * count, (step + 1) * count):
-        epoch, pos = divmod(k, len(items))
-        order = list(range(len(items)))
-        random.Random(seed * 100_003 + epoch).shuffle(order)
-        out.append(items[order[pos]])
-    return out
+Scores = list[torch.Tensor] | None  # one (n_micro, T) tensor per micro-batch, or not computed
 
 
-def micro_batches(
-    groups: list[list[Completion]], cfg: RunConfig, pad_id: int, device: torch.device
-) -> list[tuple[tuple[torch.Tensor, ...], torch.Tensor, slice]]:
-    """Whole groups per micro-batch (micro_batch_size // G of them), so each prompt is run once.
+def frozen_logprobs(policy: Policy, micro: list[MicroBatch], cfg: RunConfig) -> tuple[Scores, Scores]:
+    """Log-probs under the sampling policy (old) and the reference (adapter disabled), where needed."""
+    algo, model = cfg.algorithm, policy.model
 
-    Each entry: the packed tensors, the loss mask (n_micro, T) and the rows of the batch it covers.
-    """
-    G = cfg.algorithm.group_size
-    length = max(1, max(len(c.token_ids) for g in groups for c in g))
-    per_micro = max(1, cfg.train.micro_batch_size // G)
-    out = []
-    for lo in range(0, len(groups), per_micro):
-        chunk = groups[lo : lo + per_micro]
-        flat = [c for g in chunk for c in g]
-        tensors = pack_groups([g[0].prompt_ids for g in chunk], [c.token_ids for c in flat], G, pad_id, length, device)
-        mask = tensors[3].float()  # (n_micro, T)
-        if cfg.algorithm.mask_truncated:
-            kept = torch.tensor([not c.truncated for c in flat], dtype=mask.dtype, device=device)  # (n_micro,)
-            mask = mask * kept.unsqueeze(1)
-        out.append((tensors, mask, slice(lo * G, lo * G + len(flat))))
-    return out
+    def score(tensors: tuple[torch.Tensor, ...]) -> torch.Tensor:  # (n_micro, T)
+        return grouped_completion_logprobs(model, *tensors, algo.group_size, temperature=cfg.sampler.temperature)
+
+    with torch.no_grad():
+        old = [score(t) for t, _, _ in micro] if algo.num_iterations > 1 or algo.kl_coef > 0 else None
+        ref = None
+        if algo.beta > 0 or algo.kl_coef > 0:
+            with model.disable_adapter():
+                ref = [score(t) for t, _, _ in micro]
+    return old, ref
+
+
+def estimate_advantages(
+    batch: Rollout, micro: list[MicroBatch], old: Scores, ref: Scores, cfg: RunConfig, device: torch.device
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Advantages (B*G, T): the configured estimator on the per-token (KL-penalised) rewards."""
+    present = torch.cat([tensors[3] for tensors, _, _ in micro]).float()  # (B*G, T): real tokens
+    lengths = torch.tensor([len(c.token_ids) for c in batch.completions], device=device)  # (B*G,)
+    rewards = kl_penalised_rewards(batch.rewards(device), lengths, present, torch.cat(old) if old else None,
+                                   torch.cat(ref) if ref else None, cfg.algorithm.kl_coef)  # (B*G, T)
+    return ADVANTAGE_ESTIMATORS[cfg.algorithm.advantage](rewards, present, group_size=cfg.algorithm.group_size)
 
 
 def policy_update(
     policy: Policy, optimizer: Any, scheduler: Any, groups: list[list[Completion]], advantages: torch.Tensor,
-    cfg: RunConfig, sampler: Sampler,
+    cfg: RunConfig, sampler: Sampler, old: Scores = None, ref: Scores = None,
 ) -> dict[str, float]:
     """`num_iterations` optimizer updates on the B groups of G rollouts, accumulating over micro-batches.
 
-    Every micro-batch's loss is normalised by the whole batch's counts, so the accumulated gradient
-    equals the full batch's for every aggregation, whatever `micro_batch_size` is.
+    advantages: (B*G,) or (B*G, T). old, ref: `frozen_logprobs` when already computed (else scored
+    here). Every micro-batch's loss is normalised by the whole batch's counts, so the accumulated
+    gradient equals the full batch's for every aggregation, whatever `micro_batch_size` is.
     """
     start = time.perf_counter()
-    algo, model, T = cfg.algorithm, policy.model, cfg.sampler.temperature
+    algo, model = cfg.algorithm, policy.model
     micro = micro_batches(groups, cfg, policy.pad_id, policy.device)
     counts = BatchCounts.of(torch.cat([mask for _, mask, _ in micro]))  # over all B*G rows
-
-    def score(tensors: tuple[torch.Tensor, ...]) -> torch.Tensor:  # (n_micro, T)
-        return grouped_completion_logprobs(model, *tensors, algo.group_size, temperature=T)
-
-    with torch.no_grad():
-        old = [score(t) for t, _, _ in micro] if algo.num_iterations > 1 else None
-        ref = None
-        if algo.beta > 0:
-            with model.disable_adapter():
-                ref = [score(t) for t, _, _ in micro]
+    if old is None and ref is None:
+        old, ref = frozen_logprobs(policy, micro, cfg)
     totals: dict[str, float] = {}
     for _ in range(algo.num_iterations):
         for i, (tensors, mask, rows) in enumerate(micro):
-            logprobs = score(tensors)
+            logprobs = grouped_completion_logprobs(model, *tensors, algo.group_size,
+                                                   temperature=cfg.sampler.temperature)  # (n_micro, T)
             loss, metrics = grpo_loss(
                 logprobs, old[i] if old else logprobs, ref[i] if ref else None, advantages[rows], mask,
                 epsilon=algo.epsilon, epsilon_high=algo.epsilon_high, beta=algo.beta,
@@ -105,7 +98,7 @@ def policy_update(
 
 
 def train(cfg: RunConfig, *, resume: bool = False, show_progress: bool = True) -> dict[str, Any]:
-    """Run GRPO as configured; returns the before/after/best held-out results."""
+    """Run GRPO, RLOO or REINFORCE++ as configured; returns the before/after/best held-out results."""
     task = load_checked_task(cfg)
     seed_everything(cfg)
     policy = policy_from_config(cfg)
@@ -121,8 +114,9 @@ def train(cfg: RunConfig, *, resume: bool = False, show_progress: bool = True) -
         for step in run.remaining_steps():
             items = step_items(task.train, step - 1, cfg.train.prompts_per_step, cfg.train.seed)
             batch = rollout(sampler, task, items, params)  # B x G, graded
-            advantages, adv_metrics = ADVANTAGE_ESTIMATORS[cfg.algorithm.advantage](
-                batch.rewards(policy.device), group_size=G)  # (B*G,)
-            update = policy_update(policy, optimizer, scheduler, batch.groups, advantages, cfg, sampler)
+            micro = micro_batches(batch.groups, cfg, policy.pad_id, policy.device)
+            old, ref = frozen_logprobs(policy, micro, cfg)
+            advantages, adv_metrics = estimate_advantages(batch, micro, old, ref, cfg, policy.device)  # (B*G, T)
+            update = policy_update(policy, optimizer, scheduler, batch.groups, advantages, cfg, sampler, old, ref)
             run.end_step(step, batch.metrics | adv_metrics | update | {"lr": scheduler.get_last_lr()[0]}, sampler)
     return run.finish()

@@ -63,3 +63,41 @@ def test_schema_file_is_current_and_validates_the_examples() -> None:
     jsonschema.validate(load_config(ROOT / "examples" / "arithmetic.yaml").to_dict(), on_disk)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({"train": {"steps": "x"}}, on_disk)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--algorithm.name", "rloo", "--algorithm.group_size", "1"], "algorithm.group_size must be >= 2 for RLOO"),
+        (["--algorithm.name", "rloo", "--algorithm.advantage", "grpo"], "unknown field(s) ['advantage']"),
+        (["--algorithm.name", "reinforce_pp", "--algorithm.kl_coef", "-0.1"], "algorithm.kl_coef must be >= 0"),
+        (["--algorithm.name", "ppo", "--algorithm.gamma", "1.5"], "algorithm.gamma must be in [0, 1]"),
+        (["--algorithm.name", "ppo", "--algorithm.lam", "-0.1"], "algorithm.lam must be in [0, 1]"),
+        (["--algorithm.name", "ppo", "--algorithm.mini_batch_size", "6"], "algorithm.mini_batch_size must be"),
+        (["--algorithm.name", "ppo", "--algorithm.critic_warmup_steps", "30"], "critic_warmup_steps must be in"),
+        (["--algorithm.name", "ppo", "--algorithm.value_clip", "0"], "algorithm.value_clip must be > 0"),
+        (["--algorithm.name", "ppo", "--algorithm.kl_penalty", "both"], "algorithm.kl_penalty: 'both' is not one of"),
+        (["--algorithm.name", "ppo", "--algorithm.num_iterations", "2"], "unknown field(s) ['num_iterations']"),
+    ],
+)
+def test_bad_algorithm_settings_name_the_field(args: list[str], message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config(None, args)
+
+
+@pytest.mark.parametrize(("name", "group", "kl"), [("rloo", 8, 0.0), ("reinforce_pp", 8, 0.01), ("ppo", 4, 0.02)])
+def test_each_algorithm_has_its_own_defaults(name: str, group: int, kl: float) -> None:
+    cfg = load_config(None, ["--algorithm.name", name])
+    assert (type(cfg.algorithm).__name__, cfg.algorithm.group_size, cfg.algorithm.kl_coef) == (
+        {"rloo": "RLOOConfig", "reinforce_pp": "ReinforcePPConfig", "ppo": "PPOConfig"}[name], group, kl)
+    assert load_config(None, ["--algorithm.name", "reinforce_pp", "--algorithm.group_size", "1"]).algorithm.group_size == 1
+
+
+@pytest.mark.parametrize("algo", ["grpo", "rloo", "reinforce_pp", "ppo"])
+def test_every_example_validates_against_the_schema(algo: str) -> None:
+    on_disk = json.loads((ROOT / "schemas" / "config.schema.json").read_text())
+    path = ROOT / "examples" / ("arithmetic.yaml" if algo == "grpo" else f"{algo}.yaml")
+    assert path.read_text().startswith(f"# rft train {path.relative_to(ROOT)}")
+    cfg = load_config(path)
+    assert cfg.algorithm.name == algo
+    jsonschema.validate(cfg.to_dict(), on_disk)

@@ -323,3 +323,18 @@ def test_micro_batches_with_whole_batch_counts_sum_to_the_full_batch_loss(aggreg
     weighted = own[0] * 1 / 4 + own[1] * 3 / 4  # the old per-row weighting of per-micro-batch means
     if aggregation == "token_mean":
         assert not torch.allclose(weighted, full)
+
+
+def test_per_token_advantages_weigh_each_token() -> None:
+    """(N, T) advantages: the broadcast of (N,) gives the same loss; at ratio 1 with token_mean the
+    gradient of token t is -A_t / (real tokens), here 5, so A = 2 on token (0, 1) gives -0.4 there."""
+    batch = _hand_batch()
+    sequence, _ = grpo_loss(**batch, aggregation="token_mean")
+    batch["advantages"] = batch["advantages"].unsqueeze(1).expand(2, 3)
+    per_token, _ = grpo_loss(**batch, aggregation="token_mean")
+    assert per_token.item() == pytest.approx(sequence.item(), rel=1e-12)
+    logprobs = torch.zeros(2, 3, dtype=torch.float64, requires_grad=True)
+    advantages = torch.tensor([[0.0, 2.0, 0.0], [-1.0, 0.0, 0.0]], dtype=torch.float64)
+    loss, _ = grpo_loss(logprobs, logprobs, None, advantages, batch["mask"], aggregation="token_mean")
+    loss.backward()
+    torch.testing.assert_close(logprobs.grad, torch.tensor([[0.0, -0.4, 0.0], [0.2, 0.0, 0.0]], dtype=torch.float64))
