@@ -72,12 +72,14 @@ def grouped_forward(
     temperature: float = 1.0,
     *,
     hidden: bool = False,
+    entropy: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-    """`grouped_completion_logprobs`, plus (with `hidden`) the states a critic reads, from the same pass.
+    """`grouped_completion_logprobs`, plus the states a critic reads and the entropy, from the same pass.
 
     Returns log-probs (B*G, T); with `hidden`, also the last hidden state (B*G, T, H) at the position
     that predicts each completion token (the state before the token is chosen, as the log-prob's
-    logits) and the policy's entropy (B*G, T) there, without gradient. Otherwise None, None.
+    logits), else None; with `entropy`, the policy's entropy (B*G, T) there, without gradient (a softmax
+    over the whole vocabulary: asked for once per rollout, not on every update), else None.
     """
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0 to score sampled tokens, got {temperature}")
@@ -104,10 +106,11 @@ def grouped_forward(
         logits = logits / temperature  # (B*G, T, V)
     picked = logits.gather(-1, completion_ids.unsqueeze(-1)).squeeze(-1)  # (B*G, T)
     normaliser = torch.logsumexp(logits, dim=-1)  # (B*G, T)
-    if not hidden:
-        return picked - normaliser, None, None
-    states = torch.cat([head.hidden_states[-1][:, -1:, :].repeat_interleave(group_size, dim=0),
-                        rest.hidden_states[-1][:, :-1, :]], dim=1)  # (B*G, T, H), aligned with the logits
-    with torch.no_grad():
-        entropy = normaliser - (torch.softmax(logits, dim=-1) * logits).sum(-1)  # (B*G, T)
-    return picked - normaliser, states, entropy
+    states = entropies = None
+    if hidden:
+        states = torch.cat([head.hidden_states[-1][:, -1:, :].repeat_interleave(group_size, dim=0),
+                            rest.hidden_states[-1][:, :-1, :]], dim=1)  # (B*G, T, H), aligned with the logits
+    if entropy:
+        with torch.no_grad():
+            entropies = normaliser - (torch.softmax(logits, dim=-1) * logits).sum(-1)  # (B*G, T)
+    return picked - normaliser, states, entropies

@@ -76,7 +76,7 @@ def score_rollout(policy: Policy, head: ValueHead, micro: list[MicroBatch], cfg:
     parts: dict[str, list[torch.Tensor]] = {"old": [], "entropy": [], "hidden": [], "ref": []}
     with torch.no_grad():
         for tensors, _, _ in micro:
-            logprobs, hidden, entropy = grouped_forward(model, *tensors, G, temp, hidden=True)
+            logprobs, hidden, entropy = grouped_forward(model, *tensors, G, temp, hidden=True, entropy=True)
             parts["old"].append(logprobs)
             parts["entropy"].append(entropy)
             parts["hidden"].append(hidden.float())
