@@ -89,6 +89,13 @@ def rollout(
     return Rollout(list(items), groups, grades, metrics)
 
 
+def training_params(cfg: RunConfig) -> SamplingParams:
+    """How every training recipe samples: G completions per prompt at the run's temperature, top_p and length."""
+    sampler = cfg.sampler
+    return SamplingParams(n=cfg.algorithm.group_size, temperature=sampler.temperature, top_p=sampler.top_p,
+                          max_new_tokens=sampler.max_new_tokens)
+
+
 def step_items(items: Sequence[Mapping[str, Any]], step: int, count: int, seed: int) -> list[Mapping[str, Any]]:
     """The prompts of one step: a fixed-seed shuffle per epoch, so a resumed run sees the same data."""
     out = []

@@ -24,10 +24,10 @@ from rft.config import RunConfig
 from rft.logprobs import grouped_completion_logprobs
 from rft.losses import BatchCounts, grpo_loss
 from rft.policy import Policy, build_optimizer, optimizer_step, policy_from_config
-from rft.rollout import MicroBatch, Rollout, micro_batches, rollout, step_items
+from rft.rollout import MicroBatch, Rollout, micro_batches, rollout, step_items, training_params
 from rft.run import load_checked_task, open_run, seed_everything
 from rft.sampling import build_sampler
-from rft.sampling.base import Completion, Sampler, SamplingParams
+from rft.sampling.base import Completion, Sampler
 
 __all__ = ["policy_update", "step_items", "train"]
 
@@ -105,9 +105,7 @@ def train(cfg: RunConfig, *, resume: bool = False, show_progress: bool = True) -
     optimizer, scheduler = build_optimizer(policy.trainable_parameters(), cfg.train,
                                            cfg.train.steps * cfg.algorithm.num_iterations)
     sampler = build_sampler(cfg.sampler, policy)
-    G = cfg.algorithm.group_size
-    params = SamplingParams(n=G, temperature=cfg.sampler.temperature, top_p=cfg.sampler.top_p,
-                            max_new_tokens=cfg.sampler.max_new_tokens)
+    params = training_params(cfg)
     with open_run(cfg, task, policy, {"policy": (optimizer, scheduler)}, resume=resume,
                   show_progress=show_progress) as run:
         run.evaluate_before(sampler)

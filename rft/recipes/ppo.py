@@ -29,10 +29,10 @@ from rft.config import ConfigError, RunConfig
 from rft.logprobs import grouped_forward
 from rft.losses import BatchCounts, approx_kl, explained_variance, grpo_loss, value_loss
 from rft.policy import Policy, build_optimizer, optimizer_step, policy_from_config
-from rft.rollout import MicroBatch, Rollout, micro_batches, rollout, step_items
+from rft.rollout import MicroBatch, Rollout, micro_batches, rollout, step_items, training_params
 from rft.run import load_checked_task, open_run, seed_everything
 from rft.sampling import build_sampler
-from rft.sampling.base import Sampler, SamplingParams
+from rft.sampling.base import Sampler
 
 Batch = dict[str, torch.Tensor]  # name -> (B*G, T) or (B*G, T, H), group-major rows
 
@@ -193,8 +193,7 @@ def train(cfg: RunConfig, *, resume: bool = False, show_progress: bool = True) -
                                   cfg.train.steps * per_step),
     }
     sampler = build_sampler(cfg.sampler, policy)
-    params = SamplingParams(n=G, temperature=cfg.sampler.temperature, top_p=cfg.sampler.top_p,
-                            max_new_tokens=cfg.sampler.max_new_tokens)
+    params = training_params(cfg)
     with open_run(cfg, task, policy, optimizers, modules={"critic": head}, resume=resume,
                   show_progress=show_progress) as run:
         run.evaluate_before(sampler)
