@@ -27,6 +27,7 @@ import torch
 
 from graders.templates import check_items
 from rft import checkpoint
+from rft.alarms import AlarmMonitor
 from rft.config import ConfigError, RunConfig
 from rft.eval import EvalResult, evaluate
 from rft.metrics import MetricsLogger
@@ -87,6 +88,7 @@ class Run:
     optimizers: Mapping[str, tuple[Any, Any]]
     logger: MetricsLogger
     show_progress: bool
+    alarms: AlarmMonitor
     state: dict[str, Any] = field(default_factory=lambda: {"best_accuracy": -1.0, "before": None, "best": None})
     done: int = 0  # last completed step
     saved: int = 0  # last checkpointed step
@@ -112,7 +114,7 @@ class Run:
         """Held-out evaluation, logged, with the policy adapter kept in `best/` when it is the best so far."""
         result = evaluate(sampler, self.task, self.cfg.eval, out_path=self.out / "eval" / f"step-{step:06d}.jsonl",
                           seed=self.cfg.train.seed)
-        self.logger.log(step, _eval_metrics(result))
+        self.logger.log(step, _eval_metrics(result) | self.alarms.observe_eval(step, result.accuracy.value))
         if result.accuracy.value > self.state["best_accuracy"]:
             self.state["best_accuracy"] = result.accuracy.value
             self.state["best"] = result.to_dict() | {"step": step}
@@ -122,7 +124,8 @@ class Run:
     def end_step(self, step: int, metrics: dict[str, float], sampler: Sampler) -> None:
         """Log the step; evaluate every `eval.interval` steps and save every `train.checkpoint_interval`."""
         self.done = step
-        self.logger.log(step, metrics | {"seconds/step": time.perf_counter() - self._step_started})
+        metrics = metrics | {"seconds/step": time.perf_counter() - self._step_started}
+        self.logger.log(step, metrics | self.alarms.observe_step(step, metrics))
         last = step == self.cfg.train.steps
         if step % self.cfg.eval.interval == 0 or last:
             self.after = self.evaluate(step, sampler)
@@ -148,7 +151,8 @@ class Run:
     def finish(self) -> dict[str, Any]:
         """Write `summary.json` and the plot, print the before/after table; returns the summary."""
         after = self.after.to_dict() if self.after else None
-        summary = {"before": self.state["before"], "after": after, "best": self.state["best"]}
+        summary = {"before": self.state["before"], "after": after, "best": self.state["best"],
+                   "alarms": self.alarms.summary()}
         (self.out / "summary.json").write_text(json.dumps(summary, indent=2))
         plot(self.out / "metrics.jsonl", self.out / "plot.png")
         if after is not None and self.show_progress:
@@ -181,4 +185,5 @@ def open_run(
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
     logger = MetricsLogger(out, cfg.train.steps, done, show_progress)
-    return Run(cfg, task, policy, named, optimizers, logger, show_progress, state, done=done, saved=done)
+    alarms = AlarmMonitor(cfg.alarms, state.setdefault("alarms", {}))
+    return Run(cfg, task, policy, named, optimizers, logger, show_progress, alarms, state, done=done, saved=done)

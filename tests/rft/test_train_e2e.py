@@ -202,3 +202,17 @@ def test_micro_batch_size_does_not_change_the_update(tiny_model: Path, aggregati
         deltas.append(torch.cat([(p.detach() - b).flatten() for p, b in zip(params, before)]))
     assert deltas[0].abs().sum() > 0
     torch.testing.assert_close(deltas[0], deltas[1], rtol=1e-4, atol=1e-6)
+
+
+def test_a_raised_alarm_reaches_metrics_summary_and_stdout(tiny_model: Path, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture) -> None:
+    """Wiring of rft.alarms in a real run: a length alarm set to fire on any change (ratio 1) is printed once,
+    logged as alarm/length on each step it holds, and listed in summary.json."""
+    out = tmp_path / "run"
+    summary = train(config(tiny_model, out, steps=3, **{"alarms.window": "1", "alarms.length_ratio": "1.0"}),
+                    show_progress=False)
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if r.get("alarm/length") == 1.0] == [1, 2, 3]  # ratio >= 1 always holds
+    assert [a["name"] for a in summary["alarms"]] == ["length"] and summary["alarms"][0]["step"] == 1
+    assert json.loads((out / "summary.json").read_text())["alarms"] == summary["alarms"]
+    assert capsys.readouterr().out.count("ALARM step 1 [length]") == 1
