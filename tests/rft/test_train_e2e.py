@@ -216,3 +216,14 @@ def test_a_raised_alarm_reaches_metrics_summary_and_stdout(tiny_model: Path, tmp
     assert [a["name"] for a in summary["alarms"]] == ["length"] and summary["alarms"][0]["step"] == 1
     assert json.loads((out / "summary.json").read_text())["alarms"] == summary["alarms"]
     assert capsys.readouterr().out.count("ALARM step 1 [length]") == 1
+
+
+def test_dynamic_sampling_in_a_run(tiny_model: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    train(config(tiny_model, out, steps=2, **{"algorithm.dynamic_sampling": "true", "algorithm.sampling_tries": "2",
+                                               "eval.interval": "5"}), show_progress=False)
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if "reward_mean" in line]
+    assert [r["step"] for r in rows] == [1, 2]
+    for row in rows:
+        assert row["dynamic/tries"] in (1.0, 2.0) and 0 <= row["dynamic/groups_kept"] <= 2
+        assert row["zero_signal_groups"] == (2.0 if row["dynamic/groups_kept"] == 0 else 0.0)
