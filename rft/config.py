@@ -22,6 +22,7 @@ import yaml
 
 from rft.alarms import AlarmConfig
 from rft.algorithms import ALGORITHMS, GRPOConfig
+from rft.budget import JudgeConfig
 from rft.models import DEFAULT_LORA_TARGETS
 from rft.options import ConfigError, opt
 
@@ -97,6 +98,7 @@ class RunConfig:
     train: TrainConfig = opt(factory=TrainConfig)
     eval: EvalConfig = opt(factory=EvalConfig)
     alarms: AlarmConfig = opt(factory=AlarmConfig, help="thresholds of the training-signal alarms (rft.alarms)")
+    judge: JudgeConfig = opt(factory=JudgeConfig, help="judge token prices and the run's budget (rft.budget)")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -115,6 +117,7 @@ class RunConfig:
         if not 0 < self.sampler.top_p <= 1:
             raise ConfigError(f"sampler.top_p must be in (0, 1], got {self.sampler.top_p}")
         self.algorithm.validate(self)
+        self.judge.validate()
 
 
 def _coerce(value: Any, hint: Any, where: str) -> Any:

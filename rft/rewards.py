@@ -8,6 +8,7 @@ from typing import Any
 
 from graders.base import Grade, Grader, Sample, error_kind, pass_threshold
 from graders.runner import grade_batch
+from rft.budget import token_usage, usage_metrics
 
 
 def grade_texts(
@@ -17,8 +18,9 @@ def grade_texts(
 
     Metrics: reward mean/std, accuracy at the grader's pass threshold, every sub-grader's mean
     (`grader/<name>`), the number of completions, and the counts of grader errors, timeouts and (among
-    the errors) samples the grader could not read. Errors and timeouts score 0 and are counted, so a
-    broken grader shows up in the metrics at once.
+    the errors) samples the grader could not read, and judge tokens per grader (`tokens/<name>/prompt`,
+    `/completion`). Errors and timeouts score 0 and are counted, so a broken grader shows up in the
+    metrics at once.
     """
     result = grade_batch(grader, [Sample(t) for t in texts], list(items), time_limit=time_limit)
     scores = result.scores
@@ -34,4 +36,5 @@ def grade_texts(
         "sample_parse_errors": float(sum(error_kind(g) == "sample_parse_error" for g in result.grades)),
         "completions": float(len(scores)),
     }
+    metrics |= usage_metrics(token_usage(getattr(grader, "name", "grader"), result.grades))
     return result.grades, metrics | {f"grader/{k}": v for k, v in sorted(result.sub_means().items())}
