@@ -18,7 +18,7 @@ import json
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +46,7 @@ class Pair:
         return {"prompt": self.messages, "chosen": self.chosen, "rejected": self.rejected, **self.item}
 
 
-@lru_cache(maxsize=None)
+@cache
 def _validators() -> dict[str, jsonschema.protocols.Validator]:
     """One validator per shape, so an error names the field of the shape the line is in."""
     schema = json.loads(SCHEMA_PATH.read_text())
