@@ -56,6 +56,8 @@ class SamplerConfig:
     temperature: float = opt(0.8, "sampling temperature for training rollouts (log-probs are scored at it too)")
     top_p: float = opt(1.0, "nucleus sampling for training rollouts")
     max_new_tokens: int = opt(24, "completion length cap; longer completions are marked truncated")
+    seed_per_prompt: bool = opt(False, "seed each prompt's group from (train.seed, step, prompt index): the same "
+                                "completions on any number of ranks, at one generate call per prompt")
 
 
 @dataclass
@@ -77,6 +79,13 @@ class TrainConfig:
 
 
 @dataclass
+class GradingConfig:
+    backend: str = opt("local", "where graders run: local (this machine's process pool) or ray (a Ray cluster)",
+                       choices=("local", "ray"))
+    address: str = opt("", 'Ray cluster to join ("auto", "ray://host:10001"); empty starts a local one')
+
+
+@dataclass
 class EvalConfig:
     interval: int = opt(10, "evaluate on held-out items every N steps (and before and after training)")
     limit: int = opt(200, "held-out items used (0 = all)")
@@ -95,6 +104,7 @@ class RunConfig:
     algorithm: Any = opt(factory=GRPOConfig, help="the recipe's own section; its fields depend on algorithm.name")
     train: TrainConfig = opt(factory=TrainConfig)
     eval: EvalConfig = opt(factory=EvalConfig)
+    grading: GradingConfig = opt(factory=GradingConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

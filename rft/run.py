@@ -10,7 +10,9 @@
 
 `open_run` opens or resumes the run directory (any number of named modules and optimizers, so a
 critic or a reward head fits); leaving the `with` block by an exception (Ctrl-C, a crash) saves the
-last completed step first, so `--resume` loses nothing that finished.
+last completed step first, so `--resume` loses nothing that finished. Under torchrun every rank
+trains, but only rank 0 writes: it logs the step's metrics reduced over all ranks, evaluates,
+checkpoints and writes the summary (`rft.distributed`).
 """
 
 from __future__ import annotations
@@ -26,19 +28,20 @@ from typing import Any
 import torch
 
 from graders.templates import check_items
-from rft import checkpoint
+from rft import checkpoint, distributed
 from rft.config import ConfigError, RunConfig
 from rft.eval import EvalResult, evaluate
 from rft.metrics import MetricsLogger
 from rft.policy import Policy
 from rft.report import plot, print_summary
-from rft.rewards import grade_texts
+from rft.rewards import grade_texts, use_grading
 from rft.sampling.base import Sampler
 from tasks.base import Task, load_task
 
 
 def load_checked_task(cfg: RunConfig) -> Task:
     """The configured task, failing before any model is loaded on splits or graders that cannot work."""
+    use_grading(cfg.grading.backend, cfg.grading.address)
     try:
         task = load_task(cfg.task.name, **cfg.task.options)
         for split, items in (("train", task.train), ("held-out", task.test)):
@@ -85,7 +88,7 @@ class Run:
     policy: Policy
     modules: dict[str, Any]
     optimizers: Mapping[str, tuple[Any, Any]]
-    logger: MetricsLogger
+    logger: MetricsLogger | None  # None on ranks other than 0, which write nothing
     show_progress: bool
     state: dict[str, Any] = field(default_factory=lambda: {"best_accuracy": -1.0, "before": None, "best": None})
     done: int = 0  # last completed step
@@ -105,13 +108,14 @@ class Run:
 
     def evaluate_before(self, sampler: Sampler) -> None:
         """Held-out accuracy of the untrained policy (step 0); a resumed run has it already."""
-        if self.state["before"] is None:
+        if self.state["before"] is None and self.logger is not None:
             self.state["before"] = self.evaluate(0, sampler).to_dict()
 
     def evaluate(self, step: int, sampler: Sampler) -> EvalResult:
         """Held-out evaluation, logged, with the policy adapter kept in `best/` when it is the best so far."""
         result = evaluate(sampler, self.task, self.cfg.eval, out_path=self.out / "eval" / f"step-{step:06d}.jsonl",
                           seed=self.cfg.train.seed)
+        assert self.logger is not None, "only rank 0 evaluates"
         self.logger.log(step, _eval_metrics(result))
         if result.accuracy.value > self.state["best_accuracy"]:
             self.state["best_accuracy"] = result.accuracy.value
@@ -122,7 +126,10 @@ class Run:
     def end_step(self, step: int, metrics: dict[str, float], sampler: Sampler) -> None:
         """Log the step; evaluate every `eval.interval` steps and save every `train.checkpoint_interval`."""
         self.done = step
-        self.logger.log(step, metrics | {"seconds/step": time.perf_counter() - self._step_started})
+        metrics = distributed.reduce_metrics(metrics | {"seconds/step": time.perf_counter() - self._step_started})
+        if self.logger is None:
+            return
+        self.logger.log(step, metrics)
         last = step == self.cfg.train.steps
         if step % self.cfg.eval.interval == 0 or last:
             self.after = self.evaluate(step, sampler)
@@ -140,15 +147,18 @@ class Run:
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
         try:
-            if kind is not None and self.done > self.saved:  # interrupted: keep the last completed step
-                self.save(self.done)
+            if kind is not None and self.done > self.saved and self.logger is not None:  # interrupted
+                self.save(self.done)  # keep the last completed step
         finally:
-            self.logger.close()
+            if self.logger is not None:
+                self.logger.close()
 
     def finish(self) -> dict[str, Any]:
         """Write `summary.json` and the plot, print the before/after table; returns the summary."""
         after = self.after.to_dict() if self.after else None
         summary = {"before": self.state["before"], "after": after, "best": self.state["best"]}
+        if self.logger is None:
+            return summary
         (self.out / "summary.json").write_text(json.dumps(summary, indent=2))
         plot(self.out / "metrics.jsonl", self.out / "plot.png")
         if after is not None and self.show_progress:
@@ -178,7 +188,10 @@ def open_run(
         state = checkpoint.load_checkpoint(found[-1], named, optimizers)
         done = state.pop("step")
         policy.version = state.get("policy_version", 0)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
-    logger = MetricsLogger(out, cfg.train.steps, done, show_progress)
+    distributed.broadcast_parameters(named)
+    logger = None
+    if distributed.is_main():
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+        logger = MetricsLogger(out, cfg.train.steps, done, show_progress)
     return Run(cfg, task, policy, named, optimizers, logger, show_progress, state, done=done, saved=done)
