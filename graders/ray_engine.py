@@ -2,7 +2,10 @@
 
 The same contract as the local process engine (`graders.workers.ProcessEngine`), with Ray actors in
 place of subprocesses: one actor per CPU of the cluster (or `workers`), each holding the unpickled
-grader and grading one sample at a time, so a sample's time limit starts when its actor gets it. A
+grader and grading one sample at a time, so a sample's time limit starts when its actor gets it.
+Actors are pinned round-robin to the nodes, as many per node as it has CPUs, and reserve no CPU:
+like each rank's local process pool, the engines of several trainer ranks share the CPUs rather
+than wait forever for CPUs another engine holds. A
 sample over the limit gets its actor killed (`ray.kill`, which ends the process and whatever it was
 running) and replaced; an actor that dies mid-sample becomes that sample's counted error. Grades come
 back in input order. Sandboxed code runs inside the actor's process on whichever node Ray placed it,
@@ -20,6 +23,7 @@ import pickle
 import sys
 import time
 from collections import deque
+from itertools import zip_longest
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -57,15 +61,16 @@ class RayEngine:
             ray.init(address=address or None, include_dashboard=False, log_to_driver=False,
                      runtime_env=None if address else {"env_vars": env})
         self.ray = ray
-        self.size = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
-        self.actor_class = ray.remote(num_cpus=1, max_restarts=0)(GradeActor)
+        self.slots = _cpu_slots(ray.nodes())
+        self.size = workers or len(self.slots)
+        self.actor_class = ray.remote(num_cpus=0, max_restarts=0)(GradeActor)
         self.actors: list[Any] = []
         self.keys: dict[Any, str] = {}  # actor -> key of the grader it holds
 
     def _load(self, key: str, payload: bytes, count: int) -> None:
         """Start actors up to `count` and give each the grader (boot and load time are not timed)."""
         while len(self.actors) < count:
-            self.actors.append(self.actor_class.remote())
+            self.actors.append(self._start(len(self.actors)))
         stale = [a for a in self.actors if self.keys.get(a) != key]
         for actor, problem in zip(stale, self.ray.get([a.load.remote(key, payload) for a in stale])):
             if problem is not None:
@@ -125,14 +130,30 @@ class RayEngine:
         """Kill `actor` (and whatever it runs) and start a fresh one holding the same grader."""
         self.ray.kill(actor, no_restart=True)
         self.keys.pop(actor, None)
-        fresh = self.actor_class.remote()
-        self.actors[self.actors.index(actor)] = fresh
+        slot = self.actors.index(actor)
+        fresh = self.actors[slot] = self._start(slot)
         self.ray.get(fresh.load.remote(key, payload))
         self.keys[fresh] = key
         return fresh
 
+    def _start(self, slot: int) -> Any:
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        node = self.slots[slot % len(self.slots)]
+        return self.actor_class.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=True)).remote()
+
     def close(self) -> None:
-        for actor in self.actors:
-            self.ray.kill(actor, no_restart=True)
+        if self.ray.is_initialized():  # after ray.shutdown() the actors are gone already
+            for actor in self.actors:
+                self.ray.kill(actor, no_restart=True)
         self.actors.clear()
         self.keys.clear()
+
+
+def _cpu_slots(nodes: list[dict[str, Any]]) -> list[str]:
+    """One node id per CPU of the live nodes, round-robin over nodes (a, b, a, b, a, ...)."""
+    per_node = [[n["NodeID"]] * int(n["Resources"].get("CPU", 0)) for n in nodes if n.get("Alive")]
+    slots = [node for column in zip_longest(*per_node) for node in column if node is not None]
+    if not slots:
+        raise RuntimeError("the Ray cluster has no live node with a CPU to grade on")
+    return slots

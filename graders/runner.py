@@ -136,7 +136,7 @@ class GradingPool:
                     fallback, mode = f"{mode} workers cannot load the grader ({exc}); graded on threads", "thread"
             if mode == "inline":
                 outcomes = [_inline(grader, i, s, items[i]) for i, s in enumerate(coerced)]
-            elif mode != "process":
+            elif mode not in ("process", "ray"):
                 outcomes = self._run_async(grader, coerced, items, time_limit, native=mode == "async")
         return _result(grader, outcomes, mode, fallback)
 

@@ -10,12 +10,23 @@ import pytest
 ray = pytest.importorskip("ray", reason="ray is an optional extra: pip install -e '.[ray]'")
 
 from graders.code import CodeGrader  # noqa: E402
+from graders.ray_engine import _cpu_slots  # noqa: E402
 from graders.runner import GradingPool  # noqa: E402
 from graders.sandbox import Limits  # noqa: E402
 from tests.graders.test_code import CALLS, fenced  # noqa: E402
 from tests.graders.test_runner import Scripted  # noqa: E402
 
-pytestmark = pytest.mark.slow  # starting a Ray cluster takes 10-30 s on a busy 2-core machine
+# Starting a Ray cluster takes 10-30 s on a busy 2-core machine: the tests that use one are slow.
+
+
+def test_actors_go_round_robin_over_the_nodes_one_per_cpu() -> None:
+    nodes = [{"NodeID": "a", "Alive": True, "Resources": {"CPU": 3.0}},
+             {"NodeID": "dead", "Alive": False, "Resources": {"CPU": 8.0}},
+             {"NodeID": "gpu", "Alive": True, "Resources": {"GPU": 1.0}},
+             {"NodeID": "b", "Alive": True, "Resources": {"CPU": 1.0}}]
+    assert _cpu_slots(nodes) == ["a", "b", "a", "a"]
+    with pytest.raises(RuntimeError, match="no live node with a CPU"):
+        _cpu_slots(nodes[1:3])
 
 
 @pytest.fixture(scope="module")
@@ -28,6 +39,7 @@ def pools() -> Iterator[tuple[GradingPool, GradingPool]]:
     ray.shutdown()
 
 
+@pytest.mark.slow
 def test_code_grades_match_the_process_pool_including_a_sandbox_kill(pools: tuple[GradingPool, GradingPool]) -> None:
     grader = CodeGrader(limits=Limits(wall_s=2.0, memory_mb=256))
     responses = [
@@ -38,13 +50,14 @@ def test_code_grades_match_the_process_pool_including_a_sandbox_kill(pools: tupl
         fenced("def add(a, b):\n    return b + a"),
     ]
     local, remote = (pool.run(grader, responses, [CALLS] * 5, time_limit=20) for pool in pools)
-    assert remote.mode == "ray" and local.mode == "process" and remote.fallback is None
+    assert (local.mode, remote.mode, local.fallback, remote.fallback) == ("process", "ray", None, None)
     assert [g.score for g in remote.grades] == [g.score for g in local.grades] == [1.0, 2 / 3, 0.0, 0.0, 1.0]
     assert [g.error for g in remote.grades] == [g.error for g in local.grades]
     assert remote.grades[2].details["status"] == "timeout"  # killed by the sandbox, inside a Ray actor
     assert (remote.errors, remote.timeouts) == (local.errors, local.timeouts)
 
 
+@pytest.mark.slow
 def test_time_limit_errors_and_order_match_the_process_pool(pools: tuple[GradingPool, GradingPool]) -> None:
     """A grader hung past the limit gets its actor killed; an exception and a dead actor are counted errors."""
     samples = [str(i / 10) for i in range(10)]
@@ -62,8 +75,25 @@ def test_time_limit_errors_and_order_match_the_process_pool(pools: tuple[Grading
     assert again.scores == [0.5] * 4  # replaced actors still serve
 
 
+@pytest.mark.slow
 def test_cheap_graders_stay_inline(pools: tuple[GradingPool, GradingPool]) -> None:
     from graders.string import ExactMatchGrader
 
     result = pools[1].run(ExactMatchGrader(), ["4", "5"], [{"answer": "4"}] * 2)
     assert (result.mode, result.scores) == ("inline", [1.0, 0.0])
+
+
+@pytest.mark.slow
+def test_a_run_config_with_grading_backend_ray_grades_on_the_cluster(pools: tuple[GradingPool, GradingPool]) -> None:
+    from rft.config import load_config
+    from rft.rewards import grade_texts, use_grading
+
+    cfg = load_config(None, ["--grading.backend", "ray"])
+    use_grading(cfg.grading.backend, cfg.grading.address)
+    try:
+        grades, metrics = grade_texts(Scripted(), ["0.5", "sleep:60", "1.0"], [{}] * 3, time_limit=2.0)
+    finally:
+        use_grading("local")
+    assert [g.score for g in grades] == [0.5, 0.0, 1.0]
+    assert (metrics["grader_errors"], metrics["grader_timeouts"], metrics["reward_mean"]) == (1.0, 1.0, 0.5)
+    assert os.getpid() not in {g.details["pid"] for g in grades if "pid" in g.details}
