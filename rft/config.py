@@ -121,6 +121,9 @@ class RunConfig:
                               f"{self.sampler.temperature}): greedy samples of one prompt are all the same")
         if not 0 < self.sampler.top_p <= 1:
             raise ConfigError(f"sampler.top_p must be in (0, 1], got {self.sampler.top_p}")
+        if self.grading.address and self.grading.backend != "ray":
+            raise ConfigError(f"grading.address {self.grading.address!r} is only used by grading.backend ray "
+                              f"(got {self.grading.backend!r})")
         self.algorithm.validate(self)
 
 

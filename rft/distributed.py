@@ -155,8 +155,9 @@ def combine_metrics(per_rank: Sequence[Mapping[str, float]]) -> dict[str, float]
     """One step's metrics from every rank's (equal-sized) share.
 
     Counts and loss shares are summed, `seconds/*` take the slowest rank (the step waits for it),
-    `reward_std` is the pooled standard deviation of the whole batch, everything else (means over
-    equal shares: reward, accuracy, lengths, ratios) is the mean over ranks.
+    `reward_std` is the pooled standard deviation of the whole batch, everything else is the mean
+    over ranks: exact for per-sample means (reward, accuracy, length; every rank has as many
+    samples), and for per-token means (kl, clip_ratio, entropy) weighted by rank, not by token.
     """
     out: dict[str, float] = {}
     for key in per_rank[0]:

@@ -113,9 +113,10 @@ class Run:
 
     def evaluate(self, step: int, sampler: Sampler) -> EvalResult:
         """Held-out evaluation, logged, with the policy adapter kept in `best/` when it is the best so far."""
+        if self.logger is None:
+            raise RuntimeError("only rank 0 evaluates: the other ranks of a distributed run write nothing")
         result = evaluate(sampler, self.task, self.cfg.eval, out_path=self.out / "eval" / f"step-{step:06d}.jsonl",
                           seed=self.cfg.train.seed)
-        assert self.logger is not None, "only rank 0 evaluates"
         self.logger.log(step, _eval_metrics(result))
         if result.accuracy.value > self.state["best_accuracy"]:
             self.state["best_accuracy"] = result.accuracy.value
