@@ -35,16 +35,19 @@ def load() -> str:
     return f"load {os.getloadavg()[0]:.1f}"
 
 
-def seconds_per_step(nproc: int, steps: int, threads: int, out: Path) -> float:
-    """Mean `seconds/step` of steps 2..steps of the default job on `nproc` ranks."""
+PHASES = ("seconds/step", "seconds/sampling", "seconds/grading", "seconds/training")
+
+
+def seconds_per_step(nproc: int, steps: int, threads: int, out: Path) -> dict[str, float]:
+    """Mean seconds per step, and per phase (the slowest rank's), of steps 2..steps of the default job."""
     args = [sys.executable, "-m", "rft", "train", str(ROOT / "examples" / "arithmetic.yaml"), "--quiet",
             f"--nproc={nproc}", "--train.steps", str(steps), "--train.threads", str(threads),
             "--train.output_dir", str(out), "--eval.limit", "4", "--eval.batch_size", "4"]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": str(threads)}
     subprocess.run(args, check=True, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
     rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
-    per_step = [r["seconds/step"] for r in rows if "seconds/step" in r and r["step"] > 1]
-    return sum(per_step) / len(per_step)
+    timed = [r for r in rows if "seconds/step" in r and r["step"] > 1]
+    return {key: sum(r[key] for r in timed) / len(timed) for key in PHASES}
 
 
 def programs(count: int, salt: int) -> list[str]:
@@ -107,9 +110,10 @@ def main() -> None:
             for n in (1, args.nproc):
                 print(f"training on {n} rank(s) ({load()})", flush=True)
                 times[n] = seconds_per_step(n, args.steps, args.threads, Path(tmp) / f"n{n}")
-        print(f"\ns/step, steps 2..{args.steps}, B=4 x G=8, {args.threads} thread(s) per rank ({load()})")
-        print(f"  1 rank: {times[1]:.1f} s   {args.nproc} ranks: {times[args.nproc]:.1f} s   "
-              f"speed-up {times[1] / times[args.nproc]:.2f}x")
+        print(f"\nseconds per step, steps 2..{args.steps}, B=4 x G=8, {args.threads} thread(s) per rank ({load()})")
+        for key in PHASES:
+            one, many = times[1][key], times[args.nproc][key]
+            print(f"  {key:<18} 1 rank: {one:6.1f}   {args.nproc} ranks: {many:6.1f}   speed-up {one / many:.2f}x")
     if args.only != "training":
         print(f"\ncode grading, {args.samples} samples per round, {args.cores} cores ({load()})")
         best = grading(args.samples, args.rounds, args.cores)
