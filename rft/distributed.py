@@ -74,6 +74,9 @@ def setup(cfg: RunConfig) -> None:
     if groups_per_update % world:
         raise ConfigError(f"algorithm.mini_batch_size / group_size ({groups_per_update} groups per update) must be a "
                          f"multiple of the number of ranks ({world}): each rank takes an equal share of a mini-batch")
+    if cfg.model.device.startswith("cuda:"):
+        raise ConfigError(f"model.device {cfg.model.device!r}: under torchrun each rank takes the GPU of its "
+                          "LOCAL_RANK; use auto or cuda (limit the GPUs with CUDA_VISIBLE_DEVICES)")
     cuda = cfg.model.device != "cpu" and torch.cuda.is_available()
     if cuda:
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))  # "cuda" now means this rank's GPU
@@ -108,7 +111,8 @@ def global_counts(counts: BatchCounts) -> BatchCounts:
     """The counts of the whole batch across ranks, so each rank's loss is its share of the global loss."""
     if not dist.is_initialized():
         return counts
-    buf = torch.tensor([counts.sequences, counts.present, counts.tokens], dtype=torch.float64)
+    device = "cuda" if dist.get_backend() == "nccl" else "cpu"  # nccl reduces GPU tensors only
+    buf = torch.tensor([counts.sequences, counts.present, counts.tokens], dtype=torch.float64, device=device)
     dist.all_reduce(buf)
     return BatchCounts(int(buf[0]), int(buf[1]), float(buf[2]))
 

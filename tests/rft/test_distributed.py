@@ -86,6 +86,7 @@ def test_step_seeds_leave_room_for_every_prompt_of_a_step() -> None:
     (["--train.prompts_per_step", "4"], r"train.prompts_per_step \(4\) must be a multiple of the number of ranks \(3\)"),
     (["--train.prompts_per_step", "6", "--algorithm.name", "ppo", "--algorithm.group_size", "4",
       "--algorithm.mini_batch_size", "8"], r"\(2 groups per update\) must be a multiple of the number of ranks \(3\)"),
+    (["--train.prompts_per_step", "6", "--model.device", "cuda:1"], "each rank takes the GPU of its LOCAL_RANK"),
 ])
 def test_a_step_that_cannot_be_split_evenly_fails_before_joining(
     overrides: list[str], message: str, monkeypatch: pytest.MonkeyPatch
@@ -150,7 +151,7 @@ def test_two_rank_ppo_step_equals_the_single_process_step(tiny_model: Path, tmp_
            "algorithm.kl_coef": "0.05", "algorithm.value_lr": "0.01"}
     single, double = tmp_path / "single", tmp_path / "double"
     overrides = {**settings(tiny_model, single, 1, **ppo)}
-    del overrides["algorithm.beta"]  # GRPO's field
+    del overrides["algorithm.beta"], overrides["algorithm.num_iterations"]  # GRPO's fields
     train_ppo(load_config(None, args(overrides)), show_progress=False)
     torchrun({**overrides, "train.output_dir": str(double)})
 
