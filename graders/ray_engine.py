@@ -23,8 +23,8 @@ import pickle
 import sys
 import time
 from collections import deque
-from itertools import zip_longest
 from collections.abc import Mapping, Sequence
+from itertools import zip_longest
 from typing import Any
 
 from graders.base import Grade, Sample

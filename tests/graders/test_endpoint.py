@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from jsonschema import Draft202012Validator
@@ -28,10 +28,10 @@ def validator(part: str) -> Draft202012Validator:
 class RewardServer(BaseHTTPRequestHandler):
     """Scores by the path: /ok rewards the length of the answer, /flaky fails twice per answer, and so on."""
 
-    seen: list[dict[str, Any]] = []
-    failures: dict[str, int] = {}
+    seen: ClassVar[list[dict[str, Any]]] = []
+    failures: ClassVar[dict[str, int]] = {}
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+    def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         RewardServer.seen.append({"path": self.path, "body": body, "auth": self.headers.get("Authorization")})
         text = body["sample"]["output_text"]

@@ -9,12 +9,12 @@ import pytest
 
 ray = pytest.importorskip("ray", reason="ray is an optional extra: pip install -e '.[ray]'")
 
-from graders.code import CodeGrader  # noqa: E402
-from graders.ray_engine import _cpu_slots  # noqa: E402
-from graders.runner import GradingPool  # noqa: E402
-from graders.sandbox import Limits  # noqa: E402
-from tests.graders.test_code import CALLS, fenced  # noqa: E402
-from tests.graders.test_runner import Scripted  # noqa: E402
+from graders.code import CodeGrader
+from graders.ray_engine import _cpu_slots
+from graders.runner import GradingPool
+from graders.sandbox import Limits
+from tests.graders.test_code import CALLS, fenced
+from tests.graders.test_runner import Scripted
 
 # Starting a Ray cluster takes 10-30 s on a busy 2-core machine: the tests that use one are slow.
 
