@@ -88,7 +88,7 @@ class BatchResult:
 
 
 class GradingPool:
-    """Reusable engines for `grade_batch`: an event loop + threads, and worker processes."""
+    """Reusable engines for `grade_batch`: an event loop + threads, worker processes, and Ray actors."""
 
     def __init__(self, workers: int | None = None, *, ray_address: str | None = None) -> None:
         self.workers = workers or os.cpu_count() or 1
