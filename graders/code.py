@@ -24,7 +24,7 @@ import threading
 import traceback
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from graders.base import Grade, GraderInputError, Sample
@@ -191,6 +191,14 @@ class CodeGrader:
         self.sandbox = Sandbox(self.limits, self.isolation)
         self._cache: OrderedDict[str, Grade] = OrderedDict()
         self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Only the settings travel (to grading workers, Ray actors): the sandbox is re-detected where it runs."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.__post_init__()
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any]) -> CodeGrader:

@@ -58,6 +58,8 @@ class SamplerConfig:
     temperature: float = opt(0.8, "sampling temperature for training rollouts (log-probs are scored at it too)")
     top_p: float = opt(1.0, "nucleus sampling for training rollouts")
     max_new_tokens: int = opt(24, "completion length cap; longer completions are marked truncated")
+    seed_per_prompt: bool = opt(False, "seed each prompt's group from (train.seed, step, prompt index): the same "
+                                "completions on any number of ranks, at one generate call per prompt")
 
 
 @dataclass
@@ -79,6 +81,13 @@ class TrainConfig:
 
 
 @dataclass
+class GradingConfig:
+    backend: str = opt("local", "where graders run: local (this machine's process pool) or ray (a Ray cluster)",
+                       choices=("local", "ray"))
+    address: str = opt("", 'Ray cluster to join ("auto", "ray://host:10001"); empty starts a local one')
+
+
+@dataclass
 class EvalConfig:
     interval: int = opt(10, "evaluate on held-out items every N steps (and before and after training)")
     limit: int = opt(200, "held-out items used (0 = all)")
@@ -97,6 +106,7 @@ class RunConfig:
     algorithm: Any = opt(factory=GRPOConfig, help="the recipe's own section; its fields depend on algorithm.name")
     train: TrainConfig = opt(factory=TrainConfig)
     eval: EvalConfig = opt(factory=EvalConfig)
+    grading: GradingConfig = opt(factory=GradingConfig)
     alarms: AlarmConfig = opt(factory=AlarmConfig, help="thresholds of the training-signal alarms (rft.alarms)")
     judge: JudgeConfig = opt(factory=JudgeConfig, help="judge token prices and the run's budget (rft.budget)")
 
@@ -116,6 +126,9 @@ class RunConfig:
                               f"{self.sampler.temperature}): greedy samples of one prompt are all the same")
         if not 0 < self.sampler.top_p <= 1:
             raise ConfigError(f"sampler.top_p must be in (0, 1], got {self.sampler.top_p}")
+        if self.grading.address and self.grading.backend != "ray":
+            raise ConfigError(f"grading.address {self.grading.address!r} is only used by grading.backend ray "
+                              f"(got {self.grading.backend!r})")
         self.algorithm.validate(self)
         self.judge.validate()
 

@@ -10,6 +10,15 @@ from graders.base import Grade, Grader, Sample, error_kind, pass_threshold
 from graders.runner import grade_batch
 from rft.budget import token_usage, usage_metrics
 
+# Where this process grades: None = this machine's pools, else a Ray address ("" starts a local Ray).
+_ray_address: str | None = None
+
+
+def use_grading(backend: str, address: str = "") -> None:
+    """Grade every later batch of this process locally (`local`) or on the Ray cluster at `address` (`ray`)."""
+    global _ray_address
+    _ray_address = address if backend == "ray" else None
+
 
 def grade_texts(
     grader: Grader, texts: Sequence[str], items: Sequence[Mapping[str, Any]], *, time_limit: float = 30.0
@@ -22,7 +31,8 @@ def grade_texts(
     `/completion`). Errors and timeouts score 0 and are counted, so a broken grader shows up in the
     metrics at once.
     """
-    result = grade_batch(grader, [Sample(t) for t in texts], list(items), time_limit=time_limit)
+    result = grade_batch(grader, [Sample(t) for t in texts], list(items), time_limit=time_limit,
+                         ray_address=_ray_address)
     scores = result.scores
     n = max(len(scores), 1)
     mean = sum(scores) / n
