@@ -1,0 +1,58 @@
+"""Our `metrics.jsonl` lines as OpenAI fine-tuning events, and checkpoints as `fine_tuning.job.checkpoint`s.
+
+A training step becomes a `metrics` event whose data carries what OpenAI reports for reinforcement
+jobs (`train_reward_mean`, per-grader means, timing) and a held-out evaluation one with
+`valid_reward_mean`, per-grader means and our held-out accuracy with its Wilson 95% interval; every
+event also keeps the raw line under `rft`, so nothing `rft train` logs is lost.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rft.serve.jobstore import new_id, now
+
+TRAIN_KEYS = {  # OpenAI-style name -> our metrics.jsonl key
+    "train_reward_mean": "reward_mean", "train_reward_std": "reward_std", "train_accuracy": "accuracy",
+    "train_loss": "loss", "train_mean_completion_tokens": "completion_length",
+    "train_truncation_rate": "truncation_rate", "train_grader_errors": "grader_errors", "kl": "kl",
+    "seconds_per_step": "seconds/step", "seconds_sampling": "seconds/sampling",
+    "seconds_grading": "seconds/grading", "seconds_training": "seconds/training",
+}
+VALID_KEYS = {
+    "valid_reward_mean": "eval/mean_score", "valid_accuracy": "eval/accuracy",
+    "valid_grader_errors": "eval/grader_errors", "valid_pass_at_k": "eval/pass_at_k", "seconds_eval": "eval/seconds",
+}
+
+
+def _pick(line: dict[str, Any], keys: dict[str, str], prefix: str) -> dict[str, Any]:
+    out = {ours: line[theirs] for ours, theirs in keys.items() if theirs in line}
+    out[f"{prefix}_grader_scores"] = {k.split("/")[-1]: v for k, v in line.items()
+                                      if k.startswith("grader/" if prefix == "train" else "eval/grader/")}
+    return out
+
+
+def events_for(line: dict[str, Any], total_steps: int) -> list[tuple[str, dict[str, Any]]]:
+    """(message, data) of the events for one metrics line: a training step, an evaluation, or both."""
+    step = line["step"]
+    head = {"step": step, "total_steps": total_steps}
+    out = []
+    if "reward_mean" in line:
+        data = head | _pick(line, TRAIN_KEYS, "train") | {"rft": line}
+        out.append((f"Step {step}/{total_steps}: train reward mean {line['reward_mean']:.3f}", data))
+    if "eval/accuracy" in line:
+        ci = [line["eval/accuracy_low"], line["eval/accuracy_high"]]
+        data = head | _pick(line, VALID_KEYS, "valid") | {"valid_accuracy_ci": ci, "rft": line}
+        out.append((f"Step {step}/{total_steps}: held-out accuracy {100 * line['eval/accuracy']:.1f}% "
+                    f"[{100 * ci[0]:.1f}, {100 * ci[1]:.1f}], valid reward mean {line['eval/mean_score']:.3f}", data))
+    return out
+
+
+def checkpoint_object(job_id: str, model_name: str, step: int, adapter: Path, metrics: dict[str, Any]
+                      ) -> dict[str, Any]:
+    """A `fine_tuning.job.checkpoint`, served as `<fine-tuned model>:ckpt-step-<step>`; `rft.adapter` is its path."""
+    shown = {k: v for k, v in metrics.items() if k not in ("rft", "total_steps")} | {"step": step}
+    return {"id": new_id("ftckpt"), "object": "fine_tuning.job.checkpoint", "created_at": now(),
+            "fine_tuned_model_checkpoint": f"{model_name}:ckpt-step-{step}", "fine_tuning_job_id": job_id,
+            "metrics": shown, "step_number": step, "rft": {"adapter": str(adapter)}}
