@@ -69,7 +69,6 @@ def create_job(body: Any, store: JobStore, served: str, base_model: str, device:
                "total_steps": cfg.train.steps, "prompts_per_step": cfg.train.prompts_per_step,
                "group_size": cfg.algorithm.group_size, "model_name": f"ft:{req.model}:{req.suffix}:{job_id}"}
     store.add_job(job, private)
-    store.add_event(job_id, f"Created fine-tuning job: {job_id}")
     return job
 
 

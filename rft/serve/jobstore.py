@@ -49,7 +49,7 @@ class JobStore:
     """SQLite-backed storage; safe to share between the request threads and the job runner's thread."""
 
     def __init__(self, root: Path) -> None:
-        self.root = Path(root)
+        self.root = Path(root).resolve()  # workers get absolute paths, whatever their working directory
         (self.root / "files").mkdir(parents=True, exist_ok=True)
         (self.root / "jobs").mkdir(parents=True, exist_ok=True)
         self._owner = (self.root / "lock").open("w")  # held while this process lives; the OS drops it on death
@@ -125,9 +125,11 @@ class JobStore:
         return self.root / "jobs" / job_id
 
     def add_job(self, job: dict[str, Any], private: dict[str, Any]) -> None:
+        """Store a new job with its first event, in one transaction (the runner may pick it up at once)."""
         with self.transaction() as db:
             db.execute("INSERT INTO jobs (id, status, data, private) VALUES (?, ?, ?, ?)",
                        (job["id"], job["status"], json.dumps(job), json.dumps(private)))
+            self.add_event(job["id"], f"Created fine-tuning job: {job['id']}", db=db)
 
     def get_job(self, job_id: str) -> dict[str, Any] | None:
         rows = self._rows("SELECT data FROM jobs WHERE id = ?", (job_id,))
