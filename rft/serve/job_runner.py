@@ -45,12 +45,15 @@ def _die_with_parent() -> None:
         pass
 
 
-def metrics_prefix(path: Path, step: int) -> int:
-    """Bytes of `metrics.jsonl` that `--resume` from `step` keeps (the lines up to that step)."""
+def cut_metrics(path: Path, step: int) -> int:
+    """Cut `metrics.jsonl` to the lines up to `step`, as `rft train --resume` from `step` will (0: remove it),
+    before the worker starts, so the runner never reads lines the worker is about to drop; returns its size."""
     if not path.exists():
         return 0
     lines = path.read_bytes().splitlines(keepends=True)
-    return sum(len(ln) for ln in lines if ln.strip() and json.loads(ln).get("step", 0) <= step)
+    keep = sum(len(ln) for ln in lines if ln.strip() and json.loads(ln).get("step", 0) <= step) if step else 0
+    os.truncate(path, keep)
+    return keep
 
 
 class JobRunner:
@@ -136,12 +139,12 @@ class JobRunner:
         found = checkpoint.list_checkpoints(run_dir)
         step = int(found[-1].name.split("-")[1]) if found else 0
         cmd = [sys.executable, "-m", "rft.cli", "train", private["config"], *(["--resume"] if found else [])]
+        private |= {"metrics_offset": cut_metrics(run_dir / "metrics.jsonl", step)}
         with (self.store.job_dir(job_id) / "worker.log").open("ab") as log:
             proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                     start_new_session=True, preexec_fn=_die_with_parent)
         self.workers[job_id] = proc
-        private |= {"metrics_offset": metrics_prefix(run_dir / "metrics.jsonl", step) if found else 0,
-                    "pid": proc.pid}
+        private["pid"] = proc.pid
         self.store.update_job(job_id, status="running", private=private)
         message = f"Resumed from the checkpoint of step {step}" if found else "Fine-tuning job started"
         self.store.add_event(job_id, message)
