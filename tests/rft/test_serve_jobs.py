@@ -203,9 +203,11 @@ def test_a_killed_server_resumes_its_job_from_the_last_checkpoint(model_dir: Pat
     proc, base_url = start_rft_serve(model_dir, name="tiny", state_dir=state, start_new_session=True)
     client = openai.OpenAI(base_url=base_url, api_key="-", max_retries=0)
     interval = 4
-    job = create(client, upload(client), rft={"train": {"steps": 40, "checkpoint_interval": interval}},
-                 eval_interval=1000)
+    files = upload(client)
+    job = create(client, files, rft={"train": {"steps": 40, "checkpoint_interval": interval}}, eval_interval=1000)
+    queued = create(client, files)  # one job runs at a time: this one waits in the queue
     wait(client, job.id, lambda j: client.fine_tuning.jobs.checkpoints.list(j.id).data)
+    assert client.fine_tuning.jobs.retrieve(queued.id).status == "queued"
     os.killpg(proc.pid, signal.SIGKILL)  # the server's whole process group; the worker has its own session
     proc.wait()
     assert _gone(_worker_pid(state, job.id)), "the worker outlived its server"
@@ -226,6 +228,7 @@ def test_a_killed_server_resumes_its_job_from_the_last_checkpoint(model_dir: Pat
         assert steps == list(range(1, 41))
         ckpts = [c.step_number for c in client.fine_tuning.jobs.checkpoints.list(job.id).data]
         assert ckpts == list(range(40, 0, -interval))
+        assert wait(client, queued.id, lambda j: j.status == "succeeded").fine_tuned_model.endswith(queued.id)
         reply = client.chat.completions.create(model=job.fine_tuned_model, max_tokens=3,
                                                messages=[{"role": "user", "content": "Say river"}])
         assert reply.model == job.fine_tuned_model
