@@ -8,6 +8,8 @@ event also keeps the raw line under `rft`, so nothing `rft train` logs is lost.
 
 from __future__ import annotations
 
+import csv
+import io
 from pathlib import Path
 from typing import Any
 
@@ -56,3 +58,23 @@ def checkpoint_object(job_id: str, model_name: str, step: int, adapter: Path, me
     return {"id": new_id("ftckpt"), "object": "fine_tuning.job.checkpoint", "created_at": now(),
             "fine_tuned_model_checkpoint": f"{model_name}:ckpt-step-{step}", "fine_tuning_job_id": job_id,
             "metrics": shown, "step_number": step, "rft": {"adapter": str(adapter)}}
+
+
+RESULT_COLUMNS = {"step": "step", "train_reward_mean": "reward_mean", "train_reward_std": "reward_std",
+                  "valid_reward_mean": "eval/mean_score", "valid_accuracy": "eval/accuracy",
+                  "valid_accuracy_low": "eval/accuracy_low", "valid_accuracy_high": "eval/accuracy_high",
+                  "seconds_per_step": "seconds/step"}
+
+
+def results_csv(rows: list[dict[str, Any]]) -> bytes:
+    """The job's result file (`step_metrics.csv`, purpose `fine-tune-results`): one row per step, evaluations
+    merged into their step's row."""
+    by_step: dict[int, dict[str, Any]] = {}
+    for row in rows:
+        by_step.setdefault(row["step"], {}).update(row)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(RESULT_COLUMNS)
+    for step in sorted(by_step):
+        writer.writerow([by_step[step].get(key, "") for key in RESULT_COLUMNS.values()])
+    return out.getvalue().encode()

@@ -30,7 +30,7 @@ from rft import checkpoint
 from rft.config import load_config
 from rft.options import ConfigError
 from rft.run import load_checked_task
-from rft.serve.job_events import checkpoint_object, events_for
+from rft.serve.job_events import checkpoint_object, events_for, results_csv
 from rft.serve.jobstore import JobStore, now
 
 ModelHook = Callable[[str, Path], None]  # (model name, adapter directory): a model became servable
@@ -206,7 +206,8 @@ class JobRunner:
         rows = [json.loads(ln) for ln in (run_dir / "metrics.jsonl").read_text().splitlines() if ln.strip()]
         per_step = private["prompts_per_step"] * private["group_size"]
         tokens = round(sum(r["completion_length"] * per_step for r in rows if "completion_length" in r))
-        self.store.update_job(job_id, private=private, trained_tokens=tokens)
+        results = self.store.add_file("step_metrics.csv", "fine-tune-results", results_csv(rows))
+        self.store.update_job(job_id, private=private, trained_tokens=tokens, result_files=[results["id"]])
         self.on_model(private["model_name"], final)
         self.store.add_event(job_id, f"New fine-tuned model created: {private['model_name']}",
                              data={"rft_summary": summary})

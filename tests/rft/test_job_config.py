@@ -10,7 +10,7 @@ import pytest
 from rft.config import load_config
 from rft.serve.app import ApiError
 from rft.serve.job_config import parse_create, resolve_config
-from rft.serve.job_events import checkpoint_object, events_for
+from rft.serve.job_events import checkpoint_object, events_for, results_csv
 from rft.serve.job_runner import cut_metrics
 from rft.serve.jobstore import JobStore
 
@@ -117,3 +117,12 @@ def test_cut_metrics_keeps_what_resume_keeps(tmp_path: Path) -> None:
     assert cut_metrics(path, 2) == path.stat().st_size
     assert [json.loads(ln)["step"] for ln in path.read_text().splitlines()] == [0, 1, 2, 2]
     assert cut_metrics(path, 0) == 0 and path.read_text() == ""
+
+
+def test_result_file_has_one_row_per_step_with_evaluations_merged() -> None:
+    rows = [{"step": 0, "eval/accuracy": 0.19, "eval/mean_score": 0.19}, {"step": 1, "reward_mean": 0.125},
+            {"step": 1, "eval/accuracy": 0.5, "eval/mean_score": 0.5, "eval/accuracy_low": 0.4}]
+    assert results_csv(rows).decode().splitlines() == [
+        "step,train_reward_mean,train_reward_std,valid_reward_mean,valid_accuracy,valid_accuracy_low,"
+        "valid_accuracy_high,seconds_per_step",
+        "0,,,0.19,0.19,,,", "1,0.125,,0.5,0.5,0.4,,"]

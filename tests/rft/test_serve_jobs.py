@@ -130,7 +130,9 @@ def test_job_succeeds_with_events_checkpoints_and_its_model_served(client: opena
 
     job = wait(client, job.id, lambda j: j.status == "succeeded")
     assert job.fine_tuned_model == f"ft:tiny:echo:{job.id}" and job.finished_at >= job.created_at
-    assert job.trained_tokens == 3 * 2 * 3 * 6  # 3 steps x B=2 x G=3 completions of 6 tokens (all truncated)
+    assert job.trained_tokens == 3 * 2 * 3 * 6  # 3 steps x B=2 x G=3 completions, each 6 tokens (the cap)
+    results = client.files.content(job.result_files[0]).text.splitlines()
+    assert results[0].startswith("step,train_reward_mean,") and [r.split(",")[0] for r in results[1:]] == list("0123")
     events = client.fine_tuning.jobs.list_events(job.id, limit=1000).data
     steps = [e.data for e in events if e.type == "metrics" and "train_reward_mean" in e.data]
     assert sorted(d["step"] for d in steps) == [1, 2, 3]
