@@ -34,7 +34,8 @@ from rft.serve.job_events import checkpoint_object, events_for, results_csv
 from rft.serve.jobstore import JobStore, now
 
 ModelHook = Callable[[str, Path], None]  # (model name, adapter directory): a model became servable
-MAX_RESTARTS = 3
+MAX_RESTARTS = 3  # times a job resumes after its worker was killed from outside (OOM killer, kill -9)
+STOP_SECONDS = 120.0  # how long a stopping worker may take to save its last step before it is killed
 
 
 def _die_with_parent() -> None:
@@ -83,11 +84,11 @@ class JobRunner:
         self._thread.start()
         return self
 
-    def close(self, timeout: float = 120.0) -> None:
+    def close(self) -> None:
         """Stop the workers (each saves its last completed step) and the thread; jobs stay "running"."""
         self._closing.set()
         if self._thread.is_alive():
-            self._thread.join(timeout + 5)
+            self._thread.join(STOP_SECONDS + 5)
 
     def _loop(self) -> None:
         while not self._closing.wait(self.poll):
@@ -100,7 +101,7 @@ class JobRunner:
                 os.killpg(proc.pid, signal.SIGINT)
             for proc in self.workers.values():
                 try:
-                    proc.wait(120)
+                    proc.wait(STOP_SECONDS)
                 except subprocess.TimeoutExpired:
                     proc.kill()
 
@@ -182,13 +183,13 @@ class JobRunner:
         """Record how a worker ended: asked to stop, finished, failed, or stopped from outside (resumed)."""
         asked = self.requested.pop(job_id, None)
         private = self.store.get_private(job_id)
-        if asked == "cancel":
+        if code == 0:  # it finished before a cancel or pause reached it
+            self._succeeded(job_id, private)
+        elif asked == "cancel":
             self._finish(job_id, "cancelled")
         elif asked == "pause":
             self.store.update_job(job_id, status="paused")
             self.store.add_event(job_id, "Job paused: the last completed step is saved; resume continues from it")
-        elif code == 0:
-            self._succeeded(job_id, private)
         elif code < 0 and private.get("restarts", 0) < MAX_RESTARTS:
             private["restarts"] = private.get("restarts", 0) + 1
             self.store.update_job(job_id, status="queued", private=private)

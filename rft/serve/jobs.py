@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -130,8 +131,12 @@ def add_fine_tuning(app: FastAPI, chat: ChatModel, state_dir: Path, *, base_mode
     store = JobStore(state_dir)
 
     def serve_model(name: str, adapter: Path) -> None:
-        if name not in chat.served():
+        if name in chat.served():
+            return
+        try:
             chat.add_adapter(name, adapter)
+        except FileNotFoundError as exc:  # its run directory was deleted by hand: the rest still serves
+            print(f"rft serve: cannot serve {name}: {exc}", file=sys.stderr, flush=True)
 
     runner = JobRunner(store, max_running=max_jobs, on_model=serve_model)
     add_file_routes(app, store)
