@@ -34,7 +34,8 @@ __all__ = [
 
 
 def full_app(chat: ChatModel) -> FastAPI:
-    """Everything `rft serve` answers: chat completions, embeddings and OpenAI's grader endpoints."""
+    """Chat completions, embeddings and OpenAI's grader endpoints; `serve` adds the fine-tuning API
+    (`add_fine_tuning(app, chat, state_dir, ...)`), which needs a state directory and a job runner."""
     app = build_app(chat)
     add_embedding_routes(app, chat)
     add_grader_routes(app)
