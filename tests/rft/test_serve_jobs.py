@@ -63,8 +63,8 @@ def create(client: openai.OpenAI, files: tuple[str, str], rft: dict[str, Any] | 
     )
 
 
-def wait(client: openai.OpenAI, job_id: str, until: Any, timeout: float = 180.0) -> Any:
-    """Poll the job until `until(job)` holds."""
+def wait(client: openai.OpenAI, job_id: str, until: Any, timeout: float = 600.0) -> Any:
+    """Poll the job until `until(job)` holds (generous: a loaded 2-core machine runs these jobs 10x slower)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         job = client.fine_tuning.jobs.retrieve(job_id)
