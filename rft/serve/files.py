@@ -38,7 +38,7 @@ def check_jsonl(content: bytes, filename: str) -> int:
         except json.JSONDecodeError as exc:
             raise ValueError(f"{where}: invalid JSON: {exc.msg} (column {exc.colno})") from None
         if not isinstance(row, dict):
-            raise ValueError(f"{where}: expected a JSON object, got {type(row).__name__}")
+            raise ValueError(f"{where}: expected a JSON object, got {type(row).__name__}")  # noqa: TRY004 - bad data, a 400
         to_item(row, where)
         count += 1
     if count == 0:

@@ -46,8 +46,9 @@ def events_for(line: dict[str, Any], total_steps: int) -> list[tuple[str, dict[s
     if "eval/accuracy" in line:
         ci = [line["eval/accuracy_low"], line["eval/accuracy_high"]]
         data = head | _pick(line, VALID_KEYS, "valid") | {"valid_accuracy_ci": ci, "rft": line}
-        out.append((f"Step {step}/{total_steps}: held-out accuracy {100 * line['eval/accuracy']:.1f}% "
-                    f"[{100 * ci[0]:.1f}, {100 * ci[1]:.1f}], valid reward mean {line['eval/mean_score']:.3f}", data))
+        message = (f"Step {step}/{total_steps}: held-out accuracy {100 * line['eval/accuracy']:.1f}% "
+                   f"[{100 * ci[0]:.1f}, {100 * ci[1]:.1f}], valid reward mean {line['eval/mean_score']:.3f}")
+        out.append((message, data))
     return out
 
 

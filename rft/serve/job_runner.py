@@ -3,7 +3,8 @@
 One thread (`JobRunner`) validates new jobs, starts queued ones (`max_running` at a time, oldest
 first), turns each worker's `metrics.jsonl` lines into job events and its `checkpoint-*` directories
 into job checkpoints, and records how each worker ended. A worker is `python -m rft.cli train
-config.yaml` (plus `--resume` when its run has a checkpoint): the very code path of `rft train`.
+config.yaml` (plus `--resume` when its run has a checkpoint) through `rft.serve.job_worker`: the very
+code path of `rft train`.
 
 Workers get their own session, so a Ctrl-C meant for the server does not reach them; the server
 stops them itself (SIGINT, on which `rft train` saves the last completed step) and leaves them
@@ -15,7 +16,6 @@ checkpoint of the last completed step, then `--resume`); cancel is SIGTERM.
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import signal
@@ -36,14 +36,6 @@ from rft.serve.jobstore import JobStore, now
 ModelHook = Callable[[str, Path], None]  # (model name, adapter directory): a model became servable
 MAX_RESTARTS = 3  # times a job resumes after its worker was killed from outside (OOM killer, kill -9)
 STOP_SECONDS = 120.0  # how long a stopping worker may take to save its last step before it is killed
-
-
-def _die_with_parent() -> None:
-    """In the worker, before exec: get SIGKILL when the server's runner thread goes away (Linux only)."""
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
 
 
 def cut_metrics(path: Path, step: int) -> int:
@@ -139,11 +131,12 @@ class JobRunner:
         run_dir = Path(private["run_dir"])
         found = checkpoint.list_checkpoints(run_dir)
         step = int(found[-1].name.split("-")[1]) if found else 0
-        cmd = [sys.executable, "-m", "rft.cli", "train", private["config"], *(["--resume"] if found else [])]
+        cmd = [sys.executable, "-m", "rft.serve.job_worker", str(os.getpid()), "train", private["config"],
+               *(["--resume"] if found else [])]
         private |= {"metrics_offset": cut_metrics(run_dir / "metrics.jsonl", step)}
         with (self.store.job_dir(job_id) / "worker.log").open("ab") as log:
             proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    start_new_session=True, preexec_fn=_die_with_parent)
+                                    start_new_session=True)
         self.workers[job_id] = proc
         private["pid"] = proc.pid
         self.store.update_job(job_id, status="running", private=private)
@@ -223,7 +216,6 @@ class JobRunner:
     def stop(self, job_id: str, action: str) -> dict[str, Any]:
         """Cancel or pause a job now (a queued one) or through its worker (a running one); returns the job."""
         with self._lock:
-            job = self.store.get_job(job_id)
             proc = self.workers.get(job_id)
             if proc is not None and job_id not in self.requested:
                 self.requested[job_id] = action

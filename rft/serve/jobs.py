@@ -110,13 +110,13 @@ def add_job_routes(app: FastAPI, store: JobStore, runner: JobRunner, *, served: 
         data, more = store.list_checkpoints(job_id, request.query_params.get("after"), limit_of(request, 10))
         return page([{k: v for k, v in c.items() if k != "rft"} for c in data], more)
 
-    for action in ALLOWED:
+    for action, allowed in ALLOWED.items():
 
-        def act(job_id: str, action: str = action) -> dict[str, Any]:
+        def act(job_id: str, action: str = action, allowed: tuple[str, ...] = allowed) -> dict[str, Any]:
             status = found(job_id)["status"]
-            if status not in ALLOWED[action]:
+            if status not in allowed:
                 raise ApiError(400, f"cannot {action} job {job_id}: its status is {status!r}; "
-                                    f"{action} takes a job in status {' / '.join(ALLOWED[action])}")
+                                    f"{action} takes a job in status {' / '.join(allowed)}")
             return runner.resume(job_id) if action == "resume" else runner.stop(job_id, action)
 
         app.post(f"/v1/fine_tuning/jobs/{{job_id}}/{action}", name=f"{action}_job")(act)

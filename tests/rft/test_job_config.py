@@ -123,6 +123,6 @@ def test_result_file_has_one_row_per_step_with_evaluations_merged() -> None:
     rows = [{"step": 0, "eval/accuracy": 0.19, "eval/mean_score": 0.19}, {"step": 1, "reward_mean": 0.125},
             {"step": 1, "eval/accuracy": 0.5, "eval/mean_score": 0.5, "eval/accuracy_low": 0.4}]
     assert results_csv(rows).decode().splitlines() == [
-        "step,train_reward_mean,train_reward_std,valid_reward_mean,valid_accuracy,valid_accuracy_low,"
-        "valid_accuracy_high,seconds_per_step",
+        ("step,train_reward_mean,train_reward_std,valid_reward_mean,valid_accuracy,valid_accuracy_low,"
+         "valid_accuracy_high,seconds_per_step"),
         "0,,,0.19,0.19,,,", "1,0.125,,0.5,0.5,0.4,,"]
