@@ -34,6 +34,9 @@ class ClippedUpdate:
                            "seq_mean_token_sum_norm", choices=("seq_mean", "token_mean", "seq_mean_token_sum_norm"))
     num_iterations: int = opt(1, "optimisation passes over each sampled batch (>1 uses old log-probs)")
     mask_truncated: bool = opt(False, "exclude completions that hit max_new_tokens from the loss")
+    dynamic_sampling: bool = opt(False, "DAPO dynamic sampling: drop groups whose rewards are all equal and refill "
+                                 "the batch from further prompts")
+    sampling_tries: int = opt(3, "dynamic sampling: rollouts per step at most (the step's own + refills)")
 
     label: ClassVar[str] = "GRPO"
     min_group: ClassVar[int] = 2  # samples per prompt the estimator needs to have a baseline
@@ -45,6 +48,8 @@ class ClippedUpdate:
                               f"{self.group_size}): a group of one has no baseline, so every advantage would be 0")
         if self.num_iterations < 1:
             raise ConfigError(f"algorithm.num_iterations must be >= 1, got {self.num_iterations}")
+        if self.sampling_tries < 1:
+            raise ConfigError(f"algorithm.sampling_tries must be >= 1, got {self.sampling_tries}")
         check_clip(self.epsilon, self.epsilon_high)
         for key in ("beta", "kl_coef"):
             if getattr(self, key) < 0:

@@ -20,7 +20,9 @@ from typing import Any
 
 import yaml
 
+from rft.alarms import AlarmConfig
 from rft.algorithms import ALGORITHMS, GRPOConfig
+from rft.budget import JudgeConfig
 from rft.models import DEFAULT_LORA_TARGETS
 from rft.options import ConfigError, opt
 
@@ -95,6 +97,8 @@ class RunConfig:
     algorithm: Any = opt(factory=GRPOConfig, help="the recipe's own section; its fields depend on algorithm.name")
     train: TrainConfig = opt(factory=TrainConfig)
     eval: EvalConfig = opt(factory=EvalConfig)
+    alarms: AlarmConfig = opt(factory=AlarmConfig, help="thresholds of the training-signal alarms (rft.alarms)")
+    judge: JudgeConfig = opt(factory=JudgeConfig, help="judge token prices and the run's budget (rft.budget)")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -102,7 +106,8 @@ class RunConfig:
     def validate(self) -> None:
         """Cross-field checks that need no model or task; the algorithm section checks its own."""
         for key in ("train.steps", "train.prompts_per_step", "train.micro_batch_size", "eval.interval",
-                    "train.checkpoint_interval", "eval.samples", "eval.batch_size", "sampler.max_new_tokens"):
+                    "train.checkpoint_interval", "eval.samples", "eval.batch_size", "sampler.max_new_tokens",
+                    "alarms.window"):
             section, name = key.split(".")
             if getattr(getattr(self, section), name) < 1:
                 raise ConfigError(f"{key} must be >= 1, got {getattr(getattr(self, section), name)}")
@@ -112,6 +117,7 @@ class RunConfig:
         if not 0 < self.sampler.top_p <= 1:
             raise ConfigError(f"sampler.top_p must be in (0, 1], got {self.sampler.top_p}")
         self.algorithm.validate(self)
+        self.judge.validate()
 
 
 def _coerce(value: Any, hint: Any, where: str) -> Any:

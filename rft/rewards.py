@@ -6,8 +6,9 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from graders.base import Grade, Grader, Sample, pass_threshold
+from graders.base import Grade, Grader, Sample, error_kind, pass_threshold
 from graders.runner import grade_batch
+from rft.budget import token_usage, usage_metrics
 
 
 def grade_texts(
@@ -16,8 +17,10 @@ def grade_texts(
     """Grade `texts[i]` against `items[i]` in parallel; returns grades in order and summary metrics.
 
     Metrics: reward mean/std, accuracy at the grader's pass threshold, every sub-grader's mean
-    (`grader/<name>`), and the counts of grader errors and timeouts. Errors and timeouts score 0
-    and are counted, so a broken grader shows up in the metrics at once.
+    (`grader/<name>`), the number of completions, and the counts of grader errors, timeouts and (among
+    the errors) samples the grader could not read, and judge tokens per grader (`tokens/<name>/prompt`,
+    `/completion`). Errors and timeouts score 0 and are counted, so a broken grader shows up in the
+    metrics at once.
     """
     result = grade_batch(grader, [Sample(t) for t in texts], list(items), time_limit=time_limit)
     scores = result.scores
@@ -30,5 +33,8 @@ def grade_texts(
         "accuracy": sum(s >= threshold for s in scores) / n,
         "grader_errors": float(result.errors),
         "grader_timeouts": float(result.timeouts),
+        "sample_parse_errors": float(sum(error_kind(g) == "sample_parse_error" for g in result.grades)),
+        "completions": float(len(scores)),
     }
+    metrics |= usage_metrics(token_usage(getattr(grader, "name", "grader"), result.grades))
     return result.grades, metrics | {f"grader/{k}": v for k, v in sorted(result.sub_means().items())}

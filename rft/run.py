@@ -27,6 +27,8 @@ import torch
 
 from graders.templates import check_items
 from rft import checkpoint
+from rft.alarms import AlarmMonitor
+from rft.budget import Usage, cost, usage_from_metrics
 from rft.config import ConfigError, RunConfig
 from rft.eval import EvalResult, evaluate
 from rft.metrics import MetricsLogger
@@ -87,10 +89,12 @@ class Run:
     optimizers: Mapping[str, tuple[Any, Any]]
     logger: MetricsLogger
     show_progress: bool
+    alarms: AlarmMonitor
     state: dict[str, Any] = field(default_factory=lambda: {"best_accuracy": -1.0, "before": None, "best": None})
     done: int = 0  # last completed step
     saved: int = 0  # last checkpointed step
     after: EvalResult | None = None
+    stop_reason: str | None = None  # why the run ended before train.steps (the judge budget)
     _step_started: float = field(default_factory=time.perf_counter)
 
     @property
@@ -100,8 +104,30 @@ class Run:
     def remaining_steps(self) -> Iterator[int]:
         """Steps left to run, 1-based; a resumed run continues after its checkpoint."""
         for step in range(self.done + 1, self.cfg.train.steps + 1):
+            self.stop_reason = self._over_budget()
+            if self.stop_reason is not None:
+                print(f"stopped before step {step}: {self.stop_reason}", flush=True)
+                if self.done > self.saved:
+                    self.save(self.done)
+                return
             self._step_started = time.perf_counter()
             yield step
+
+    def _spend(self, usage: Usage) -> float:
+        """Add the judge cost of these tokens to the run's total; returns it."""
+        spent = sum(cost(usage, self.cfg.judge).values())
+        self.state["judge_cost"] = self.state.get("judge_cost", 0.0) + spent
+        return spent
+
+    def _over_budget(self) -> str | None:
+        """Why the next step must not start: the spend so far plus one more step like the last would exceed
+        `judge.budget`."""
+        budget, spent = self.cfg.judge.budget, self.state.get("judge_cost", 0.0)
+        step_cost = self.state.get("judge_step_cost", 0.0)
+        if budget <= 0 or spent + step_cost <= budget:
+            return None
+        return (f"judge budget: ${spent:.4f} of ${budget:.4f} spent and a step costs about ${step_cost:.4f} "
+                f"(resume with a larger --judge.budget to continue)")
 
     def evaluate_before(self, sampler: Sampler) -> None:
         """Held-out accuracy of the untrained policy (step 0); a resumed run has it already."""
@@ -112,7 +138,8 @@ class Run:
         """Held-out evaluation, logged, with the policy adapter kept in `best/` when it is the best so far."""
         result = evaluate(sampler, self.task, self.cfg.eval, out_path=self.out / "eval" / f"step-{step:06d}.jsonl",
                           seed=self.cfg.train.seed)
-        self.logger.log(step, _eval_metrics(result))
+        spent = {"eval/judge_cost": self._spend(result.tokens)} if result.tokens else {}
+        self.logger.log(step, _eval_metrics(result) | spent | self.alarms.observe_eval(step, result.accuracy.value))
         if result.accuracy.value > self.state["best_accuracy"]:
             self.state["best_accuracy"] = result.accuracy.value
             self.state["best"] = result.to_dict() | {"step": step}
@@ -122,7 +149,11 @@ class Run:
     def end_step(self, step: int, metrics: dict[str, float], sampler: Sampler) -> None:
         """Log the step; evaluate every `eval.interval` steps and save every `train.checkpoint_interval`."""
         self.done = step
-        self.logger.log(step, metrics | {"seconds/step": time.perf_counter() - self._step_started})
+        metrics = metrics | {"seconds/step": time.perf_counter() - self._step_started}
+        if any(key.startswith("tokens/") for key in metrics):
+            self.state["judge_step_cost"] = self._spend(usage_from_metrics(metrics))
+            metrics |= {"judge_cost/step": self.state["judge_step_cost"], "judge_cost/total": self.state["judge_cost"]}
+        self.logger.log(step, metrics | self.alarms.observe_step(step, metrics))
         last = step == self.cfg.train.steps
         if step % self.cfg.eval.interval == 0 or last:
             self.after = self.evaluate(step, sampler)
@@ -148,7 +179,9 @@ class Run:
     def finish(self) -> dict[str, Any]:
         """Write `summary.json` and the plot, print the before/after table; returns the summary."""
         after = self.after.to_dict() if self.after else None
-        summary = {"before": self.state["before"], "after": after, "best": self.state["best"]}
+        summary = {"before": self.state["before"], "after": after, "best": self.state["best"],
+                   "alarms": self.alarms.summary(), "stopped": self.stop_reason,
+                   "judge_cost": self.state.get("judge_cost", 0.0)}
         (self.out / "summary.json").write_text(json.dumps(summary, indent=2))
         plot(self.out / "metrics.jsonl", self.out / "plot.png")
         if after is not None and self.show_progress:
@@ -181,4 +214,5 @@ def open_run(
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
     logger = MetricsLogger(out, cfg.train.steps, done, show_progress)
-    return Run(cfg, task, policy, named, optimizers, logger, show_progress, state, done=done, saved=done)
+    alarms = AlarmMonitor(cfg.alarms, state.setdefault("alarms", {}))
+    return Run(cfg, task, policy, named, optimizers, logger, show_progress, alarms, state, done=done, saved=done)

@@ -24,7 +24,7 @@ from rft.config import RunConfig
 from rft.logprobs import grouped_completion_logprobs
 from rft.losses import BatchCounts, grpo_loss
 from rft.policy import Policy, build_optimizer, optimizer_step, policy_from_config
-from rft.rollout import MicroBatch, Rollout, micro_batches, rollout, step_items, training_params
+from rft.rollout import MicroBatch, Rollout, dynamic_rollout, micro_batches, rollout, step_items, training_params
 from rft.run import load_checked_task, open_run, seed_everything
 from rft.sampling import build_sampler
 from rft.sampling.base import Completion, Sampler
@@ -111,7 +111,11 @@ def train(cfg: RunConfig, *, resume: bool = False, show_progress: bool = True) -
         run.evaluate_before(sampler)
         for step in run.remaining_steps():
             items = step_items(task.train, step - 1, cfg.train.prompts_per_step, cfg.train.seed)
-            batch = rollout(sampler, task, items, params)  # B x G, graded
+            if cfg.algorithm.dynamic_sampling:  # B groups with signal where `sampling_tries` rollouts find them
+                batch = dynamic_rollout(sampler, task, items, params, step=step, tries=cfg.algorithm.sampling_tries,
+                                        seed=cfg.train.seed)
+            else:
+                batch = rollout(sampler, task, items, params)  # B x G, graded
             micro = micro_batches(batch.groups, cfg, policy.pad_id, policy.device)
             old, ref = frozen_logprobs(policy, micro, cfg)
             advantages, adv_metrics = estimate_advantages(batch, micro, old, ref, cfg, policy.device)  # (B*G, T)
