@@ -2,7 +2,8 @@
 
 A training step becomes a `metrics` event whose data carries what OpenAI reports for reinforcement
 jobs (`train_reward_mean`, per-grader means, timing) and a held-out evaluation one with
-`valid_reward_mean`, per-grader means and our held-out accuracy with its Wilson 95% interval; every
+`valid_reward_mean`, per-grader means and our held-out accuracy with its Wilson 95% interval; alarms
+(`rft.alarms`) holding at that step are listed under `alarms` and make the event a `warn`. Every
 event also keeps the raw line under `rft`, so nothing `rft train` logs is lost.
 """
 
@@ -35,20 +36,25 @@ def _pick(line: dict[str, Any], keys: dict[str, str], prefix: str) -> dict[str, 
     return out
 
 
-def events_for(line: dict[str, Any], total_steps: int) -> list[tuple[str, dict[str, Any]]]:
-    """(message, data) of the events for one metrics line: a training step, an evaluation, or both."""
+def events_for(line: dict[str, Any], total_steps: int) -> list[tuple[str, dict[str, Any], str]]:
+    """(message, data, level) of the events for one metrics line: a training step, an evaluation, or both.
+
+    A line on which `rft.alarms` holds an alarm (`alarm/<name>` keys) gives `warn` events naming it.
+    """
     step = line["step"]
-    head = {"step": step, "total_steps": total_steps}
+    alarms = sorted(k.split("/", 1)[1] for k in line if k.startswith("alarm/"))
+    head = {"step": step, "total_steps": total_steps} | ({"alarms": alarms} if alarms else {})
+    level, note = ("warn", f" (alarms: {', '.join(alarms)})") if alarms else ("info", "")
     out = []
     if "reward_mean" in line:
         data = head | _pick(line, TRAIN_KEYS, "train") | {"rft": line}
-        out.append((f"Step {step}/{total_steps}: train reward mean {line['reward_mean']:.3f}", data))
+        out.append((f"Step {step}/{total_steps}: train reward mean {line['reward_mean']:.3f}{note}", data, level))
     if "eval/accuracy" in line:
         ci = [line["eval/accuracy_low"], line["eval/accuracy_high"]]
         data = head | _pick(line, VALID_KEYS, "valid") | {"valid_accuracy_ci": ci, "rft": line}
         message = (f"Step {step}/{total_steps}: held-out accuracy {100 * line['eval/accuracy']:.1f}% "
-                   f"[{100 * ci[0]:.1f}, {100 * ci[1]:.1f}], valid reward mean {line['eval/mean_score']:.3f}")
-        out.append((message, data))
+                   f"[{100 * ci[0]:.1f}, {100 * ci[1]:.1f}], valid reward mean {line['eval/mean_score']:.3f}{note}")
+        out.append((message, data, level))
     return out
 
 

@@ -157,8 +157,8 @@ class JobRunner:
                 with self.store.transaction() as db:
                     for line in complete.decode().splitlines():
                         if line.strip():
-                            for message, data in events_for(json.loads(line), private["total_steps"]):
-                                self.store.add_event(job_id, message, data=data, db=db)
+                            for message, data, level in events_for(json.loads(line), private["total_steps"]):
+                                self.store.add_event(job_id, message, level=level, data=data, db=db)
                     private["metrics_offset"] = offset + len(complete)
                     db.execute("UPDATE jobs SET private = ? WHERE id = ?", (json.dumps(private), job_id))
         for ckpt_dir in checkpoint.list_checkpoints(run_dir):

@@ -77,12 +77,16 @@ def test_metrics_lines_become_openai_style_events() -> None:
     line = {"step": 10, "reward_mean": 0.5, "reward_std": 0.25, "grader/exact": 0.75, "seconds/step": 6.5,
             "eval/accuracy": 0.58, "eval/accuracy_low": 0.511, "eval/accuracy_high": 0.646, "eval/mean_score": 0.58,
             "eval/grader/exact": 0.6}
-    (train_msg, train), (valid_msg, valid) = events_for(line, 30)
-    assert train_msg == "Step 10/30: train reward mean 0.500"
+    (train_msg, train, level), (valid_msg, valid, _) = events_for(line, 30)
+    assert (train_msg, level) == ("Step 10/30: train reward mean 0.500", "info")
     assert (train["train_reward_mean"], train["train_grader_scores"], train["seconds_per_step"]) == (0.5, {"exact": 0.75},
                                                                                                    6.5)
     assert valid_msg == "Step 10/30: held-out accuracy 58.0% [51.1, 64.6], valid reward mean 0.580"
     assert (valid["valid_accuracy_ci"], valid["valid_grader_scores"]) == ([0.511, 0.646], {"exact": 0.6})
+    [(message, data, level)] = events_for({"step": 12, "reward_mean": 0.9, "alarm/accuracy_drop": 1.0,
+                                           "alarm/length": 1.0}, 30)
+    assert (message, level) == ("Step 12/30: train reward mean 0.900 (alarms: accuracy_drop, length)", "warn")
+    assert data["alarms"] == ["accuracy_drop", "length"]
     ckpt = checkpoint_object("ftjob-x", "ft:m::ftjob-x", 10, Path("a"), train | valid)
     assert ckpt["fine_tuned_model_checkpoint"] == "ft:m::ftjob-x:ckpt-step-10"
     assert ckpt["metrics"]["valid_accuracy"] == 0.58 and "rft" not in ckpt["metrics"]
