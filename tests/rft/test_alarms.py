@@ -27,8 +27,8 @@ def steps(n: int, **series: object) -> list[dict]:
 
 
 def test_the_default_run_raises_nothing() -> None:
-    """The real default run (examples/arithmetic.yaml, 30 steps, 19.0% -> 65.0%); its grader errors were
-    answers with no number in them ("no final answer found"), i.e. unreadable samples."""
+    """A real default run (examples/arithmetic.yaml, 30 steps, 19.0% -> 65.0%, before later math grader changes);
+    its grader errors were answers with no number in them ("no final answer found"), i.e. unreadable samples."""
     monitor = AlarmMonitor(CFG, {})
     for row in map(json.loads, DEFAULT_RUN.read_text().splitlines()):
         if "eval/accuracy" in row:
