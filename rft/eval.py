@@ -42,6 +42,7 @@ class EvalResult:
     per_grader: dict[str, float] = field(default_factory=dict)
     grader_errors: int = 0
     seconds: float = 0.0
+    extra: dict[str, Interval] = field(default_factory=dict)  # more statistics, e.g. a two-turn evaluation's
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import random
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,9 @@ from rft.report import plot, print_summary
 from rft.rewards import grade_texts
 from rft.sampling.base import Sampler
 from tasks.base import Task, load_task
+
+# (sampler, task, eval config, *, out_path, seed) -> result; `rft.eval.evaluate` unless the recipe evaluates otherwise.
+Evaluator = Callable[..., EvalResult]
 
 
 def load_checked_task(cfg: RunConfig) -> Task:
@@ -73,6 +76,8 @@ def _eval_metrics(result: EvalResult) -> dict[str, float]:
     }
     if result.pass_at_k is not None:
         out["eval/pass_at_k"] = result.pass_at_k.value
+    for name, interval in result.extra.items():
+        out |= {f"eval/{name}": interval.value, f"eval/{name}_low": interval.low, f"eval/{name}_high": interval.high}
     return out | {f"eval/grader/{k}": v for k, v in result.per_grader.items()}
 
 
@@ -87,6 +92,7 @@ class Run:
     optimizers: Mapping[str, tuple[Any, Any]]
     logger: MetricsLogger
     show_progress: bool
+    evaluator: Evaluator = evaluate
     state: dict[str, Any] = field(default_factory=lambda: {"best_accuracy": -1.0, "before": None, "best": None})
     done: int = 0  # last completed step
     saved: int = 0  # last checkpointed step
@@ -110,8 +116,8 @@ class Run:
 
     def evaluate(self, step: int, sampler: Sampler) -> EvalResult:
         """Held-out evaluation, logged, with the policy adapter kept in `best/` when it is the best so far."""
-        result = evaluate(sampler, self.task, self.cfg.eval, out_path=self.out / "eval" / f"step-{step:06d}.jsonl",
-                          seed=self.cfg.train.seed)
+        result = self.evaluator(sampler, self.task, self.cfg.eval,
+                                out_path=self.out / "eval" / f"step-{step:06d}.jsonl", seed=self.cfg.train.seed)
         self.logger.log(step, _eval_metrics(result))
         if result.accuracy.value > self.state["best_accuracy"]:
             self.state["best_accuracy"] = result.accuracy.value
@@ -165,8 +171,12 @@ def open_run(
     modules: Mapping[str, Any] | None = None,
     resume: bool = False,
     show_progress: bool = True,
+    evaluator: Evaluator = evaluate,
 ) -> Run:
-    """Open `train.output_dir` (or resume its latest checkpoint); `modules` are checkpointed besides the policy."""
+    """Open `train.output_dir` (or resume its latest checkpoint); `modules` are checkpointed besides the policy.
+
+    `evaluator` measures held-out accuracy (and keeps `best/` by its `accuracy`); SCoRe passes its two-turn one.
+    """
     out = Path(cfg.train.output_dir)
     named = {"policy": policy.model, **(modules or {})}
     state: dict[str, Any] = {"best_accuracy": -1.0, "before": None, "best": None}
@@ -181,4 +191,4 @@ def open_run(
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
     logger = MetricsLogger(out, cfg.train.steps, done, show_progress)
-    return Run(cfg, task, policy, named, optimizers, logger, show_progress, state, done=done, saved=done)
+    return Run(cfg, task, policy, named, optimizers, logger, show_progress, evaluator, state, done=done, saved=done)
