@@ -108,3 +108,21 @@ def test_bad_score_settings_fail_before_training(override: list[str], message: s
     assert proc.returncode != 0
     assert message in proc.stdout + proc.stderr
     assert not (tmp_path / "metrics.jsonl").exists()
+
+
+def test_rft_eval_turns_two_prints_the_five_metrics_and_writes_both_attempts(tiny_model: Path, tmp_path: Path) -> None:
+    out = tmp_path / "samples.jsonl"
+    base = [sys.executable, "-m", "rft.cli", "eval", "--model.name", str(tiny_model), "--task.name",
+            "tests.rft.test_train_e2e:echo_task", "--eval.max_new_tokens", "4", "--train.threads", "1"]
+    proc = subprocess.run([*base, "--turns", "2", "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    names = ["accuracy_t1", "accuracy_t2", "delta_t1_t2", "delta_i_to_c", "delta_c_to_i"]
+    printed = {line.split()[0] for line in proc.stdout.splitlines() if line.strip()}
+    assert set(names) <= printed
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    lines = [json.loads(x) for x in out.read_text().splitlines()]
+    assert len(lines) == result["n_items"] == 4
+    assert result["extra"]["accuracy_t2"]["value"] == sum(x["attempt_2"]["passed"] for x in lines) / 4
+    assert lines[0]["instruction"].startswith("There might be an error in the solution above")
+    bad = subprocess.run([*base, "--turns", "2", "--eval.samples", "2"], capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "eval.samples must be 1" in bad.stderr
