@@ -9,7 +9,8 @@ RLOO (Ahmadian et al. 2024, "Back to Basics", sec. 3.3) uses the mean of the *ot
 as each sample's baseline, which keeps the estimator unbiased. REINFORCE++ (Hu et al. 2025,
 arXiv 2501.03262) puts a per-token KL penalty into the reward, sums it to a reward-to-go per token,
 and normalises over the whole batch instead of per prompt. PPO's GAE (Schulman et al. 2016) needs a
-critic and lives here too, as a pure function of rewards and values.
+critic and lives here too, as a pure function of rewards and values. SCoRe's per-attempt reward shaping
+(`score_rewards`, Kumar et al. 2024) feeds `group_advantages`.
 
 Shapes: B prompts, G samples per prompt, N = B*G completions (group-major: row b*G + g is sample g of
 prompt b), T completion tokens (right-padded). `ADVANTAGE_ESTIMATORS` maps config names to estimators

@@ -1,4 +1,5 @@
-"""Policy and value losses: the clipped surrogate with an optional k3 KL penalty, and PPO's clipped value loss.
+"""Policy and value losses: the clipped surrogate with an optional k3 KL penalty, PPO's clipped value loss,
+and SCoRe's per-attempt loss (`score_loss`).
 
 `grpo_loss` is a pure function `(tensors, floats) -> (loss, metrics)`. Shapes: N sequences in the
 micro-batch, T completion tokens (right-padded). How per-token losses are reduced to a scalar is a
