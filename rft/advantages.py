@@ -9,7 +9,8 @@ RLOO (Ahmadian et al. 2024, "Back to Basics", sec. 3.3) uses the mean of the *ot
 as each sample's baseline, which keeps the estimator unbiased. REINFORCE++ (Hu et al. 2025,
 arXiv 2501.03262) puts a per-token KL penalty into the reward, sums it to a reward-to-go per token,
 and normalises over the whole batch instead of per prompt. PPO's GAE (Schulman et al. 2016) needs a
-critic and lives here too, as a pure function of rewards and values.
+critic and lives here too, as a pure function of rewards and values. SCoRe's per-attempt reward shaping
+(`score_rewards`, Kumar et al. 2024) feeds `group_advantages`.
 
 Shapes: B prompts, G samples per prompt, N = B*G completions (group-major: row b*G + g is sample g of
 prompt b), T completion tokens (right-padded). `ADVANTAGE_ESTIMATORS` maps config names to estimators
@@ -217,3 +218,27 @@ ADVANTAGE_ESTIMATORS: dict[str, AdvantageEstimator] = {
     "rloo": _outcome(rloo_advantages),
     "reinforce_pp": reinforce_pp_advantages,
 }
+
+
+def score_rewards(first: Tensor, second: Tensor, *, stage: int, alpha: float) -> tuple[Tensor, Tensor]:
+    """SCoRe's per-attempt training rewards (Kumar et al. 2024, sec. 5): (B*G,) for attempt 1, (B*G,) for attempt 2.
+
+    first, second: (B*G,) grader scores of each first attempt and of the second attempt that answered
+    it (row-aligned, group-major). Stage I (eq. 3) rewards only attempt 2; attempt 1 gets 0 and is held
+    to the reference by the loss's KL. Stage II (eq. 4) rewards both, and attempt 2 gets the bonus
+    alpha * (r2 - r1) (sec. 5.2): with alpha > 1 fixing a wrong answer (r2 - r1 = 1) earns 1 + alpha,
+    breaking a right one earns -alpha, and repeating earns r2, so a model that only repeats gains
+    nothing over one that corrects. The bonus is credited to attempt 2 alone: carried back to attempt 1
+    as part of its return it would pay (1 - alpha) r1, rewarding a deliberately wrong first answer.
+
+    >>> score_rewards(torch.tensor([0.0, 1.0, 1.0]), torch.tensor([1.0, 0.0, 1.0]), stage=2, alpha=10.0)
+    (tensor([0., 1., 1.]), tensor([ 11., -10.,   1.]))
+    """
+    if first.shape != second.shape or first.dim() != 1:
+        raise ValueError(f"first and second must share one (B*G,) shape, got {tuple(first.shape)}, "
+                         f"{tuple(second.shape)}")
+    if stage == 1:
+        return torch.zeros_like(first), second.clone()
+    if stage == 2:
+        return first.clone(), second + alpha * (second - first)
+    raise ValueError(f"SCoRe has stages 1 and 2, got {stage}")

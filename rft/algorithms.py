@@ -145,7 +145,54 @@ class PPOConfig:
                               f"got {self.critic_warmup_steps}: the policy would never be updated")
 
 
+# SCoRe's second user turn, after the paper's MATH prompt (Kumar et al. 2024, appendix), made task-neutral.
+SELF_CORRECTION_INSTRUCTION = (
+    "There might be an error in the solution above because of lack of understanding of the question. "
+    "Please correct the error, if any, and rewrite the solution. Give the final answer in the format "
+    "the question asks for."
+)
+
+
+@dataclass
+class ScoreConfig:
+    """SCoRe (Kumar et al. 2024): two attempts per prompt, stage I then stage II (see `rft.recipes.score`)."""
+
+    name: str = opt("score", "training recipe (see rft.recipes.RECIPES)")
+    group_size: int = opt(8, "G: first attempts per prompt, each followed by one second attempt")
+    stage1_steps: int = opt(10, "stage I steps: reward on attempt 2, attempt 1 held to the reference by beta2")
+    stage2_steps: int = opt(20, "stage II steps: reward on both attempts, alpha x (r2 - r1) added to attempt 2")
+    alpha: float = opt(10.0, "stage II shaping weight on r2 - r1 (paper: 10; > 1 favours fixing over repeating)")
+    beta1: float = opt(0.01, "k3 KL-to-reference weight on every rewarded attempt (paper: 0.01)")
+    beta2: float = opt(0.1, "stage I k3 KL-to-reference weight on attempt 1 (paper: 0.1)")
+    instruction: str = opt(SELF_CORRECTION_INSTRUCTION, "user turn that asks for the second attempt")
+    aggregation: str = opt("token_mean", "loss aggregation over each attempt's batch: seq_mean, token_mean or "
+                           "seq_mean_token_sum_norm", choices=("seq_mean", "token_mean", "seq_mean_token_sum_norm"))
+    mask_truncated: bool = opt(False, "exclude completions that hit max_new_tokens from the loss")
+
+    def stage(self, step: int) -> int:
+        """1 for the first `stage1_steps` steps (1-based), then 2."""
+        return 1 if step <= self.stage1_steps else 2
+
+    def validate(self, run: RunConfig) -> None:
+        """Settings that would crash later or silently do nothing, named by field."""
+        if self.group_size < 2:
+            raise ConfigError(f"algorithm.group_size must be >= 2 for SCoRe (got {self.group_size}): the "
+                              "baseline is the mean reward of the G attempts of the same prompt")
+        if self.stage1_steps < 0 or self.stage2_steps < 0:
+            raise ConfigError(f"algorithm.stage1_steps and stage2_steps must be >= 0, got "
+                              f"{self.stage1_steps}, {self.stage2_steps}")
+        if self.stage1_steps + self.stage2_steps != run.train.steps:
+            raise ConfigError(f"algorithm.stage1_steps + algorithm.stage2_steps ({self.stage1_steps} + "
+                              f"{self.stage2_steps}) must equal train.steps ({run.train.steps})")
+        for key in ("alpha", "beta1", "beta2"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"algorithm.{key} must be >= 0, got {getattr(self, key)}")
+        if not self.instruction.strip():
+            raise ConfigError("algorithm.instruction must not be empty: it is the turn that asks for attempt 2")
+
+
 # algorithm.name -> its config section.
 ALGORITHMS: dict[str, type] = {
     "grpo": GRPOConfig, "rloo": RLOOConfig, "reinforce_pp": ReinforcePPConfig, "ppo": PPOConfig,
+    "score": ScoreConfig,
 }

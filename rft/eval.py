@@ -44,6 +44,7 @@ class EvalResult:
     grader_errors: int = 0
     seconds: float = 0.0
     tokens: dict[str, dict[str, int]] = field(default_factory=dict)  # judge tokens per grader (rft.budget)
+    extra: dict[str, Interval] = field(default_factory=dict)  # more statistics, e.g. a two-turn evaluation's
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -1,4 +1,5 @@
-"""Policy and value losses: the clipped surrogate with an optional k3 KL penalty, and PPO's clipped value loss.
+"""Policy and value losses: the clipped surrogate with an optional k3 KL penalty, PPO's clipped value loss,
+and SCoRe's per-attempt loss (`score_loss`).
 
 `grpo_loss` is a pure function `(tensors, floats) -> (loss, metrics)`. Shapes: N sequences in the
 micro-batch, T completion tokens (right-padded). How per-token losses are reduced to a scalar is a
@@ -277,3 +278,40 @@ def approx_kl(logprobs: Tensor, old_logprobs: Tensor, mask: Tensor) -> float:
     log_ratio = torch.where(real, logprobs - old_logprobs, 0.0)  # (N, T)
     k3 = torch.exp(log_ratio) - 1.0 - log_ratio
     return float((k3.sum() / real.sum().clamp(min=1)).item())
+
+
+def score_loss(
+    logprobs: Tensor,
+    ref_logprobs: Tensor | None,
+    advantages: Tensor,
+    mask: Tensor,
+    *,
+    attempt: int,
+    stage: int,
+    beta1: float,
+    beta2: float,
+    aggregation: str = "token_mean",
+    max_tokens: int | None = None,
+    counts: BatchCounts | None = None,
+) -> tuple[Tensor, dict[str, float]]:
+    """SCoRe's loss on one attempt (Kumar et al. 2024, sec. 5): REINFORCE with a baseline, plus k3 KL.
+
+    Per real token: -A * log pi(token) + beta * k3(pi, pi_ref), reduced by `aggregation`; the two
+    attempts' losses are summed. SCoRe samples and updates once per batch, so this is `grpo_loss` with
+    the sampling policy equal to the current one (ratio 1: the clip never acts and the gradient is
+    REINFORCE's -A grad log pi). beta is beta2 on attempt 1 in stage I (eq. 3: keep the first attempt
+    where the base model puts it, so the policy cannot help attempt 2 by moving attempt 1) and
+    its advantage is ignored there (stage I has no reward on attempt 1); beta1 everywhere else
+    (eq. 4). The k3 estimator: Schulman 2020; GRPO eq. 4.
+
+    logprobs: (N, T) of the attempt's tokens (with grad). ref_logprobs: (N, T) under the reference
+    (adapter disabled), or None when beta is 0. advantages: (N,) or (N, T). mask: (N, T). counts: the
+    attempt's whole batch (`BatchCounts`). Metrics as `grpo_loss`'s ("kl" when ref_logprobs is given).
+    """
+    if attempt not in (1, 2) or stage not in (1, 2):
+        raise ValueError(f"attempt and stage must be 1 or 2, got attempt {attempt}, stage {stage}")
+    held = attempt == 1 and stage == 1
+    beta = beta2 if held else beta1
+    adv = torch.zeros_like(advantages) if held else advantages
+    return grpo_loss(logprobs, logprobs, ref_logprobs, adv, mask, beta=beta, aggregation=aggregation,
+                     max_tokens=max_tokens, counts=counts)

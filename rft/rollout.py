@@ -19,7 +19,7 @@ from graders.base import Grade
 from rft.logprobs import pack_groups
 from rft.rewards import grade_texts
 from rft.sampling.base import Completion, Sampler, SamplingParams
-from tasks.base import Task
+from tasks.base import Messages, Task
 
 if TYPE_CHECKING:
     from rft.config import RunConfig
@@ -62,20 +62,25 @@ def rollout(
     *,
     batch_size: int | None = None,
     seed_per_batch: bool = False,
+    prompts: Sequence[Messages] | None = None,
 ) -> Rollout:
     """Sample `params.n` completions per item (in generate calls of `batch_size` prompts) and grade them all.
 
     With `seed_per_batch`, batch k is sampled with seed `params.seed + k`, so batches differ while the
-    whole call stays reproducible.
+    whole call stays reproducible. `prompts`: the conversation to answer, one per item, when it is not
+    the task's own prompt (a second attempt answers the first one; see `rft.self_correction`).
     """
     if not items:
         raise ValueError(f"task {task.name!r}: rollout needs at least one item")
+    if prompts is not None and len(prompts) != len(items):
+        raise ValueError(f"rollout: {len(prompts)} prompts for {len(items)} items")
     start = time.perf_counter()
     size = batch_size or len(items)
     groups: list[list[Completion]] = []
     for k, lo in enumerate(range(0, len(items), size)):
         call = replace(params, seed=params.seed + k) if seed_per_batch and params.seed is not None else params
-        groups += sampler.generate([task.messages(i) for i in items[lo : lo + size]], call)
+        chunk = prompts[lo : lo + size] if prompts is not None else [task.messages(i) for i in items[lo : lo + size]]
+        groups += sampler.generate(list(chunk), call)
     sampled = time.perf_counter()
     flat = [c for group in groups for c in group]
     grades, metrics = grade_texts(task.grader, [c.text for c in flat], [i for i in items for _ in range(params.n)])
@@ -161,14 +166,17 @@ MicroBatch = tuple[tuple[torch.Tensor, ...], torch.Tensor, slice]
 
 
 def micro_batches(
-    groups: list[list[Completion]], cfg: RunConfig, pad_id: int, device: torch.device, length: int | None = None
+    groups: list[list[Completion]], cfg: RunConfig, pad_id: int, device: torch.device, length: int | None = None,
+    group_size: int | None = None,
 ) -> list[MicroBatch]:
     """Whole groups per micro-batch (micro_batch_size // G of them), so each prompt is run once.
 
     Each entry: the packed tensors (`pack_groups`), the loss mask (n_micro, T) and the rows of
     `groups` it covers. Completions are padded to `length` (default: the longest in `groups`).
+    `group_size`: completions per group when not `algorithm.group_size` (1 for second attempts, whose
+    prompts all differ).
     """
-    G = cfg.algorithm.group_size
+    G = group_size or cfg.algorithm.group_size
     length = length or max(1, max(len(c.token_ids) for g in groups for c in g))
     per_micro = max(1, cfg.train.micro_batch_size // G)
     out = []

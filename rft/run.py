@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import random
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,9 @@ from rft.report import plot, print_summary
 from rft.rewards import grade_texts, use_grading
 from rft.sampling.base import Sampler
 from tasks.base import Task, load_task
+
+# (sampler, task, eval config, *, out_path, seed) -> result; `rft.eval.evaluate` unless the recipe evaluates otherwise.
+Evaluator = Callable[..., EvalResult]
 
 
 def load_checked_task(cfg: RunConfig) -> Task:
@@ -78,6 +81,8 @@ def _eval_metrics(result: EvalResult) -> dict[str, float]:
     }
     if result.pass_at_k is not None:
         out["eval/pass_at_k"] = result.pass_at_k.value
+    for name, interval in result.extra.items():
+        out |= {f"eval/{name}": interval.value, f"eval/{name}_low": interval.low, f"eval/{name}_high": interval.high}
     return out | {f"eval/grader/{k}": v for k, v in result.per_grader.items()}
 
 
@@ -93,6 +98,7 @@ class Run:
     logger: MetricsLogger | None  # None on ranks other than 0, which write nothing
     show_progress: bool
     alarms: AlarmMonitor
+    evaluator: Evaluator = evaluate
     state: dict[str, Any] = field(default_factory=lambda: {"best_accuracy": -1.0, "before": None, "best": None})
     done: int = 0  # last completed step
     saved: int = 0  # last checkpointed step
@@ -142,8 +148,8 @@ class Run:
         """Held-out evaluation, logged, with the policy adapter kept in `best/` when it is the best so far."""
         if self.logger is None:
             raise RuntimeError("only rank 0 evaluates: the other ranks of a distributed run write nothing")
-        result = evaluate(sampler, self.task, self.cfg.eval, out_path=self.out / "eval" / f"step-{step:06d}.jsonl",
-                          seed=self.cfg.train.seed)
+        result = self.evaluator(sampler, self.task, self.cfg.eval,
+                                out_path=self.out / "eval" / f"step-{step:06d}.jsonl", seed=self.cfg.train.seed)
         spent = {"eval/judge_cost": self._spend(result.tokens)} if result.tokens else {}
         self.logger.log(step, _eval_metrics(result) | spent | self.alarms.observe_eval(step, result.accuracy.value))
         if result.accuracy.value > self.state["best_accuracy"]:
@@ -209,8 +215,12 @@ def open_run(
     modules: Mapping[str, Any] | None = None,
     resume: bool = False,
     show_progress: bool = True,
+    evaluator: Evaluator = evaluate,
 ) -> Run:
-    """Open `train.output_dir` (or resume its latest checkpoint); `modules` are checkpointed besides the policy."""
+    """Open `train.output_dir` (or resume its latest checkpoint); `modules` are checkpointed besides the policy.
+
+    `evaluator` measures held-out accuracy (and keeps `best/` by its `accuracy`); SCoRe passes its two-turn one.
+    """
     out = Path(cfg.train.output_dir)
     named = {"policy": policy.model, **(modules or {})}
     state: dict[str, Any] = {"best_accuracy": -1.0, "before": None, "best": None}
@@ -229,4 +239,5 @@ def open_run(
         (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
         logger = MetricsLogger(out, cfg.train.steps, done, show_progress)
     alarms = AlarmMonitor(cfg.alarms, state.setdefault("alarms", {}))
-    return Run(cfg, task, policy, named, optimizers, logger, show_progress, alarms, state, done=done, saved=done)
+    return Run(cfg, task, policy, named, optimizers, logger, show_progress, alarms, evaluator, state, done=done,
+               saved=done)

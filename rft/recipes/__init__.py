@@ -1,7 +1,8 @@
 """Training recipes, one file per algorithm; `RECIPES` maps `algorithm.name` to its entry point.
 
 GRPO, RLOO and REINFORCE++ share the critic-free loop in `grpo.py` (they differ in the advantage
-estimator, chosen by their config section); PPO, which adds a critic, has its own.
+estimator, chosen by their config section); PPO, which adds a critic, has its own;
+SCoRe, which trains two attempts per prompt, too.
 """
 
 RECIPES: dict[str, str] = {
@@ -9,4 +10,5 @@ RECIPES: dict[str, str] = {
     "rloo": "rft.recipes.grpo:train",
     "reinforce_pp": "rft.recipes.grpo:train",
     "ppo": "rft.recipes.ppo:train",
+    "score": "rft.recipes.score:train",
 }
