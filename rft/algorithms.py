@@ -34,6 +34,8 @@ class ClippedUpdate:
                            "seq_mean_token_sum_norm", choices=("seq_mean", "token_mean", "seq_mean_token_sum_norm"))
     num_iterations: int = opt(1, "optimisation passes over each sampled batch (>1 uses old log-probs)")
     mask_truncated: bool = opt(False, "exclude completions that hit max_new_tokens from the loss")
+    tis_cap: float | None = opt(None, "truncated importance sampling (Yao et al. 2025): weigh each token by "
+                                "min(pi_old / pi_sampler, tis_cap); null: off")
 
     label: ClassVar[str] = "GRPO"
     min_group: ClassVar[int] = 2  # samples per prompt the estimator needs to have a baseline
@@ -46,6 +48,8 @@ class ClippedUpdate:
         if self.num_iterations < 1:
             raise ConfigError(f"algorithm.num_iterations must be >= 1, got {self.num_iterations}")
         check_clip(self.epsilon, self.epsilon_high)
+        if self.tis_cap is not None and self.tis_cap <= 0:
+            raise ConfigError(f"algorithm.tis_cap must be > 0 or null, got {self.tis_cap}")
         for key in ("beta", "kl_coef"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"algorithm.{key} must be >= 0, got {getattr(self, key)}")

@@ -26,7 +26,7 @@ from rft.losses import BatchCounts, grpo_loss
 from rft.policy import Policy, build_optimizer, optimizer_step, policy_from_config
 from rft.rollout import MicroBatch, Rollout, micro_batches, rollout, step_items, training_params
 from rft.run import load_checked_task, open_run, seed_everything
-from rft.sampling import build_sampler
+from rft.sampling import build_sampler, release_memory
 from rft.sampling.base import Completion, Sampler
 
 __all__ = ["policy_update", "step_items", "train"]
@@ -61,6 +61,20 @@ def estimate_advantages(
     return ADVANTAGE_ESTIMATORS[cfg.algorithm.advantage](rewards, present, group_size=cfg.algorithm.group_size)
 
 
+def sampler_logprobs(groups: list[list[Completion]], micro: list[MicroBatch]) -> Scores:
+    """The sampler's log-probs of the sampled tokens, one (n_micro, T) tensor per micro-batch (0 on
+    padding), or None when the backend did not return them."""
+    flat = [c for group in groups for c in group]
+    if any(c.logprobs is None for c in flat):
+        return None
+    out = []
+    for _, mask, rows in micro:
+        width = mask.shape[1]
+        padded = [c.logprobs + [0.0] * (width - len(c.logprobs)) for c in flat[rows]]
+        out.append(torch.tensor(padded, dtype=torch.float32, device=mask.device))  # (n_micro, T)
+    return out
+
+
 def policy_update(
     policy: Policy, optimizer: Any, scheduler: Any, groups: list[list[Completion]], advantages: torch.Tensor,
     cfg: RunConfig, sampler: Sampler, old: Scores = None, ref: Scores = None,
@@ -77,6 +91,7 @@ def policy_update(
     counts = BatchCounts.of(torch.cat([mask for _, mask, _ in micro]))  # over all B*G rows
     if old is None and ref is None:
         old, ref = frozen_logprobs(policy, micro, cfg)
+    sampled = sampler_logprobs(groups, micro)
     totals: dict[str, float] = {}
     for _ in range(algo.num_iterations):
         for i, (tensors, mask, rows) in enumerate(micro):
@@ -84,7 +99,7 @@ def policy_update(
                                                    temperature=cfg.sampler.temperature)  # (n_micro, T)
             loss, metrics = grpo_loss(
                 logprobs, old[i] if old else logprobs, ref[i] if ref else None, advantages[rows], mask,
-                epsilon=algo.epsilon, epsilon_high=algo.epsilon_high, beta=algo.beta,
+                sampler_logprobs=sampled[i] if sampled else None, tis_cap=algo.tis_cap, epsilon=algo.epsilon, epsilon_high=algo.epsilon_high, beta=algo.beta,
                 aggregation=algo.aggregation, max_tokens=cfg.sampler.max_new_tokens, counts=counts,
             )
             loss.backward()
@@ -112,6 +127,7 @@ def train(cfg: RunConfig, *, resume: bool = False, show_progress: bool = True) -
         for step in run.remaining_steps():
             items = step_items(task.train, step - 1, cfg.train.prompts_per_step, cfg.train.seed)
             batch = rollout(sampler, task, items, params)  # B x G, graded
+            release_memory(sampler)  # a vLLM engine sharing the GPU sleeps until the next sync
             micro = micro_batches(batch.groups, cfg, policy.pad_id, policy.device)
             old, ref = frozen_logprobs(policy, micro, cfg)
             advantages, adv_metrics = estimate_advantages(batch, micro, old, ref, cfg, policy.device)  # (B*G, T)
