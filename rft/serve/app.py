@@ -44,10 +44,11 @@ async def read_json(request: Request) -> Any:
 
 
 def check_model(body: Any, chat: ChatModel) -> None:
-    """A request naming another model than the one served is a 404, as OpenAI answers an unknown model."""
+    """A request naming a model that is not served is a 404, as OpenAI answers an unknown model."""
     model = body.get("model") if isinstance(body, dict) else None
-    if model not in (None, chat.name):
-        raise ApiError(404, f"model {model!r} is not served here; this server serves {chat.name!r}")
+    if model is not None and model not in chat.served():
+        served = ", ".join(repr(name) for name in chat.served())
+        raise ApiError(404, f"model {model!r} is not served here; this server serves {served}")
 
 
 def build_app(chat: ChatModel) -> FastAPI:
@@ -73,8 +74,12 @@ def build_app(chat: ChatModel) -> FastAPI:
     @app.get("/v1/models")
     @app.get("/models", include_in_schema=False)
     def models() -> dict[str, Any]:
-        card = {"id": chat.name, "object": "model", "created": app.state.started, "owned_by": "rft"}
-        return {"object": "list", "data": [card]}
+        cards = [
+            {"id": name, "object": "model", "created": app.state.started, "owned_by": "rft",
+             "parent": None if name == chat.name else chat.name}
+            for name in chat.served()
+        ]
+        return {"object": "list", "data": cards}
 
     schema = {"content": {"application/json": {"schema": ChatRequest.model_json_schema()}}, "required": True}
 

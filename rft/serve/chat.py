@@ -3,15 +3,21 @@
 `ChatRequest` is the validated request (pydantic; errors name the field); `ChatModel` turns one into an
 OpenAI-shaped `chat.completion` dict, or into `chat.completion.chunk` dicts as tokens are generated.
 Generation is serialised by a lock: one model gains nothing from running two generations at once.
+Besides the model it was loaded as, a `ChatModel` serves any number of LoRA adapters by name
+(`add_adapter` / `remove_adapter`): each is a peft adapter slot on the one base model, picked per request
+by its `model` field, so a tuned model or a new policy version is served without merging or reloading.
 """
 
 from __future__ import annotations
 
+import itertools
 import queue
 import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import (
@@ -131,6 +137,56 @@ class ChatModel:
         eos = eos if eos is not None else tokenizer.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [eos])
         self._lock = threading.Lock()
+        self._adapters: dict[str, str] = {}  # served name -> peft adapter slot on self.model
+        self._slots = itertools.count(1)
+        self._own_adapter = getattr(model, "active_adapter", None)  # the adapter it was loaded with, if any
+
+    def served(self) -> list[str]:
+        """Model names requests may ask for: the loaded model first, then the added adapters."""
+        return [self.name, *self._adapters]
+
+    def add_adapter(self, name: str, path: str | Path) -> None:
+        """Serve the peft adapter directory `path` as model `name`, beside the base and the other adapters."""
+        from peft import PeftModel
+
+        if name in self.served():
+            raise ValueError(f"model {name!r} is already served here")
+        if not (Path(path) / "adapter_config.json").is_file():
+            raise FileNotFoundError(f"{path} is not a peft adapter directory (no adapter_config.json)")
+        slot = f"served_{next(self._slots)}"
+        with self._lock:
+            if isinstance(self.model, PeftModel):
+                self.model.load_adapter(str(path), adapter_name=slot)
+            else:
+                self.model = PeftModel.from_pretrained(self.model, str(path), adapter_name=slot).eval()
+            self._adapters[name] = slot
+
+    def remove_adapter(self, name: str) -> None:
+        """Stop serving adapter `name` and free its weights; KeyError if no such adapter was added."""
+        if name not in self._adapters:
+            raise KeyError(f"no adapter {name!r} is served here; adapters: {sorted(self._adapters)}")
+        with self._lock:
+            slot = self._adapters.pop(name)
+            if self._adapters or self._own_adapter is not None:
+                self.model.delete_adapter(slot)
+            else:  # the last added adapter: back to the plain base model, as before the first add
+                self.model = self.model.unload().eval()
+
+    @contextmanager
+    def using(self, model: str | None) -> Iterator[Any]:
+        """Hold the generation lock with `model`'s weights active (None: the loaded model) and yield the model."""
+        with self._lock:
+            if model not in (None, self.name) and model not in self._adapters:
+                raise KeyError(f"model {model!r} is not served here; this server serves {self.served()}")
+            slot = self._adapters.get(model, self._own_adapter) if model else self._own_adapter
+            if slot is not None:
+                self.model.set_adapter(slot)
+                yield self.model
+            elif self._adapters:  # a peft wrapper holding only added adapters: the base is the model off
+                with self.model.disable_adapter():
+                    yield self.model
+            else:
+                yield self.model
 
     @classmethod
     def load(
@@ -156,7 +212,7 @@ class ChatModel:
         enc = self._encode(req)
         config = self._generation_config(req)
         choices, completion_tokens = [], 0
-        with self._lock, torch.inference_mode():
+        with self.using(req.model), torch.inference_mode():
             if req.seed is not None:
                 torch.manual_seed(req.seed)
             for index in range(req.n):
@@ -165,7 +221,7 @@ class ChatModel:
                 completion_tokens += used
                 message = {"role": "assistant", "content": text}
                 choices.append({"index": index, "message": message, "finish_reason": finish})
-        head = self._head("chat.completion")
+        head = self._head("chat.completion", req)
         return {**head, "choices": choices, "usage": self._usage(enc, completion_tokens)}
 
     def stream(self, req: ChatRequest) -> Iterator[dict[str, Any]]:
@@ -179,7 +235,7 @@ class ChatModel:
         events: queue.Queue = queue.Queue()
         cancel = threading.Event()
         threading.Thread(target=self._generate_into, args=(req, enc, events, cancel), daemon=True).start()
-        head, completion_tokens = self._head("chat.completion.chunk"), 0
+        head, completion_tokens = self._head("chat.completion.chunk", req), 0
         try:
             for index in range(req.n):
                 yield {**head, "choices": [_delta(index, {"role": "assistant", "content": ""})]}
@@ -215,7 +271,7 @@ class ChatModel:
 
         config = self._generation_config(req)
         try:
-            with self._lock, torch.inference_mode():
+            with self.using(req.model), torch.inference_mode():
                 if req.seed is not None:
                     torch.manual_seed(req.seed)
                 for _ in range(req.n):
@@ -274,12 +330,12 @@ class ChatModel:
         hold = max((len(s) for s in req.stop), default=1) - 1
         return text[: len(text) - hold] if hold else text
 
-    def _head(self, kind: str) -> dict[str, Any]:
+    def _head(self, kind: str, req: ChatRequest) -> dict[str, Any]:
         return {
             "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
             "object": kind,
             "created": int(time.time()),
-            "model": self.name,
+            "model": req.model or self.name,
         }
 
     @staticmethod

@@ -38,15 +38,16 @@ class EmbeddingRequest(BaseModel):
         return texts
 
 
-def embed(chat: ChatModel, texts: list[str]) -> tuple[list[list[float]], int]:
-    """One unit vector per text (mean over its tokens of the last hidden state), and the tokens read."""
+def embed(chat: ChatModel, texts: list[str], model: str | None = None) -> tuple[list[list[float]], int]:
+    """One unit vector per text (mean over its tokens of the last hidden state of `model`, one of
+    `chat.served()`), and the tokens read."""
     import torch
 
     vectors, tokens = [], 0
-    with chat._lock, torch.inference_mode():
+    with chat.using(model) as lm, torch.inference_mode():
         for text in texts:
-            enc = chat.tokenizer(text, return_tensors="pt").to(chat.model.device)
-            hidden = chat.model(**enc, output_hidden_states=True).hidden_states[-1][0]  # (T, H)
+            enc = chat.tokenizer(text, return_tensors="pt").to(lm.device)
+            hidden = lm(**enc, output_hidden_states=True).hidden_states[-1][0]  # (T, H)
             vectors.append(torch.nn.functional.normalize(hidden.float().mean(0), dim=0).tolist())
             tokens += int(enc["input_ids"].shape[1])
     return vectors, tokens
@@ -73,10 +74,10 @@ def add_embedding_routes(app: FastAPI, chat: ChatModel) -> None:
             req = EmbeddingRequest.model_validate(body)
         except ValidationError as exc:
             raise ApiError(400, describe(exc)) from None
-        vectors, tokens = await run_in_threadpool(embed, chat, req.input)
+        vectors, tokens = await run_in_threadpool(embed, chat, req.input, req.model)
         data = [
             {"object": "embedding", "index": i, "embedding": _encode(v, req.encoding_format)}
             for i, v in enumerate(vectors)
         ]
         usage = {"prompt_tokens": tokens, "total_tokens": tokens}
-        return {"object": "list", "data": data, "model": chat.name, "usage": usage}
+        return {"object": "list", "data": data, "model": req.model or chat.name, "usage": usage}

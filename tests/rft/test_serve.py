@@ -298,3 +298,70 @@ def test_cosine_grader_against_served_embeddings(
     other = grader.grade("Name a city.", {"ref": "Paris is a city."})
     assert same.error is None and same.score == pytest.approx(1.0, abs=1e-5)
     assert other.error is None and other.score < same.score
+
+
+def save_random_adapter(model_dir: Path, path: Path, seed: int) -> Path:
+    """A LoRA adapter with non-zero weights (peft's default init would leave the model unchanged)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    base = ChatModel.load(str(model_dir))
+    config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    torch.manual_seed(seed)
+    get_peft_model(base.model, config).save_pretrained(path)
+    return path
+
+
+def test_named_adapters_are_served_beside_the_base(model_dir: Path, tmp_path: Path) -> None:
+    """Each added adapter answers as if loaded alone; the base name still gets the base; removal 404s."""
+    import torch
+
+    paths = [save_random_adapter(model_dir, tmp_path / f"a{seed}", seed) for seed in (1, 2)]
+    ids = torch.tensor([[5, 6, 7, 8]])
+
+    def logits(chat: ChatModel, model: str | None = None) -> torch.Tensor:
+        with chat.using(model) as lm, torch.inference_mode():
+            return lm(ids).logits
+
+    alone = [logits(ChatModel.load(str(model_dir), adapter=str(p))) for p in paths]
+    base = logits(ChatModel.load(str(model_dir)))
+    chat_model = ChatModel.load(str(model_dir), name="tiny")
+    chat_model.add_adapter("one", paths[0])
+    chat_model.add_adapter("two", paths[1])
+    assert chat_model.served() == ["tiny", "one", "two"]
+    assert (alone[0] - alone[1]).abs().max() > 1e-3 and (alone[0] - base).abs().max() > 1e-3
+    for model, expected in [("two", alone[1]), ("tiny", base), ("one", alone[0]), (None, base)]:
+        torch.testing.assert_close(logits(chat_model, model), expected, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="already served"):
+        chat_model.add_adapter("one", paths[1])
+    with Server(full_app(chat_model), port=0) as srv:
+        cards = httpx.get(srv.base_url + "/models").json()["data"]
+        assert [(c["id"], c["parent"]) for c in cards] == [("tiny", None), ("one", "tiny"), ("two", "tiny")]
+        body = {"model": "two", "messages": MESSAGES, "temperature": 0, "max_tokens": 4}
+        reply = httpx.post(srv.base_url + "/chat/completions", json=body).json()
+        assert reply["model"] == "two"
+        chat_model.remove_adapter("two")
+        gone = httpx.post(srv.base_url + "/chat/completions", json=body)
+        assert gone.status_code == 404 and "'two' is not served here" in gone.json()["error"]["message"]
+    torch.testing.assert_close(logits(chat_model, "one"), alone[0], rtol=1e-5, atol=1e-5)
+    chat_model.remove_adapter("one")
+    torch.testing.assert_close(logits(chat_model), base, rtol=1e-5, atol=1e-5)
+    with pytest.raises(KeyError, match="no adapter 'one'"):
+        chat_model.remove_adapter("one")
+
+
+def test_adapters_on_a_model_loaded_with_one(model_dir: Path, tmp_path: Path) -> None:
+    """A server started with --adapter keeps answering its own name with that adapter, others by name."""
+    import torch
+
+    own, extra = (save_random_adapter(model_dir, tmp_path / f"a{seed}", seed) for seed in (3, 4))
+    ids = torch.tensor([[5, 6, 7]])
+    chat_model = ChatModel.load(str(model_dir), adapter=str(own), name="tuned")
+    with chat_model.using(None) as lm, torch.inference_mode():
+        before = lm(ids).logits
+    chat_model.add_adapter("extra", extra)
+    expected = ChatModel.load(str(model_dir), adapter=str(extra)).model(ids).logits.detach()
+    with chat_model.using("extra") as lm, torch.inference_mode():
+        torch.testing.assert_close(lm(ids).logits, expected, rtol=1e-5, atol=1e-5)
+    with chat_model.using("tuned") as lm, torch.inference_mode():
+        torch.testing.assert_close(lm(ids).logits, before, rtol=1e-5, atol=1e-5)
