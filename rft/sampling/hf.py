@@ -33,7 +33,7 @@ def merged_lora(model: Any) -> Iterator[None]:
     saved: list[tuple[torch.nn.Parameter, torch.Tensor]] = []
     try:
         for module in model.modules():
-            if isinstance(module, LoraLayer) and not module.merged:
+            if isinstance(module, LoraLayer) and not module.merged and not module.disable_adapters:
                 weight = module.get_base_layer().weight
                 delta = sum(module.get_delta_weight(name) for name in module.active_adapters if name in module.lora_A)
                 saved.append((weight, weight.data))
@@ -62,9 +62,12 @@ class HFSampler:
         """Prompt token ids through the tokenizer's chat template, ready for the assistant turn."""
         return encode_prompts(self.tokenizer, prompts)
 
-    @torch.no_grad()
     def generate(self, prompts: list[Messages], params: SamplingParams) -> list[list[Completion]]:
-        prompt_ids = self.encode(prompts)
+        return self.generate_ids(self.encode(prompts), params)
+
+    @torch.no_grad()
+    def generate_ids(self, prompt_ids: list[list[int]], params: SamplingParams) -> list[list[Completion]]:
+        """`generate` for prompts already tokenized (a completions endpoint's `prompt` as ids)."""
         pad = self.tokenizer.pad_token_id
         width = max(len(p) for p in prompt_ids)
         device = self.policy.device

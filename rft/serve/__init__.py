@@ -12,6 +12,7 @@ from fastapi import FastAPI
 
 from rft.serve.app import ApiError, build_app
 from rft.serve.chat import ChatModel, ChatRequest
+from rft.serve.completions import add_completion_routes
 from rft.serve.embeddings import add_embedding_routes
 from rft.serve.graders_api import add_grader_routes
 from rft.serve.server import Server
@@ -21,6 +22,7 @@ __all__ = [
     "ChatModel",
     "ChatRequest",
     "Server",
+    "add_completion_routes",
     "add_embedding_routes",
     "add_grader_routes",
     "build_app",
@@ -29,9 +31,11 @@ __all__ = [
 
 
 def full_app(chat: ChatModel) -> FastAPI:
-    """Everything `rft serve` answers: chat completions, embeddings and OpenAI's grader endpoints."""
+    """Everything `rft serve` answers: chat completions, embeddings, OpenAI's grader endpoints, and the rollout
+    server's completions with token ids and run-time LoRA adapters."""
     app = build_app(chat)
     add_embedding_routes(app, chat)
+    add_completion_routes(app, chat)
     add_grader_routes(app)
     return app
 
