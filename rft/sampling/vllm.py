@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 
 # vLLM compiles its LoRA kernels for these ranks only; the policy's rank is rounded up to one of them.
 VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+# KV cache on a CPU: 1 GiB holds 23k tokens of SmolLM2-135M (30 layers x 2 x 3 KV heads x 64 x fp32).
+CPU_KV_CACHE_BYTES = 1 << 30
 
 
 def base_model_path(model: Any) -> str:
@@ -51,6 +53,9 @@ class VLLMSampler:
         elif self.sleep_mode:
             raise ValueError("sampler.enable_sleep_mode frees GPU memory for training; the policy is on "
                              f"{policy.device}, so turn it off")
+        else:
+            # vLLM's CPU backend otherwise reserves a fraction of all RAM; VLLM_CPU_KVCACHE_SPACE (GiB) overrides.
+            kwargs.update(kv_cache_memory_bytes=CPU_KV_CACHE_BYTES)
         lora = has_lora(policy.model)
         if lora:
             rank = max(c.r for c in policy.model.peft_config.values())
@@ -84,6 +89,12 @@ class VLLMSampler:
         self.current, self.lora_request = new, request
         self.sync_seconds = time.perf_counter() - start
 
+    def close(self) -> None:
+        """Stop vLLM's engine processes and delete the adapter directories."""
+        self.llm.llm_engine.engine_core.shutdown()
+        if self.writer is not None:
+            self.writer.close()
+
     def sleep(self) -> None:
         """Free vLLM's weights and KV cache for the training phase (sleep mode only); `sync` wakes it."""
         if self.sleep_mode and not self.asleep:
@@ -102,8 +113,9 @@ class VLLMSampler:
         self._wake()
         prompt_ids = encode_prompts(self.tokenizer, prompts)
         greedy = params.temperature <= 0
+        # vLLM refuses n > 1 with greedy decoding; the n greedy samples are one sample repeated.
         requests = [
-            VLLMParams(n=params.n, temperature=0.0 if greedy else params.temperature,
+            VLLMParams(n=1 if greedy else params.n, temperature=0.0 if greedy else params.temperature,
                        top_p=1.0 if greedy else params.top_p, max_tokens=params.max_new_tokens, seed=seed,
                        logprobs=0 if params.logprobs else None, stop_token_ids=sorted(self.eos_ids),
                        skip_special_tokens=True)
@@ -112,10 +124,11 @@ class VLLMSampler:
         outputs = self.llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompt_ids], requests,
                                     lora_request=self.lora_request, use_tqdm=False)
         version = self.policy.version
-        return [
-            [self._completion(p, sample, params, version) for sample in sorted(out.outputs, key=lambda o: o.index)]
-            for p, out in zip(prompt_ids, outputs)
-        ]
+        groups = []
+        for p, out in zip(prompt_ids, outputs):
+            samples = sorted(out.outputs, key=lambda o: o.index) * (params.n if greedy else 1)
+            groups.append([self._completion(p, sample, params, version) for sample in samples])
+        return groups
 
     def _completion(self, prompt: list[int], sample: Any, params: SamplingParams, version: int) -> Completion:
         ids = list(sample.token_ids)
