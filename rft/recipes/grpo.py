@@ -106,7 +106,9 @@ def policy_update(
             for key, value in metrics.items():
                 totals[key] = totals.get(key, 0.0) + value / (len(micro) * algo.num_iterations)
         totals["grad_norm"] = optimizer_step(policy, optimizer, scheduler, cfg.train.max_grad_norm)
+        synced = time.perf_counter()
         sampler.sync(policy)
+        totals["seconds/sync"] = totals.get("seconds/sync", 0.0) + time.perf_counter() - synced
     # Per-micro-batch losses are shares of the batch loss: their sum is the batch's loss.
     totals["loss"] *= len(micro)
     return totals | {"seconds/training": time.perf_counter() - start}
