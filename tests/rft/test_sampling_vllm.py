@@ -8,7 +8,6 @@ shared by the module (starting it takes 40-100 s on a 2-core machine).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import torch
