@@ -24,7 +24,7 @@ import threading
 import traceback
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from graders.base import Grade, GraderInputError, Sample
@@ -52,17 +52,19 @@ def extract_program(text: str) -> str:
 
 
 def values_match(actual: Any, expected: Any) -> bool:
-    """Exact-type comparison of plain values; lists and tuples interchange (JSON has no tuples) and
-    int/float compare numerically with a 1e-9 tolerance, but a bool never equals a number.
+    """Exact-type comparison of plain values; lists and tuples interchange (JSON has no tuples). An expected
+    int needs that exact int (a float 5.0 is not the int 5, and 10**20 + 1 is not 10**20 - 1); an expected
+    float takes an int or float within 1e-9 (relative or absolute); a bool never equals a number.
 
-    >>> values_match((1, 2.0), [1, 2]), values_match(True, 1), values_match({"a": 0.1 + 0.2}, {"a": 0.3})
+    >>> values_match((1, 2.0), [1, 2.0]), values_match(True, 1), values_match({"a": 0.1 + 0.2}, {"a": 0.3})
     (True, False, True)
+    >>> values_match(5.0, 5), values_match(5, 5.0), values_match(10**20 - 1, 10**20 + 1)
+    (False, True, False)
     """
     if isinstance(actual, bool) or isinstance(expected, bool):
         return type(actual) is type(expected) and actual == expected
-    numbers = (int, float)
-    if type(actual) in numbers and type(expected) in numbers:
-        return math.isclose(actual, expected, rel_tol=1e-9, abs_tol=1e-9) or actual == expected
+    if type(expected) is float and type(actual) in (int, float):
+        return actual == expected or math.isclose(actual, expected, rel_tol=1e-9, abs_tol=1e-9)
     if type(actual) in (list, tuple) and type(expected) in (list, tuple):
         return len(actual) == len(expected) and all(map(values_match, actual, expected))
     if type(actual) is dict and type(expected) is dict:
@@ -189,6 +191,14 @@ class CodeGrader:
         self.sandbox = Sandbox(self.limits, self.isolation)
         self._cache: OrderedDict[str, Grade] = OrderedDict()
         self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Only the settings travel (to grading workers, Ray actors): the sandbox is re-detected where it runs."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.__post_init__()
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any]) -> CodeGrader:

@@ -157,7 +157,7 @@ class JsonSchemaGrader:
         sample, item = prepare(sample, item)
         answer = self._parse(sample, item)
         if answer is _MISSING:
-            return Grade.failure("unparseable", input=render_field(self.input, sample, item, "input")[:500])
+            return Grade.failure("unparseable", error_kind="sample_parse_error", input=render_field(self.input, sample, item, "input")[:500])
         violations = [
             f"{'.'.join(str(p) for p in e.absolute_path) or '(root)'}: {e.message}"
             for e in sorted(self._validator.iter_errors(answer), key=lambda e: list(map(str, e.path)))

@@ -11,6 +11,10 @@ Two engines, both kept alive between calls because the trainer grades every step
 Graders marked `cheap` (string checks: microseconds each) run `inline` in the calling thread, where
 a pool would only add overhead and no time limit is needed.
 
+A pool built with `ray_address` (`grading.backend: ray`) sends what would go to the process or async
+engine to actors on a Ray cluster instead (`graders.ray_engine`), with the same time limits, error
+counting and input order; `""` starts a local Ray, "auto" or "ray://host:10001" joins a cluster.
+
 An unexpected exception becomes `Grade(error="ExcType: message")` for that sample only;
 `GraderInputError` (a misconfiguration) is re-raised as `SampleInputError` naming the sample index.
 
@@ -38,7 +42,7 @@ from graders.base import Grade, Grader, GraderInputError, Sample
 from graders.multi import is_io_bound
 from graders.workers import LoadError, ProcessEngine, SampleInputError, grade_one
 
-MODES = ("auto", "inline", "async", "thread", "process")
+MODES = ("auto", "inline", "async", "thread", "process", "ray")
 
 
 @dataclass(frozen=True)
@@ -84,11 +88,13 @@ class BatchResult:
 
 
 class GradingPool:
-    """Reusable engines for `grade_batch`: an event loop + threads, and worker processes."""
+    """Reusable engines for `grade_batch`: an event loop + threads, worker processes, and Ray actors."""
 
-    def __init__(self, workers: int | None = None) -> None:
+    def __init__(self, workers: int | None = None, *, ray_address: str | None = None) -> None:
         self.workers = workers or os.cpu_count() or 1
         self._procs = ProcessEngine(self.workers)
+        self.ray_address = ray_address  # None: grade on this machine
+        self._ray: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._threads = ThreadPoolExecutor(max(64, 4 * self.workers), thread_name_prefix="rft-grade")
         self._lock = threading.Lock()
@@ -117,20 +123,31 @@ class GradingPool:
         fallback = None
         if mode == "auto":
             mode = "async" if is_io_bound(grader) else "inline" if getattr(grader, "cheap", False) else "process"
-        if mode == "process":
+            if self.ray_address is not None and mode != "inline":
+                mode = "ray"
+        if mode in ("process", "ray"):
             payload, fallback = _pickled(grader)
-            mode = "process" if fallback is None else "thread"
+            mode = mode if fallback is None else "thread"
         with self._lock:
-            if mode == "process":
+            if mode in ("process", "ray"):
                 try:
-                    outcomes = self._procs.run(payload, coerced, items, time_limit)
+                    outcomes = self._engine(mode).run(payload, coerced, items, time_limit)
                 except LoadError as exc:
-                    fallback, mode = f"worker processes cannot load the grader ({exc}); graded on threads", "thread"
+                    fallback, mode = f"{mode} workers cannot load the grader ({exc}); graded on threads", "thread"
             if mode == "inline":
                 outcomes = [_inline(grader, i, s, items[i]) for i, s in enumerate(coerced)]
-            elif mode != "process":
+            elif mode not in ("process", "ray"):
                 outcomes = self._run_async(grader, coerced, items, time_limit, native=mode == "async")
         return _result(grader, outcomes, mode, fallback)
+
+    def _engine(self, mode: str) -> Any:
+        if mode == "process":
+            return self._procs
+        if self._ray is None:
+            from graders.ray_engine import RayEngine
+
+            self._ray = RayEngine(self.ray_address or "")
+        return self._ray
 
     def _run_async(
         self, grader: Grader, samples: list[Sample], items: Sequence[Any], limit: float | None, native: bool
@@ -179,6 +196,9 @@ class GradingPool:
     def close(self) -> None:
         """Stop the worker processes, the event loop and the threads."""
         self._procs.close()
+        if self._ray is not None:
+            self._ray.close()
+            self._ray = None
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._loop = None
@@ -222,7 +242,7 @@ def _result(grader: Grader, outcomes: list[tuple[Grade, float]], mode: str, fall
     )
 
 
-_POOLS: dict[int | None, GradingPool] = {}
+_POOLS: dict[tuple[int | None, str | None], GradingPool] = {}
 _POOLS_LOCK = threading.Lock()
 
 
@@ -234,12 +254,13 @@ def grade_batch(
     time_limit: float | None = 30.0,
     workers: int | None = None,
     mode: str = "auto",
+    ray_address: str | None = None,
 ) -> BatchResult:
-    """Grade a batch on a shared, reused `GradingPool` (one per `workers` value)."""
+    """Grade a batch on a shared, reused `GradingPool` (one per `workers` and `ray_address` value)."""
     with _POOLS_LOCK:
-        pool = _POOLS.get(workers)
+        pool = _POOLS.get((workers, ray_address))
         if pool is None:
-            pool = _POOLS[workers] = GradingPool(workers)
+            pool = _POOLS[(workers, ray_address)] = GradingPool(workers, ray_address=ray_address)
     return pool.run(grader, samples, items, time_limit, mode)
 
 

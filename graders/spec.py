@@ -41,6 +41,7 @@ TYPES: dict[str, str] = {
     "python": "graders.python_grader:PythonGrader",
     "score_model": "graders.judge:ScoreModelGrader",
     "label_model": "graders.judge:LabelModelGrader",
+    "endpoint": "graders.endpoint:EndpointGrader",
 }
 
 

@@ -36,6 +36,9 @@ class ClippedUpdate:
     mask_truncated: bool = opt(False, "exclude completions that hit max_new_tokens from the loss")
     tis_cap: float | None = opt(None, "truncated importance sampling (Yao et al. 2025): weigh each token by "
                                 "min(pi_old / pi_sampler, tis_cap); null: off")
+    dynamic_sampling: bool = opt(False, "DAPO dynamic sampling: drop groups whose rewards are all equal and refill "
+                                 "the batch from further prompts")
+    sampling_tries: int = opt(3, "dynamic sampling: rollouts per step at most (the step's own + refills)")
 
     label: ClassVar[str] = "GRPO"
     min_group: ClassVar[int] = 2  # samples per prompt the estimator needs to have a baseline
@@ -47,6 +50,8 @@ class ClippedUpdate:
                               f"{self.group_size}): a group of one has no baseline, so every advantage would be 0")
         if self.num_iterations < 1:
             raise ConfigError(f"algorithm.num_iterations must be >= 1, got {self.num_iterations}")
+        if self.sampling_tries < 1:
+            raise ConfigError(f"algorithm.sampling_tries must be >= 1, got {self.sampling_tries}")
         check_clip(self.epsilon, self.epsilon_high)
         if self.tis_cap is not None and self.tis_cap <= 0:
             raise ConfigError(f"algorithm.tis_cap must be > 0 or null, got {self.tis_cap}")

@@ -20,7 +20,9 @@ from typing import Any
 
 import yaml
 
+from rft.alarms import AlarmConfig
 from rft.algorithms import ALGORITHMS, GRPOConfig
+from rft.budget import JudgeConfig
 from rft.models import DEFAULT_LORA_TARGETS
 from rft.options import ConfigError, opt
 
@@ -63,6 +65,8 @@ class SamplerConfig:
                                         "cache); training uses the rest")
     enable_sleep_mode: bool = opt(False, "vllm on a GPU: free vLLM's weights and KV cache during each training phase")
     base_url: str = opt("", "server: the OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1")
+    seed_per_prompt: bool = opt(False, "seed each prompt's group from (train.seed, step, prompt index): the same "
+                                "completions on any number of ranks, at one generate call per prompt")
 
 
 @dataclass
@@ -84,6 +88,13 @@ class TrainConfig:
 
 
 @dataclass
+class GradingConfig:
+    backend: str = opt("local", "where graders run: local (this machine's process pool) or ray (a Ray cluster)",
+                       choices=("local", "ray"))
+    address: str = opt("", 'Ray cluster to join ("auto", "ray://host:10001"); empty starts a local one')
+
+
+@dataclass
 class EvalConfig:
     interval: int = opt(10, "evaluate on held-out items every N steps (and before and after training)")
     limit: int = opt(200, "held-out items used (0 = all)")
@@ -102,6 +113,9 @@ class RunConfig:
     algorithm: Any = opt(factory=GRPOConfig, help="the recipe's own section; its fields depend on algorithm.name")
     train: TrainConfig = opt(factory=TrainConfig)
     eval: EvalConfig = opt(factory=EvalConfig)
+    grading: GradingConfig = opt(factory=GradingConfig)
+    alarms: AlarmConfig = opt(factory=AlarmConfig, help="thresholds of the training-signal alarms (rft.alarms)")
+    judge: JudgeConfig = opt(factory=JudgeConfig, help="judge token prices and the run's budget (rft.budget)")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -109,7 +123,8 @@ class RunConfig:
     def validate(self) -> None:
         """Cross-field checks that need no model or task; the algorithm section checks its own."""
         for key in ("train.steps", "train.prompts_per_step", "train.micro_batch_size", "eval.interval",
-                    "train.checkpoint_interval", "eval.samples", "eval.batch_size", "sampler.max_new_tokens"):
+                    "train.checkpoint_interval", "eval.samples", "eval.batch_size", "sampler.max_new_tokens",
+                    "alarms.window"):
             section, name = key.split(".")
             if getattr(getattr(self, section), name) < 1:
                 raise ConfigError(f"{key} must be >= 1, got {getattr(getattr(self, section), name)}")
@@ -123,7 +138,11 @@ class RunConfig:
         if not 0 < self.sampler.gpu_memory_utilization <= 1:
             raise ConfigError(f"sampler.gpu_memory_utilization must be in (0, 1], got "
                               f"{self.sampler.gpu_memory_utilization}")
+        if self.grading.address and self.grading.backend != "ray":
+            raise ConfigError(f"grading.address {self.grading.address!r} is only used by grading.backend ray "
+                              f"(got {self.grading.backend!r})")
         self.algorithm.validate(self)
+        self.judge.validate()
 
 
 def _coerce(value: Any, hint: Any, where: str) -> Any:

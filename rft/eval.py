@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from graders.base import Grade, pass_threshold
+from rft.budget import usage_from_metrics
 from rft.config import EvalConfig
 from rft.rollout import rollout
 from rft.sampling.base import Sampler, SamplingParams
@@ -42,6 +43,7 @@ class EvalResult:
     per_grader: dict[str, float] = field(default_factory=dict)
     grader_errors: int = 0
     seconds: float = 0.0
+    tokens: dict[str, dict[str, int]] = field(default_factory=dict)  # judge tokens per grader (rft.budget)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -102,6 +104,7 @@ def evaluate(
     texts = [[c.text for c in group] for group in result_rollout.groups]
     result = summarize(grades, pass_threshold(task.grader))
     result.seconds = time.perf_counter() - start
+    result.tokens = usage_from_metrics(result_rollout.metrics)
     if out_path is not None:
         write_samples(out_path, task, items, texts, grades)
     return result

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from rft.config import LoraConfig, RunConfig, TrainConfig
+from rft.distributed import all_reduce_grads
 from rft.models import apply_lora, load_model
 
 
@@ -119,7 +120,11 @@ def build_optimizer(
 
 
 def optimizer_step(policy: Policy, optimizer: Any, scheduler: Any, max_grad_norm: float) -> float:
-    """Clip, step, advance the schedule, clear gradients and bump `policy.version`; returns the grad norm."""
+    """Sum gradients over ranks, clip, step, advance the schedule, clear gradients and bump `policy.version`.
+
+    Returns the grad norm (of the whole batch's gradient, on every rank).
+    """
+    all_reduce_grads(policy.trainable_parameters())
     norm = torch.nn.utils.clip_grad_norm_(policy.trainable_parameters(), max_grad_norm)
     optimizer.step()
     if scheduler is not None:

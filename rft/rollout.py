@@ -89,6 +89,56 @@ def rollout(
     return Rollout(list(items), groups, grades, metrics)
 
 
+def signal_groups(batch: Rollout) -> list[int]:
+    """Indices of the groups whose rewards are not all equal: the only ones a group baseline learns from."""
+    return [b for b, row in enumerate(batch.grade_rows()) if len({g.score for g in row}) > 1]
+
+
+def select_groups(batch: Rollout, keep: Sequence[int]) -> Rollout:
+    """The sub-batch of groups `keep` (metrics unchanged: they describe what was sampled)."""
+    rows = batch.grade_rows()
+    grades = [g for b in keep for g in rows[b]]
+    return Rollout([batch.items[b] for b in keep], [batch.groups[b] for b in keep], grades, batch.metrics)
+
+
+def refill_items(items: Sequence[Mapping[str, Any]], step: int, attempt: int, count: int, seed: int, rank: int = 0
+                 ) -> list[Mapping[str, Any]]:
+    """Further prompts for dynamic sampling's `attempt` (>= 1) at `step`: fixed per (seed, step, attempt, rank),
+    so a resumed run draws the same ones and data-parallel ranks draw different ones."""
+    rng = random.Random(f"refill:{seed}:{step}:{attempt}:{rank}")
+    return [items[rng.randrange(len(items))] for _ in range(count)]
+
+
+def dynamic_rollout(
+    sampler: Sampler, task: Task, first: Rollout, params: SamplingParams, *, step: int, tries: int, seed: int,
+    rank: int = 0,
+) -> Rollout:
+    """DAPO's dynamic sampling (Yu et al. 2025, "DAPO", sec. 3.2, eq. 11's constraint 0 < |correct| < G): drop
+    the groups of the step's batch `first` whose rewards are all equal and refill it with groups from further
+    prompts, at most `tries` rollouts in all (`first` included). Refills are sampled with seeds of their own
+    (from seed, step, attempt and rank), so they leave the global random stream alone. The step's metrics are
+    those of `first` (its own prompts: unbiased), plus `dynamic/tries`, `dynamic/groups_kept` and
+    `dynamic/prompts_sampled`. If no group had signal after `tries`, the step trains on `first` (advantages
+    all 0: only a KL term moves the policy).
+    """
+    size = len(first.items)
+    kept = select_groups(first, signal_groups(first))
+    metrics = dict(first.metrics)
+    attempt = 1
+    while len(kept.groups) < size and attempt < tries:
+        call = replace(params, seed=(seed * 1_000_003 + step * 10_007 + attempt * 101 + rank) % 2**31)
+        more = rollout(sampler, task, refill_items(task.train, step, attempt, size, seed, rank), call)
+        extra = select_groups(more, signal_groups(more)[: size - len(kept.groups)])
+        kept = Rollout(kept.items + extra.items, kept.groups + extra.groups, kept.grades + extra.grades, metrics)
+        for key in ("seconds/sampling", "seconds/grading"):
+            metrics[key] += more.metrics[key]
+        attempt += 1
+    metrics |= {"dynamic/tries": float(attempt), "dynamic/groups_kept": float(len(kept.groups)),
+                "dynamic/prompts_sampled": float(attempt * size)}
+    chosen = kept if kept.groups else first
+    return Rollout(chosen.items, chosen.groups, chosen.grades, metrics)
+
+
 def training_params(cfg: RunConfig) -> SamplingParams:
     """How every training recipe samples: G completions per prompt at the run's temperature, top_p and length.
 

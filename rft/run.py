@@ -10,7 +10,9 @@
 
 `open_run` opens or resumes the run directory (any number of named modules and optimizers, so a
 critic or a reward head fits); leaving the `with` block by an exception (Ctrl-C, a crash) saves the
-last completed step first, so `--resume` loses nothing that finished.
+last completed step first, so `--resume` loses nothing that finished. Under torchrun every rank
+trains, but only rank 0 writes: it logs the step's metrics reduced over all ranks, evaluates,
+checkpoints and writes the summary (`rft.distributed`).
 """
 
 from __future__ import annotations
@@ -26,19 +28,22 @@ from typing import Any
 import torch
 
 from graders.templates import check_items
-from rft import checkpoint
+from rft import checkpoint, distributed
+from rft.alarms import AlarmMonitor
+from rft.budget import Usage, cost, usage_from_metrics
 from rft.config import ConfigError, RunConfig
 from rft.eval import EvalResult, evaluate
 from rft.metrics import MetricsLogger
 from rft.policy import Policy
 from rft.report import plot, print_summary
-from rft.rewards import grade_texts
+from rft.rewards import grade_texts, use_grading
 from rft.sampling.base import Sampler
 from tasks.base import Task, load_task
 
 
 def load_checked_task(cfg: RunConfig) -> Task:
     """The configured task, failing before any model is loaded on splits or graders that cannot work."""
+    use_grading(cfg.grading.backend, cfg.grading.address)
     try:
         task = load_task(cfg.task.name, **cfg.task.options)
         for split, items in (("train", task.train), ("held-out", task.test)):
@@ -85,12 +90,14 @@ class Run:
     policy: Policy
     modules: dict[str, Any]
     optimizers: Mapping[str, tuple[Any, Any]]
-    logger: MetricsLogger
+    logger: MetricsLogger | None  # None on ranks other than 0, which write nothing
     show_progress: bool
+    alarms: AlarmMonitor
     state: dict[str, Any] = field(default_factory=lambda: {"best_accuracy": -1.0, "before": None, "best": None})
     done: int = 0  # last completed step
     saved: int = 0  # last checkpointed step
     after: EvalResult | None = None
+    stop_reason: str | None = None  # why the run ended before train.steps (the judge budget)
     _step_started: float = field(default_factory=time.perf_counter)
 
     @property
@@ -100,19 +107,45 @@ class Run:
     def remaining_steps(self) -> Iterator[int]:
         """Steps left to run, 1-based; a resumed run continues after its checkpoint."""
         for step in range(self.done + 1, self.cfg.train.steps + 1):
+            self.stop_reason = distributed.broadcast_object(self._over_budget())
+            if self.stop_reason is not None:
+                if self.logger is not None:  # rank 0 alone writes
+                    print(f"stopped before step {step}: {self.stop_reason}", flush=True)
+                    if self.done > self.saved:
+                        self.save(self.done)
+                return
             self._step_started = time.perf_counter()
             yield step
 
+    def _spend(self, usage: Usage) -> float:
+        """Add the judge cost of these tokens to the run's total; returns it."""
+        spent = sum(cost(usage, self.cfg.judge).values())
+        self.state["judge_cost"] = self.state.get("judge_cost", 0.0) + spent
+        return spent
+
+    def _over_budget(self) -> str | None:
+        """Why the next step must not start: the spend so far plus one more step like the last would exceed
+        `judge.budget`."""
+        budget, spent = self.cfg.judge.budget, self.state.get("judge_cost", 0.0)
+        step_cost = self.state.get("judge_step_cost", 0.0)
+        if budget <= 0 or spent + step_cost <= budget:
+            return None
+        return (f"judge budget: ${spent:.4f} of ${budget:.4f} spent and a step costs about ${step_cost:.4f} "
+                f"(resume with a larger --judge.budget to continue)")
+
     def evaluate_before(self, sampler: Sampler) -> None:
         """Held-out accuracy of the untrained policy (step 0); a resumed run has it already."""
-        if self.state["before"] is None:
+        if self.state["before"] is None and self.logger is not None:
             self.state["before"] = self.evaluate(0, sampler).to_dict()
 
     def evaluate(self, step: int, sampler: Sampler) -> EvalResult:
         """Held-out evaluation, logged, with the policy adapter kept in `best/` when it is the best so far."""
+        if self.logger is None:
+            raise RuntimeError("only rank 0 evaluates: the other ranks of a distributed run write nothing")
         result = evaluate(sampler, self.task, self.cfg.eval, out_path=self.out / "eval" / f"step-{step:06d}.jsonl",
                           seed=self.cfg.train.seed)
-        self.logger.log(step, _eval_metrics(result))
+        spent = {"eval/judge_cost": self._spend(result.tokens)} if result.tokens else {}
+        self.logger.log(step, _eval_metrics(result) | spent | self.alarms.observe_eval(step, result.accuracy.value))
         if result.accuracy.value > self.state["best_accuracy"]:
             self.state["best_accuracy"] = result.accuracy.value
             self.state["best"] = result.to_dict() | {"step": step}
@@ -122,7 +155,13 @@ class Run:
     def end_step(self, step: int, metrics: dict[str, float], sampler: Sampler) -> None:
         """Log the step; evaluate every `eval.interval` steps and save every `train.checkpoint_interval`."""
         self.done = step
-        self.logger.log(step, metrics | {"seconds/step": time.perf_counter() - self._step_started})
+        metrics = distributed.reduce_metrics(metrics | {"seconds/step": time.perf_counter() - self._step_started})
+        if any(key.startswith("tokens/") for key in metrics):  # on every rank, so all agree on the budget
+            self.state["judge_step_cost"] = self._spend(usage_from_metrics(metrics))
+            metrics |= {"judge_cost/step": self.state["judge_step_cost"], "judge_cost/total": self.state["judge_cost"]}
+        if self.logger is None:
+            return
+        self.logger.log(step, metrics | self.alarms.observe_step(step, metrics))
         last = step == self.cfg.train.steps
         if step % self.cfg.eval.interval == 0 or last:
             self.after = self.evaluate(step, sampler)
@@ -140,15 +179,20 @@ class Run:
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
         try:
-            if kind is not None and self.done > self.saved:  # interrupted: keep the last completed step
-                self.save(self.done)
+            if kind is not None and self.done > self.saved and self.logger is not None:  # interrupted
+                self.save(self.done)  # keep the last completed step
         finally:
-            self.logger.close()
+            if self.logger is not None:
+                self.logger.close()
 
     def finish(self) -> dict[str, Any]:
         """Write `summary.json` and the plot, print the before/after table; returns the summary."""
         after = self.after.to_dict() if self.after else None
-        summary = {"before": self.state["before"], "after": after, "best": self.state["best"]}
+        summary = {"before": self.state["before"], "after": after, "best": self.state["best"],
+                   "alarms": self.alarms.summary(), "stopped": self.stop_reason,
+                   "judge_cost": self.state.get("judge_cost", 0.0)}
+        if self.logger is None:
+            return summary
         (self.out / "summary.json").write_text(json.dumps(summary, indent=2))
         plot(self.out / "metrics.jsonl", self.out / "plot.png")
         if after is not None and self.show_progress:
@@ -178,7 +222,11 @@ def open_run(
         state = checkpoint.load_checkpoint(found[-1], named, optimizers)
         done = state.pop("step")
         policy.version = state.get("policy_version", 0)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
-    logger = MetricsLogger(out, cfg.train.steps, done, show_progress)
-    return Run(cfg, task, policy, named, optimizers, logger, show_progress, state, done=done, saved=done)
+    distributed.broadcast_parameters(named)
+    logger = None
+    if distributed.is_main():
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+        logger = MetricsLogger(out, cfg.train.steps, done, show_progress)
+    alarms = AlarmMonitor(cfg.alarms, state.setdefault("alarms", {}))
+    return Run(cfg, task, policy, named, optimizers, logger, show_progress, alarms, state, done=done, saved=done)

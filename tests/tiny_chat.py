@@ -10,9 +10,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -136,12 +138,17 @@ def _reproduces(model, tokenizer, prompts: list[tuple[list[int], str]]) -> bool:
     return True
 
 
-def start_rft_serve(model_dir: Path, name: str = "judge") -> tuple[subprocess.Popen, str]:
+def start_rft_serve(
+    model_dir: Path, name: str = "judge", state_dir: Path | None = None, **popen: Any
+) -> tuple[subprocess.Popen, str]:
     """`rft serve` on `model_dir` as a real subprocess on a free loopback port: the process and its base URL.
 
-    The caller terminates the process. Its output keeps being drained so a chatty server never blocks.
+    Its fine-tuning state goes to `state_dir` (default: a fresh temporary directory). The caller terminates
+    the process. Its output keeps being drained so a chatty server never blocks.
     """
-    cmd = [sys.executable, "-m", "rft.cli", "serve", "--model", str(model_dir), "--name", name, "--port", "0"]
+    state = state_dir or Path(tempfile.mkdtemp(prefix="rft-serve-"))
+    cmd = [sys.executable, "-m", "rft.cli", "serve", "--model", str(model_dir), "--name", name, "--port", "0",
+           "--state-dir", str(state)]
     proc = subprocess.Popen(
         cmd,
         cwd=Path(__file__).resolve().parents[1],
@@ -149,6 +156,7 @@ def start_rft_serve(model_dir: Path, name: str = "judge") -> tuple[subprocess.Po
         stderr=subprocess.STDOUT,
         text=True,
         env={**os.environ, "OMP_NUM_THREADS": "1"},
+        **popen,
     )
     lines = []
     for line in proc.stdout:

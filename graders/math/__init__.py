@@ -51,7 +51,8 @@ def _grade_choice(response: str, letter: str) -> Grade:
     answer = extract_choice(response)
     details = {"extracted": answer, "reference": letter, "rule": "choice"}
     if answer is None:
-        return Grade.failure("no multiple-choice letter found in the response", **details)
+        return Grade.failure("no multiple-choice letter found in the response", error_kind="sample_parse_error",
+                             **details)
     return Grade(float(answer == letter), details)
 
 
@@ -82,7 +83,7 @@ def grade_answer(response: str, reference: str, timeout: float = 1.0, latex_fall
     answer = final_answer(response)
     details: dict[str, Any] = {"extracted": answer, "reference": reference, "rule": None}
     if answer is None:
-        return Grade.failure("no final answer found in the response", **details)
+        return Grade.failure("no final answer found in the response", error_kind="sample_parse_error", **details)
     if clean(answer) == clean(reference):
         return Grade(1.0, {**details, "rule": "string"})
     try:

@@ -5,7 +5,9 @@ read by `tasks.datasets.read_rows`) holds the item's
 fields plus the sample: `"sample": "..."`, `"sample": {"output_text": ...}` or a top-level
 `"output_text"` / `"output_tools"` / `"choices"` (OpenAI's `{"item": {...}, "model_sample": "..."}` shape
 works too). The report counts errors per grader and kind and shows the worst samples with every template
-of the grader as that sample renders it, so a spec that scores 0 shows why.
+of the grader as that sample renders it, so a spec that scores 0 shows why. With `--labels`, each line also
+carries a human verdict or score (`"label"`, and optionally a `"category"`) and the report adds the grader's
+confusion table against those labels (`graders.calibration`); the label is taken out of the item the grader sees.
 """
 
 from __future__ import annotations
@@ -84,6 +86,38 @@ def rendered_templates(grader: Any, sample: Any, item: dict[str, Any]) -> dict[s
     return out
 
 
+def read_labels(records: list[dict[str, Any]], where: list[str], items: list[dict[str, Any]], field: str,
+                category_field: str) -> tuple[list[Any], list[str | None]]:
+    """Each line's label (removed from its item, so the grader never sees it) and category."""
+    from graders.base import GraderInputError
+    from graders.calibration import parse_label
+
+    labels, categories = [], []
+    for record, line, item in zip(records, where, items):
+        if field not in record:
+            raise GraderInputError(f"{line}: no {field!r} field; --labels needs a verdict or score on every line")
+        labels.append(parse_label(record[field], f"{line}: {field}"))
+        item.pop(field, None)
+        category = record.get(category_field)
+        categories.append(None if category is None else str(category))
+    return labels, categories
+
+
+def _report_calibration(result: Any, grader: Any, labels: list[Any], categories: list[str | None],
+                        label_threshold: float | None) -> None:
+    from graders.base import pass_threshold
+    from graders.calibration import calibrate
+
+    threshold = pass_threshold(grader)
+    cal = calibrate(result.grades, labels, threshold=threshold, categories=categories,
+                    label_threshold=threshold if label_threshold is None else label_threshold)
+    typer.echo(f"agreement with labels ({cal.n} samples, {cal.errors} grading errors counted as fails):")
+    typer.echo(cal.table())
+    for name, sub in cal.categories.items():
+        typer.echo(f"category {name!r} ({sub.n} samples):")
+        typer.echo(sub.table())
+
+
 def _report(result: Any, grader: Any, where: list[str], samples: list[Any], items: list[Any], show: int) -> None:
     from graders.base import pass_threshold
 
@@ -120,6 +154,12 @@ def grade(
     time_limit: Annotated[float, typer.Option(help="Seconds per sample before it is graded 'timeout'.")] = 30.0,
     mode: Annotated[str, typer.Option(help="auto, inline, async, thread or process.")] = "auto",
     show: Annotated[int, typer.Option(help="How many failures to print.")] = 3,
+    labels: Annotated[bool, typer.Option("--labels", help="Compare with each line's human label.")] = False,
+    label_field: Annotated[str, typer.Option(help="Field holding the label (a verdict or a score).")] = "label",
+    label_threshold: Annotated[
+        float | None, typer.Option(help="Score at which a numeric label passes (default: the grader's).")
+    ] = None,
+    category_field: Annotated[str, typer.Option(help="Field naming each line's category.")] = "category",
 ) -> None:
     """Grade saved samples with a grader spec and print the mean score, sub-scores and failures."""
     from graders.base import GraderInputError
@@ -134,6 +174,7 @@ def grade(
             typer.echo(f"spec ok: {type(grader).__name__} {grader.name!r}")
             return
         records, where, samples, items = read_lines(data)
+        truth = read_labels(records, where, items, label_field, category_field) if labels else None
         if validate:
             typer.echo(f"spec ok: {type(grader).__name__} {grader.name!r}; {len(records)} lines ok in {data}")
             return
@@ -150,6 +191,8 @@ def grade(
     if result.fallback:
         typer.echo(f"note: {result.fallback}")
     _report(result, grader, where, samples, items, show)
+    if truth is not None:
+        _report_calibration(result, grader, *truth, label_threshold)
     if out is not None:
         with out.open("w") as fh:
             for record, one in zip(records, result.grades):

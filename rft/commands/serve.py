@@ -24,8 +24,12 @@ def register(app: typer.Typer) -> None:
             "auto", "--device", help="auto (cuda when available, else cpu), cpu, cuda:1, ..."
         ),
         verbose: bool = typer.Option(False, "--verbose", help="log every request"),
+        state_dir: Path = typer.Option(
+            Path("runs/serve"), "--state-dir", help="fine-tuning files, jobs (SQLite) and runs; kept across restarts"
+        ),
+        max_jobs: int = typer.Option(1, "--max-jobs", min=1, help="fine-tuning jobs trained at the same time"),
     ) -> None:
-        """Serve POST /v1/chat/completions (stream=true too) and GET /v1/models, e.g. for a judge or an eval."""
+        """Serve OpenAI's chat completions, models, files and fine-tuning jobs APIs (a judge, an eval, RFT jobs)."""
         if adapter is not None and not (adapter / "adapter_config.json").is_file():
             raise typer.BadParameter(f"{adapter} holds no adapter_config.json", param_hint="--adapter")
         from rft.serve import serve  # heavy imports stay out of `rft --help`
@@ -40,4 +44,6 @@ def register(app: typer.Typer) -> None:
             dtype=dtype,
             device=device,
             verbose=verbose,
+            state_dir=str(state_dir),
+            max_jobs=max_jobs,
         )

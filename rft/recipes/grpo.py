@@ -21,10 +21,11 @@ import torch
 
 from rft.advantages import ADVANTAGE_ESTIMATORS, kl_penalised_rewards
 from rft.config import RunConfig
+from rft.distributed import global_counts, rank, step_rollout
 from rft.logprobs import grouped_completion_logprobs
 from rft.losses import BatchCounts, grpo_loss
 from rft.policy import Policy, build_optimizer, optimizer_step, policy_from_config
-from rft.rollout import MicroBatch, Rollout, micro_batches, rollout, step_items, training_params
+from rft.rollout import MicroBatch, Rollout, dynamic_rollout, micro_batches, step_items, training_params
 from rft.run import load_checked_task, open_run, seed_everything
 from rft.sampling import build_sampler, release_memory
 from rft.sampling.base import Completion, Sampler
@@ -88,7 +89,7 @@ def policy_update(
     start = time.perf_counter()
     algo, model = cfg.algorithm, policy.model
     micro = micro_batches(groups, cfg, policy.pad_id, policy.device)
-    counts = BatchCounts.of(torch.cat([mask for _, mask, _ in micro]))  # over all B*G rows
+    counts = global_counts(BatchCounts.of(torch.cat([mask for _, mask, _ in micro])))  # all ranks' B*G rows
     if old is None and ref is None:
         old, ref = frozen_logprobs(policy, micro, cfg)
     sampled = sampler_logprobs(groups, micro)
@@ -127,8 +128,10 @@ def train(cfg: RunConfig, *, resume: bool = False, show_progress: bool = True) -
                   show_progress=show_progress) as run:
         run.evaluate_before(sampler)
         for step in run.remaining_steps():
-            items = step_items(task.train, step - 1, cfg.train.prompts_per_step, cfg.train.seed)
-            batch = rollout(sampler, task, items, params)  # B x G, graded
+            batch = step_rollout(sampler, task, cfg, params, step)  # this rank's B x G, graded
+            if cfg.algorithm.dynamic_sampling:  # only groups with signal, refilled while `sampling_tries` allow
+                batch = dynamic_rollout(sampler, task, batch, params, step=step, tries=cfg.algorithm.sampling_tries,
+                                        seed=cfg.train.seed, rank=rank())
             release_memory(sampler)  # a vLLM engine sharing the GPU sleeps until the next sync
             micro = micro_batches(batch.groups, cfg, policy.pad_id, policy.device)
             old, ref = frozen_logprobs(policy, micro, cfg)

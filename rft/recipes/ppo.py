@@ -24,12 +24,13 @@ from typing import Any
 
 import torch
 
-from rft.advantages import gae, kl_penalised_rewards, masked_whiten
+from rft.advantages import gae, kl_penalised_rewards
 from rft.config import ConfigError, RunConfig
+from rft.distributed import all_reduce_grads, global_counts, global_whiten, step_rollout, world_size
 from rft.logprobs import grouped_forward
 from rft.losses import BatchCounts, approx_kl, explained_variance, grpo_loss, value_loss
 from rft.policy import Policy, build_optimizer, optimizer_step, policy_from_config
-from rft.rollout import MicroBatch, Rollout, micro_batches, rollout, step_items, training_params
+from rft.rollout import MicroBatch, Rollout, micro_batches, training_params
 from rft.run import load_checked_task, open_run, seed_everything
 from rft.sampling import build_sampler
 from rft.sampling.base import Sampler
@@ -98,7 +99,7 @@ def gae_targets(batch: Rollout, scored: Batch, cfg: RunConfig) -> tuple[Batch, d
                                    scored.get("ref"), in_reward)  # (B*G, T)
     advantages, returns = gae(rewards, scored["values"], present, gamma=algo.gamma, lam=algo.lam)
     if algo.whiten_advantages:
-        advantages = masked_whiten(advantages, present)
+        advantages = global_whiten(advantages, present)  # over every rank's tokens
     count = present.sum().clamp(min=1.0)
     metrics = {
         "returns_mean": float((returns * present).sum() / count),
@@ -146,7 +147,7 @@ def ppo_update(
     start = time.perf_counter()
     algo, G = cfg.algorithm, cfg.algorithm.group_size
     length = data["present"].shape[1]
-    per_mini = algo.mini_batch_size // G  # groups per mini-batch
+    per_mini = algo.mini_batch_size // G // world_size()  # this rank's groups per mini-batch
     sums: dict[str, float] = {}
     updates = 0
     for _ in range(algo.epochs):
@@ -155,13 +156,14 @@ def ppo_update(
             chosen = order[lo : lo + per_mini]
             rows = torch.tensor([b * G + g for b in chosen for g in range(G)], device=policy.device)
             micro = micro_batches([batch.groups[b] for b in chosen], cfg, policy.pad_id, policy.device, length)
-            counts = BatchCounts.of(torch.cat([mask for _, mask, _ in micro]))
+            counts = global_counts(BatchCounts.of(torch.cat([mask for _, mask, _ in micro])))
             for tensors, mask, part in micro:
                 loss, metrics = micro_losses(policy, head, tensors, mask, data, rows[part], counts, cfg, warmup)
                 loss.backward()
                 for key, value in metrics.items():  # losses are shares of the mini-batch's: summed
                     share = 1.0 if key.endswith("_loss") else 1.0 / len(micro)
                     sums[key] = sums.get(key, 0.0) + value * share
+            all_reduce_grads(list(head.parameters()))
             sums["critic_grad_norm"] = sums.get("critic_grad_norm", 0.0) + float(
                 torch.nn.utils.clip_grad_norm_(head.parameters(), cfg.train.max_grad_norm))
             critic_opt, critic_sched = optimizers["critic"]
@@ -198,8 +200,7 @@ def train(cfg: RunConfig, *, resume: bool = False, show_progress: bool = True) -
                   show_progress=show_progress) as run:
         run.evaluate_before(sampler)
         for step in run.remaining_steps():
-            items = step_items(task.train, step - 1, cfg.train.prompts_per_step, cfg.train.seed)
-            batch = rollout(sampler, task, items, params)  # B x G, graded
+            batch = step_rollout(sampler, task, cfg, params, step)  # this rank's B x G, graded
             micro = micro_batches(batch.groups, cfg, policy.pad_id, policy.device)
             data, gae_metrics = gae_targets(batch, score_rollout(policy, head, micro, cfg), cfg)  # (B*G, T) each
             warmup = step <= algo.critic_warmup_steps

@@ -27,6 +27,8 @@ CHECK = {
     "entry_point": "add",
     "test": "def check(candidate):\n    assert candidate(1, 2) == 3\n    assert candidate(5, 7) == 12\n",
 }
+FLOAT_CALLS = {"entry_point": "mean", "tests": [{"args": [[1, 2]], "expected": 1.5}, {"args": [[2, 4]], "expected": 3.0}]}
+BIG_CALLS = {"entry_point": "add", "tests": [{"args": [10**20, 1], "expected": 10**20 + 1}]}
 ASSERTS = {"tests": ["assert add(1, 2) == 3", "assert add(5, 7) == 12", "assert add(2, 2) == 4"]}
 STDIO = {"tests": [{"input": "1 2\n", "output": "3\n"}, {"input": "5 7", "output": "12"}]}
 
@@ -45,11 +47,16 @@ SCORES = [
     ("calls, correct", fenced("def add(a, b):\n    return a + b"), CALLS, 1.0),
     ("calls, wrong on one", fenced("def add(a, b):\n    return a + b if a > 0 else 99"), CALLS, 2 / 3),
     (
-        "calls, float result close enough",
-        fenced("def add(a, b):\n    return (a + b) * (1 + 1e-12)"),
-        CALLS,
+        "calls, float result close to an expected float",
+        fenced("def mean(xs):\n    return sum(xs) / len(xs) * (1 + 1e-12)"),
+        FLOAT_CALLS,
         1.0,
     ),
+    ("calls, int result where a float is expected", fenced("def mean(xs):\n    return sum(xs) // len(xs)"),
+     FLOAT_CALLS, 0.5),
+    ("calls, float result where an int is expected", fenced("def add(a, b):\n    return float(a + b)"), CALLS, 0.0),
+    ("calls, big ints compare exactly", fenced("def add(a, b):\n    return a - b"), BIG_CALLS, 0.0),
+    ("calls, big ints right", fenced("def add(a, b):\n    return a + b"), BIG_CALLS, 1.0),
     ("calls, bool is not a number", fenced("def add(a, b):\n    return True"), CALLS, 0.0),
     ("calls, raw text without fence", "def add(a, b):\n    return a + b", CALLS, 1.0),
     ("calls, missing function", fenced("def plus(a, b):\n    return a + b"), CALLS, 0.0),

@@ -161,3 +161,23 @@ def test_validate_never_loads_a_model(tmp_path: Path, monkeypatch: pytest.Monkey
         result = CliRunner().invoke(app, ["grade", str(spec), "--validate"])
         assert (result.exit_code, result.stdout.strip()) == (0, "spec ok: ScoreModelGrader 'judge'")
     assert LocalJudge._loaded == loaded  # nothing new loaded, the packaged model included
+
+
+def test_labels_report_the_graders_confusion_table(tmp_path: Path) -> None:
+    """A case-sensitive string check against a rater who accepts any case: its false negatives show up."""
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({"type": "string_check", "name": "exact", "operation": "eq",
+                                "input": "{{sample.output_text}}", "reference": "{{item.answer}}"}))
+    rows = [("Paris", "Paris", True, "europe"), ("paris", "Paris", True, "europe"), ("Lyon", "Paris", False, "europe"),
+            ("Tokyo", "Tokyo", True, "asia"), ("tokyo", "Tokyo", "pass", "asia"), ("Kyoto", "Tokyo", "fail", "asia")]
+    data = tmp_path / "labelled.jsonl"
+    data.write_text("".join(json.dumps({"sample": s, "answer": a, "label": lab, "category": c}) + "\n"
+                            for s, a, lab, c in rows))
+    run = rft(spec, data, "--labels")
+    assert run.returncode == 0, run.stderr
+    assert "agreement with labels (6 samples, 0 grading errors counted as fails)" in run.stdout
+    assert "precision 1.000  recall 0.500  false_positive_rate 0.000  false_negative_rate 0.500" in run.stdout
+    assert "category 'asia' (3 samples)" in run.stdout and "kappa 0.400" in run.stdout  # p_o 4/6, p_e 4/9
+    data.write_text(data.read_text() + json.dumps({"sample": "x", "answer": "y"}) + "\n")
+    run = rft(spec, data, "--labels")
+    assert run.returncode == 2 and "labelled.jsonl:7: no 'label' field" in run.stderr

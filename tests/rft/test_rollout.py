@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-
 import pytest
 import torch
 
+from graders.base import Grade
 from graders.string import StringCheckGrader
 from rft.models import load_model
 from rft.policy import Policy
-from rft.rollout import rollout
+from rft.rollout import dynamic_rollout, refill_items, rollout, signal_groups
 from rft.sampling.base import SamplingParams
 from rft.sampling.hf import HFSampler
 from tasks.base import Task
@@ -49,3 +49,51 @@ def test_rollout_layout_rewards_and_metrics(sampler: HFSampler) -> None:
     assert [c.token_ids for c in varied.completions[:4]] == [c.token_ids for c in out.completions[:4]]
     with pytest.raises(ValueError, match="at least one item"):
         rollout(sampler, task(), [], params)
+
+
+class KindGrader:
+    """Scores by the item's kind: "always" 1, "never" 0, "mixed" the parity of the sample's length (varied)."""
+
+    name = "kind"
+    pass_threshold = 1.0
+
+    def grade(self, sample, item) -> Grade:
+        if item["kind"] == "mixed":
+            return Grade(float(len(sample.output_text) % 2))
+        return Grade(float(item["kind"] == "always"))
+
+
+def kinds_task(kinds: list[str]) -> Task:
+    items = [{"word": f"w{i}", "kind": k} for i, k in enumerate(kinds)]
+    return Task(name="kinds", train=items, test=items, prompt=lambda i: f"Say {i['word']}", grader=KindGrader())
+
+
+def test_dynamic_sampling_keeps_only_groups_with_signal_and_refills(sampler: HFSampler) -> None:
+    task_ = kinds_task(["always", "never"] + ["mixed"] * 6)
+    params = SamplingParams(n=4, temperature=1.0, max_new_tokens=6)
+    torch.manual_seed(0)
+    out = dynamic_rollout(sampler, task_, rollout(sampler, task_, task_.train[:2], params), params, step=1, tries=6,
+                          seed=0)
+    assert out.metrics["dynamic/tries"] >= 2  # the step's own two prompts had no signal at all
+    assert 1 <= len(out.groups) <= 2 and len(out.grades) == 4 * len(out.groups)
+    assert all(item["kind"] == "mixed" for item in out.items)
+    assert [b for b in range(len(out.groups))] == signal_groups(out)
+    assert out.metrics["dynamic/groups_kept"] == len(out.groups)
+    assert out.metrics["dynamic/prompts_sampled"] == 2 * out.metrics["dynamic/tries"]
+    assert out.metrics["accuracy"] == 0.5  # of the step's own prompts: "always" x4 and "never" x4
+    torch.manual_seed(0)
+    again = dynamic_rollout(sampler, task_, rollout(sampler, task_, task_.train[:2], params), params, step=1, tries=6,
+                            seed=0)
+    assert [c.token_ids for c in again.completions] == [c.token_ids for c in out.completions]
+    assert refill_items(task_.train, 1, 1, 2, 0) == refill_items(task_.train, 1, 1, 2, 0)
+    assert refill_items(task_.train, 2, 1, 8, 0) != refill_items(task_.train, 1, 1, 8, 0)
+    assert refill_items(task_.train, 1, 1, 8, 0, rank=1) != refill_items(task_.train, 1, 1, 8, 0)
+
+
+def test_dynamic_sampling_without_any_signal_trains_on_the_steps_own_batch(sampler: HFSampler) -> None:
+    task_ = kinds_task(["always", "never", "always"])
+    params = SamplingParams(n=2, temperature=1.0, max_new_tokens=4)
+    out = dynamic_rollout(sampler, task_, rollout(sampler, task_, task_.train[:2], params), params, step=3, tries=3,
+                          seed=0)
+    assert out.items == task_.train[:2] and signal_groups(out) == []
+    assert (out.metrics["dynamic/tries"], out.metrics["dynamic/groups_kept"]) == (3.0, 0.0)

@@ -33,6 +33,19 @@ def echo_task(n_train: int = 12, n_test: int = 4) -> Task:
     )
 
 
+def judge_task(judge_model: str) -> Task:
+    """The echo task graded by a score_model judge: a tiny model loaded in this process (greedy, 8 tokens)."""
+    from graders.spec import load_grader
+
+    task = echo_task()
+    task.grader = load_grader({
+        "type": "score_model", "name": "judge", "model": judge_model, "backend": "local", "range": [0, 10],
+        "input": [{"role": "user", "content": "Rate 0 to 10: {{sample.output_text}} (wanted {{item.word}})"}],
+        "sampling_params": {"max_completion_tokens": 8},
+    })
+    return task
+
+
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_chat_model(tmp_path_factory.mktemp("tiny") / "model")
@@ -202,3 +215,54 @@ def test_micro_batch_size_does_not_change_the_update(tiny_model: Path, aggregati
         deltas.append(torch.cat([(p.detach() - b).flatten() for p, b in zip(params, before)]))
     assert deltas[0].abs().sum() > 0
     torch.testing.assert_close(deltas[0], deltas[1], rtol=1e-4, atol=1e-6)
+
+
+def test_a_raised_alarm_reaches_metrics_summary_and_stdout(tiny_model: Path, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture) -> None:
+    """Wiring of rft.alarms in a real run: a length alarm set to fire on any change (ratio 1) is printed once,
+    logged as alarm/length on each step it holds, and listed in summary.json."""
+    out = tmp_path / "run"
+    summary = train(config(tiny_model, out, steps=3, **{"alarms.window": "1", "alarms.length_ratio": "1.0"}),
+                    show_progress=False)
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if r.get("alarm/length") == 1.0] == [1, 2, 3]  # ratio >= 1 always holds
+    assert [a["name"] for a in summary["alarms"]] == ["length"] and summary["alarms"][0]["step"] == 1
+    assert json.loads((out / "summary.json").read_text())["alarms"] == summary["alarms"]
+    assert capsys.readouterr().out.count("ALARM step 1 [length]") == 1
+
+
+def test_dynamic_sampling_in_a_run(tiny_model: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    train(config(tiny_model, out, steps=2, **{"algorithm.dynamic_sampling": "true", "algorithm.sampling_tries": "2",
+                                               "eval.interval": "5"}), show_progress=False)
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if "reward_mean" in line]
+    assert [r["step"] for r in rows] == [1, 2]
+    for row in rows:
+        assert row["dynamic/tries"] in (1.0, 2.0) and 0 <= row["dynamic/groups_kept"] <= 2
+        assert row["zero_signal_groups"] == (2.0 if row["dynamic/groups_kept"] == 0 else 0.0)
+
+
+def test_judge_budget_stops_cleanly_and_resume_continues_exactly(tiny_model: Path, tmp_path: Path) -> None:
+    """Priced judge tokens: a budget that covers step 1 but not step 2 stops the run with a checkpoint at step 1
+    and the reason in the summary; resuming with no limit ends where an unlimited run ends."""
+    judged = {"task.name": "tests.rft.test_train_e2e:judge_task", "task.options": json.dumps(
+        {"judge_model": str(tiny_model)}), "judge.prompt_price": "1000000", "judge.completion_price": "2000000",
+        "eval.interval": "10"}
+    full = train(config(tiny_model, tmp_path / "full", steps=2, **judged), show_progress=False)
+    rows = [json.loads(line) for line in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
+    eval0, step1 = rows[0]["eval/judge_cost"], rows[1]["judge_cost/step"]
+    assert rows[1]["tokens/judge/prompt"] > 0 and step1 == pytest.approx(
+        rows[1]["tokens/judge/prompt"] + 2 * rows[1]["tokens/judge/completion"])  # $1 and $2 per token
+    assert full["judge_cost"] == pytest.approx(sum(r.get("judge_cost/step", r.get("eval/judge_cost", 0)) for r in rows))
+
+    out = tmp_path / "stopped"
+    stopped = train(config(tiny_model, out, steps=2, **judged, **{"judge.budget": str(eval0 + 1.5 * step1)}),
+                    show_progress=False)
+    assert stopped["stopped"].startswith("judge budget: $") and stopped["after"] is None
+    assert [p.name for p in out.glob("checkpoint-*")] == ["checkpoint-000001"]
+    resumed = train(config(tiny_model, out, steps=2, **judged), resume=True, show_progress=False)
+    # (the totals may differ: a resumed run starts with an empty judge cache, so it pays for repeats again)
+    assert resumed["stopped"] is None and resumed["judge_cost"] > stopped["judge_cost"] == pytest.approx(eval0 + step1)
+    assert torch.equal(*(lora_weights(run / "checkpoint-000002" / "adapter")["base_model.model.model.layers.0."
+                                                                               "self_attn.q_proj.lora_B.weight"]
+                         for run in (tmp_path / "full", out)))
