@@ -35,8 +35,8 @@ class ServerSampler:
     def __init__(self, policy: Policy, config: SamplerConfig, *, timeout: float = 600.0) -> None:
         self.policy, self.tokenizer = policy, policy.tokenizer
         self.eos_ids = eos_token_ids(policy.model, policy.tokenizer)
-        self.client = httpx.Client(base_url=config.base_url.rstrip("/"), timeout=timeout)
-        models = self._call("GET", "/models")["data"]
+        self.client = httpx.Client(base_url=config.base_url.rstrip("/") + "/", timeout=timeout)
+        models = self._call("GET", "models")["data"]
         if not models:
             raise ServerError(f"{config.base_url}/models lists no model")
         self.model = self.base_model = models[0]["id"]
@@ -59,9 +59,9 @@ class ServerSampler:
         if self.writer is None or (self.current is not None and self.current.version == policy.version):
             return
         new = self.writer.write(policy.model, policy.version)
-        self._call("POST", "/load_lora_adapter", {"lora_name": new.name, "lora_path": str(new.path)})
+        self._call("POST", "load_lora_adapter", {"lora_name": new.name, "lora_path": str(new.path)})
         if self.current is not None:
-            self._call("POST", "/unload_lora_adapter", {"lora_name": self.current.name})
+            self._call("POST", "unload_lora_adapter", {"lora_name": self.current.name})
             self.writer.remove(self.current)
         self.current, self.model = new, new.name
 
@@ -71,13 +71,14 @@ class ServerSampler:
         bodies = [self._body(p, params, seed) for p, seed in zip(prompt_ids, request_seeds(params, len(prompts)))]
         version = self.current.version if self.current else self.policy.version
         with ThreadPoolExecutor(max_workers=min(len(bodies), 16)) as pool:
-            answers = list(pool.map(lambda body: self._call("POST", "/completions", body), bodies))
+            answers = list(pool.map(lambda body: self._call("POST", "completions", body), bodies))
         return [self._group(p, answer, params, version) for p, answer in zip(prompt_ids, answers)]
 
     def _body(self, prompt: list[int], params: SamplingParams, seed: int) -> dict[str, Any]:
         greedy = params.temperature <= 0
         body: dict[str, Any] = {
-            "model": self.model, "prompt": prompt, "n": params.n, "max_tokens": params.max_new_tokens,
+            # vLLM refuses n > 1 with greedy decoding; the n greedy samples are one sample repeated (`_group`).
+            "model": self.model, "prompt": prompt, "n": 1 if greedy else params.n, "max_tokens": params.max_new_tokens,
             "temperature": 0.0 if greedy else params.temperature, "top_p": 1.0 if greedy else params.top_p,
             "seed": seed, "return_token_ids": True, "stop_token_ids": sorted(self.eos_ids),
         }
@@ -87,6 +88,8 @@ class ServerSampler:
 
     def _group(self, prompt: list[int], answer: dict[str, Any], params: SamplingParams, version: int) -> list[Completion]:
         choices = sorted(answer["choices"], key=lambda c: c["index"])
+        if params.temperature <= 0:
+            choices = choices * params.n
         if len(choices) != params.n or any(c.get("token_ids") is None for c in choices):
             raise ServerError(f"{self.client.base_url}/completions returned {len(choices)} choices (asked for "
                               f"{params.n}) or no token_ids: the server must support return_token_ids")
