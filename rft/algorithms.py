@@ -34,6 +34,8 @@ class ClippedUpdate:
                            "seq_mean_token_sum_norm", choices=("seq_mean", "token_mean", "seq_mean_token_sum_norm"))
     num_iterations: int = opt(1, "optimisation passes over each sampled batch (>1 uses old log-probs)")
     mask_truncated: bool = opt(False, "exclude completions that hit max_new_tokens from the loss")
+    tis_cap: float | None = opt(None, "truncated importance sampling (Yao et al. 2025): weigh each token by "
+                                "min(pi_old / pi_sampler, tis_cap); null: off")
     dynamic_sampling: bool = opt(False, "DAPO dynamic sampling: drop groups whose rewards are all equal and refill "
                                  "the batch from further prompts")
     sampling_tries: int = opt(3, "dynamic sampling: rollouts per step at most (the step's own + refills)")
@@ -51,6 +53,8 @@ class ClippedUpdate:
         if self.sampling_tries < 1:
             raise ConfigError(f"algorithm.sampling_tries must be >= 1, got {self.sampling_tries}")
         check_clip(self.epsilon, self.epsilon_high)
+        if self.tis_cap is not None and self.tis_cap <= 0:
+            raise ConfigError(f"algorithm.tis_cap must be > 0 or null, got {self.tis_cap}")
         for key in ("beta", "kl_coef"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"algorithm.{key} must be >= 0, got {getattr(self, key)}")

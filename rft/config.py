@@ -54,10 +54,17 @@ class TaskConfig:
 
 @dataclass
 class SamplerConfig:
-    backend: str = opt("hf", "generation backend (see rft.sampling.SAMPLERS)", choices=("hf",))
+    backend: str = opt("hf", "generation backend: hf (transformers, in-process), vllm (in-process vllm.LLM) or "
+                       "server (an OpenAI-compatible server at base_url)", choices=("hf", "vllm", "server"))
     temperature: float = opt(0.8, "sampling temperature for training rollouts (log-probs are scored at it too)")
     top_p: float = opt(1.0, "nucleus sampling for training rollouts")
     max_new_tokens: int = opt(24, "completion length cap; longer completions are marked truncated")
+    adapter_dir: str = opt("/dev/shm/rft-adapters", "vllm / server: where each policy version's adapter is written "
+                           "(RAM-backed; a server must see the same path)")
+    gpu_memory_utilization: float = opt(0.3, "vllm on a GPU: fraction of its memory vLLM takes (weights + KV "
+                                        "cache); training uses the rest")
+    enable_sleep_mode: bool = opt(False, "vllm on a GPU: free vLLM's weights and KV cache during each training phase")
+    base_url: str = opt("", "server: the OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1")
     seed_per_prompt: bool = opt(False, "seed each prompt's group from (train.seed, step, prompt index): the same "
                                 "completions on any number of ranks, at one generate call per prompt")
 
@@ -126,6 +133,11 @@ class RunConfig:
                               f"{self.sampler.temperature}): greedy samples of one prompt are all the same")
         if not 0 < self.sampler.top_p <= 1:
             raise ConfigError(f"sampler.top_p must be in (0, 1], got {self.sampler.top_p}")
+        if self.sampler.backend == "server" and not self.sampler.base_url:
+            raise ConfigError("sampler.base_url is needed with sampler.backend server (e.g. http://127.0.0.1:8000/v1)")
+        if not 0 < self.sampler.gpu_memory_utilization <= 1:
+            raise ConfigError(f"sampler.gpu_memory_utilization must be in (0, 1], got "
+                              f"{self.sampler.gpu_memory_utilization}")
         if self.grading.address and self.grading.backend != "ray":
             raise ConfigError(f"grading.address {self.grading.address!r} is only used by grading.backend ray "
                               f"(got {self.grading.backend!r})")

@@ -9,6 +9,10 @@ named, pure aggregation function in `AGGREGATIONS`, since the papers disagree on
 - "token_mean": DAPO (Yu et al. 2025, sec. 3.3, token-level loss): sum over all tokens / total tokens.
 - "seq_mean_token_sum_norm": Dr. GRPO (Liu et al. 2025): sum over all tokens / (N * max_tokens), a
   constant normaliser, so neither the answer length nor the batch's token count rescales the gradient.
+
+When the tokens were sampled by another engine (vLLM, a rollout server), its log-probs differ from the
+trainer's by kernel numerics; `grpo_loss` can weigh each token's surrogate by the truncated importance
+weight min(pi_old / pi_sampler, C) (`tis_weights`, Yao et al. 2025) and reports the gap either way.
 """
 
 from __future__ import annotations
@@ -109,6 +113,19 @@ def _check_inputs(
         )
 
 
+def tis_weights(old_logprobs: Tensor, sampler_logprobs: Tensor, cap: float) -> Tensor:
+    """Truncated importance sampling weights (N, T): min(pi_old / pi_sampler, cap), a constant.
+
+    Yao et al. 2025, "Your efficient RL framework secretly brings you off-policy RL training" (TIS):
+    the sampler's distribution differs from the trainer's at the same weights, so the policy gradient
+    is reweighted per token towards the trainer's old policy; truncating at `cap` bounds the variance.
+    old_logprobs, sampler_logprobs: (N, T) log-probs of the sampled tokens under each.
+    """
+    if cap <= 0:
+        raise ValueError(f"tis cap must be > 0, got {cap}")
+    return torch.exp(old_logprobs.detach() - sampler_logprobs.detach()).clamp(max=cap)
+
+
 def grpo_loss(
     logprobs: Tensor,
     old_logprobs: Tensor,
@@ -116,6 +133,8 @@ def grpo_loss(
     advantages: Tensor,
     mask: Tensor,
     *,
+    sampler_logprobs: Tensor | None = None,
+    tis_cap: float | None = None,
     epsilon: float = 0.2,
     epsilon_high: float | None = None,
     beta: float = 0.0,
@@ -141,12 +160,21 @@ def grpo_loss(
         max_tokens: the generation budget; required by "seq_mean_token_sum_norm".
         counts: the whole batch's counts when this is one micro-batch of it (default: this mask's),
             so that the micro-batch losses sum to the loss of the whole batch.
+        sampler_logprobs: (N, T) the same under the engine that sampled them (vLLM, a server), or None.
+        tis_cap: with sampler_logprobs, weigh each token's surrogate by `tis_weights(old, sampler, cap)`;
+            None leaves the loss unweighted.
 
     Returns the scalar loss and python-float metrics: "loss", "ratio_mean", "clip_ratio" (fraction of
-    real tokens whose clipped term was the active one), "clip_ratio_low", "clip_ratio_high", and "kl"
-    (mean k3 over real tokens) when ref_logprobs is given.
+    real tokens whose clipped term was the active one), "clip_ratio_low", "clip_ratio_high", "kl"
+    (mean k3 over real tokens) when ref_logprobs is given, and with sampler_logprobs
+    "sampler_logprob_diff" (mean |old - sampler| over real tokens) and "tis_weight_mean" when weighted.
     """
     _check_inputs(logprobs, old_logprobs, ref_logprobs, advantages, mask, aggregation, max_tokens)
+    if sampler_logprobs is not None and sampler_logprobs.shape != logprobs.shape:
+        raise ValueError(f"sampler_logprobs must have the shape of logprobs {tuple(logprobs.shape)}, "
+                         f"got {tuple(sampler_logprobs.shape)}")
+    if tis_cap is not None and sampler_logprobs is None:
+        raise ValueError(f"tis_cap={tis_cap} weighs tokens by pi_old / pi_sampler, so sampler_logprobs is needed")
     if beta < 0 or epsilon < 0 or (epsilon_high is not None and epsilon_high < 0):
         raise ValueError(f"beta, epsilon, epsilon_high must be >= 0, got {beta}, {epsilon}, {epsilon_high}")
     if beta > 0 and ref_logprobs is None:
@@ -167,6 +195,14 @@ def grpo_loss(
     unclipped = ratio * adv  # (N, T)
     clipped = torch.clamp(ratio, 1.0 - epsilon, 1.0 + upper) * adv  # (N, T)
     per_token = -torch.minimum(unclipped, clipped)  # (N, T)
+    extra: dict[str, float] = {}
+    if sampler_logprobs is not None:
+        gap = torch.where(real, old_logprobs.detach() - sampler_logprobs.detach(), 0.0)  # (N, T)
+        extra["sampler_logprob_diff"] = float((gap.abs().sum() / weights.sum().clamp(min=1.0)).item())
+        if tis_cap is not None:
+            tis = torch.where(real, tis_weights(old_logprobs, sampler_logprobs, tis_cap), 0.0)  # (N, T)
+            per_token = per_token * tis
+            extra["tis_weight_mean"] = float((tis.sum() / weights.sum().clamp(min=1.0)).item())
 
     kl = None
     if ref_logprobs is not None:
@@ -178,7 +214,7 @@ def grpo_loss(
             per_token = per_token + beta * kl
 
     loss = AGGREGATIONS[aggregation](per_token, weights, max_tokens, counts or BatchCounts.of(mask))
-    return loss, _metrics(loss, ratio, adv, kl, weights, epsilon, upper)
+    return loss, _metrics(loss, ratio, adv, kl, weights, epsilon, upper) | extra
 
 
 @torch.no_grad()

@@ -145,10 +145,15 @@ def dynamic_rollout(
 
 
 def training_params(cfg: RunConfig) -> SamplingParams:
-    """How every training recipe samples: G completions per prompt at the run's temperature, top_p and length."""
+    """How every training recipe samples: G completions per prompt at the run's temperature, top_p and length.
+
+    The sampler's own log-probs are asked for when another engine samples (the train/inference gap is
+    logged) or when the loss weighs tokens by them (`algorithm.tis_cap`).
+    """
     sampler = cfg.sampler
+    logprobs = sampler.backend != "hf" or getattr(cfg.algorithm, "tis_cap", None) is not None
     return SamplingParams(n=cfg.algorithm.group_size, temperature=sampler.temperature, top_p=sampler.top_p,
-                          max_new_tokens=sampler.max_new_tokens)
+                          max_new_tokens=sampler.max_new_tokens, logprobs=logprobs)
 
 
 def step_items(items: Sequence[Mapping[str, Any]], step: int, count: int, seed: int) -> list[Mapping[str, Any]]:

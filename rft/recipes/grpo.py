@@ -27,7 +27,7 @@ from rft.losses import BatchCounts, grpo_loss
 from rft.policy import Policy, build_optimizer, optimizer_step, policy_from_config
 from rft.rollout import MicroBatch, Rollout, dynamic_rollout, micro_batches, step_items, training_params
 from rft.run import load_checked_task, open_run, seed_everything
-from rft.sampling import build_sampler
+from rft.sampling import build_sampler, release_memory
 from rft.sampling.base import Completion, Sampler
 
 __all__ = ["policy_update", "step_items", "train"]
@@ -62,6 +62,20 @@ def estimate_advantages(
     return ADVANTAGE_ESTIMATORS[cfg.algorithm.advantage](rewards, present, group_size=cfg.algorithm.group_size)
 
 
+def sampler_logprobs(groups: list[list[Completion]], micro: list[MicroBatch]) -> Scores:
+    """The sampler's log-probs of the sampled tokens, one (n_micro, T) tensor per micro-batch (0 on
+    padding), or None when the backend did not return them."""
+    flat = [c for group in groups for c in group]
+    if any(c.logprobs is None for c in flat):
+        return None
+    out = []
+    for _, mask, rows in micro:
+        width = mask.shape[1]
+        padded = [c.logprobs + [0.0] * (width - len(c.logprobs)) for c in flat[rows]]
+        out.append(torch.tensor(padded, dtype=torch.float32, device=mask.device))  # (n_micro, T)
+    return out
+
+
 def policy_update(
     policy: Policy, optimizer: Any, scheduler: Any, groups: list[list[Completion]], advantages: torch.Tensor,
     cfg: RunConfig, sampler: Sampler, old: Scores = None, ref: Scores = None,
@@ -78,6 +92,7 @@ def policy_update(
     counts = global_counts(BatchCounts.of(torch.cat([mask for _, mask, _ in micro])))  # all ranks' B*G rows
     if old is None and ref is None:
         old, ref = frozen_logprobs(policy, micro, cfg)
+    sampled = sampler_logprobs(groups, micro)
     totals: dict[str, float] = {}
     for _ in range(algo.num_iterations):
         for i, (tensors, mask, rows) in enumerate(micro):
@@ -85,14 +100,16 @@ def policy_update(
                                                    temperature=cfg.sampler.temperature)  # (n_micro, T)
             loss, metrics = grpo_loss(
                 logprobs, old[i] if old else logprobs, ref[i] if ref else None, advantages[rows], mask,
-                epsilon=algo.epsilon, epsilon_high=algo.epsilon_high, beta=algo.beta,
+                sampler_logprobs=sampled[i] if sampled else None, tis_cap=algo.tis_cap, epsilon=algo.epsilon, epsilon_high=algo.epsilon_high, beta=algo.beta,
                 aggregation=algo.aggregation, max_tokens=cfg.sampler.max_new_tokens, counts=counts,
             )
             loss.backward()
             for key, value in metrics.items():
                 totals[key] = totals.get(key, 0.0) + value / (len(micro) * algo.num_iterations)
         totals["grad_norm"] = optimizer_step(policy, optimizer, scheduler, cfg.train.max_grad_norm)
+        synced = time.perf_counter()
         sampler.sync(policy)
+        totals["seconds/sync"] = totals.get("seconds/sync", 0.0) + time.perf_counter() - synced
     # Per-micro-batch losses are shares of the batch loss: their sum is the batch's loss.
     totals["loss"] *= len(micro)
     return totals | {"seconds/training": time.perf_counter() - start}
@@ -115,6 +132,7 @@ def train(cfg: RunConfig, *, resume: bool = False, show_progress: bool = True) -
             if cfg.algorithm.dynamic_sampling:  # only groups with signal, refilled while `sampling_tries` allow
                 batch = dynamic_rollout(sampler, task, batch, params, step=step, tries=cfg.algorithm.sampling_tries,
                                         seed=cfg.train.seed, rank=rank())
+            release_memory(sampler)  # a vLLM engine sharing the GPU sleeps until the next sync
             micro = micro_batches(batch.groups, cfg, policy.pad_id, policy.device)
             old, ref = frozen_logprobs(policy, micro, cfg)
             advantages, adv_metrics = estimate_advantages(batch, micro, old, ref, cfg, policy.device)  # (B*G, T)

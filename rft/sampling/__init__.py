@@ -12,7 +12,11 @@ if TYPE_CHECKING:
     from rft.policy import Policy
 
 # sampler.backend -> "module:class"; each class is built as cls(policy, config).
-SAMPLERS: dict[str, str] = {"hf": "rft.sampling.hf:HFSampler"}
+SAMPLERS: dict[str, str] = {
+    "hf": "rft.sampling.hf:HFSampler",
+    "vllm": "rft.sampling.vllm:VLLMSampler",
+    "server": "rft.sampling.server:ServerSampler",
+}
 
 
 def build_sampler(cfg: SamplerConfig, policy: Policy) -> Sampler:
@@ -23,4 +27,12 @@ def build_sampler(cfg: SamplerConfig, policy: Policy) -> Sampler:
     return getattr(importlib.import_module(module), attr)(policy, cfg)
 
 
-__all__ = ["SAMPLERS", "Completion", "Sampler", "SamplingParams", "build_sampler"]
+def release_memory(sampler: Sampler) -> None:
+    """Before a training phase: a backend sharing the accelerator with training (vLLM in sleep mode) frees
+    its memory until the next `sync`; the others hold nothing to free and have no `sleep`."""
+    sleep = getattr(sampler, "sleep", None)
+    if sleep is not None:
+        sleep()
+
+
+__all__ = ["SAMPLERS", "Completion", "Sampler", "SamplingParams", "build_sampler", "release_memory"]

@@ -10,6 +10,7 @@ import torch
 
 from rft.models import new_cache
 from rft.sampling.base import Completion, Messages, SamplingParams
+from rft.sampling.tokens import encode_prompts, eos_token_ids, to_completion
 
 if TYPE_CHECKING:
     from rft.config import SamplerConfig
@@ -32,7 +33,7 @@ def merged_lora(model: Any) -> Iterator[None]:
     saved: list[tuple[torch.nn.Parameter, torch.Tensor]] = []
     try:
         for module in model.modules():
-            if isinstance(module, LoraLayer) and not module.merged:
+            if isinstance(module, LoraLayer) and not module.merged and not module.disable_adapters:
                 weight = module.get_base_layer().weight
                 delta = sum(module.get_delta_weight(name) for name in module.active_adapters if name in module.lora_A)
                 saved.append((weight, weight.data))
@@ -50,7 +51,7 @@ class HFSampler:
     def __init__(self, policy: Policy, config: SamplerConfig | None = None) -> None:
         self.policy = policy
         self.model, self.tokenizer = policy.model, policy.tokenizer
-        self.eos_ids = _eos_ids(policy.model, policy.tokenizer)
+        self.eos_ids = eos_token_ids(policy.model, policy.tokenizer)
 
     def sync(self, policy: Policy) -> None:
         if policy.model is not self.model:
@@ -59,15 +60,14 @@ class HFSampler:
 
     def encode(self, prompts: list[Messages]) -> list[list[int]]:
         """Prompt token ids through the tokenizer's chat template, ready for the assistant turn."""
-        out = []
-        for messages in prompts:
-            ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
-            out.append(list(ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids))
-        return out
+        return encode_prompts(self.tokenizer, prompts)
+
+    def generate(self, prompts: list[Messages], params: SamplingParams) -> list[list[Completion]]:
+        return self.generate_ids(self.encode(prompts), params)
 
     @torch.no_grad()
-    def generate(self, prompts: list[Messages], params: SamplingParams) -> list[list[Completion]]:
-        prompt_ids = self.encode(prompts)
+    def generate_ids(self, prompt_ids: list[list[int]], params: SamplingParams) -> list[list[Completion]]:
+        """`generate` for prompts already tokenized (a completions endpoint's `prompt` as ids)."""
         pad = self.tokenizer.pad_token_id
         width = max(len(p) for p in prompt_ids)
         device = self.policy.device
@@ -110,10 +110,8 @@ class HFSampler:
             group = []
             for g in range(params.n):
                 row = b * params.n + g
-                c = self._completion(p, new_ids[row], params.max_new_tokens)
-                if token_logprobs is not None:
-                    c.logprobs = token_logprobs[row][: len(c.token_ids)]
-                group.append(c)
+                group.append(to_completion(self.tokenizer, self.eos_ids, p, new_ids[row], params.max_new_tokens,
+                                           self.policy.version, token_logprobs[row] if token_logprobs else None))
             results.append(group)
         return results
 
@@ -132,30 +130,9 @@ class HFSampler:
         next(iter(cache_kw.values())).batch_repeat_interleave(n)  # (B, H, P-1, D) -> (B*G, H, P-1, D)
         return cache_kw
 
-    def _completion(self, prompt: list[int], ids: list[int], limit: int) -> Completion:
-        stop = next((i for i, t in enumerate(ids) if t in self.eos_ids), None)
-        tokens = ids[: stop + 1] if stop is not None else ids[:limit]
-        text = self.tokenizer.decode(tokens, skip_special_tokens=True)
-        return Completion(prompt_ids=prompt, token_ids=tokens, text=text, truncated=stop is None,
-                          policy_version=self.policy.version)
-
 
 def _sampled_logprobs(scores: tuple[torch.Tensor, ...], new: torch.Tensor) -> torch.Tensor:
     """Log-probs (B*G, C) of the generated tokens `new` (B*G, C) under the per-step `scores` (C x (B*G, V))."""
     steps = torch.stack(scores, dim=1).float()  # (B*G, C, V)
     picked = steps.gather(-1, new[:, : steps.shape[1]].unsqueeze(-1)).squeeze(-1)  # (B*G, C)
     return picked - torch.logsumexp(steps, dim=-1)
-
-
-def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
-    """Every id that ends an assistant turn: the config's EOS ids and the tokenizer's EOS."""
-    ids: set[int] = set()
-    configured = model.generation_config.eos_token_id
-    if configured is not None:
-        ids.update(configured if isinstance(configured, list) else [configured])
-    if tokenizer.eos_token_id is not None:
-        ids.add(tokenizer.eos_token_id)
-    im_end = tokenizer.convert_tokens_to_ids("<|im_end|>") if "<|im_end|>" in tokenizer.get_vocab() else None
-    if im_end is not None:
-        ids.add(im_end)
-    return ids

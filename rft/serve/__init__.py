@@ -15,6 +15,7 @@ from fastapi import FastAPI
 
 from rft.serve.app import ApiError, build_app
 from rft.serve.chat import ChatModel, ChatRequest
+from rft.serve.completions import add_completion_routes
 from rft.serve.embeddings import add_embedding_routes
 from rft.serve.graders_api import add_grader_routes
 from rft.serve.jobs import add_fine_tuning
@@ -25,6 +26,7 @@ __all__ = [
     "ChatModel",
     "ChatRequest",
     "Server",
+    "add_completion_routes",
     "add_embedding_routes",
     "add_fine_tuning",
     "add_grader_routes",
@@ -34,10 +36,12 @@ __all__ = [
 
 
 def full_app(chat: ChatModel) -> FastAPI:
-    """Chat completions, embeddings and OpenAI's grader endpoints; `serve` adds the fine-tuning API
-    (`add_fine_tuning(app, chat, state_dir, ...)`), which needs a state directory and a job runner."""
+    """Chat completions, embeddings, OpenAI's grader endpoints and the rollout server's completions with token ids
+    and run-time LoRA adapters; `serve` adds the fine-tuning API (`add_fine_tuning(app, chat, state_dir, ...)`),
+    which needs a state directory and a job runner."""
     app = build_app(chat)
     add_embedding_routes(app, chat)
+    add_completion_routes(app, chat)
     add_grader_routes(app)
     return app
 

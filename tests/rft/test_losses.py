@@ -338,3 +338,39 @@ def test_per_token_advantages_weigh_each_token() -> None:
     loss, _ = grpo_loss(logprobs, logprobs, None, advantages, batch["mask"], aggregation="token_mean")
     loss.backward()
     torch.testing.assert_close(logprobs.grad, torch.tensor([[0.0, -0.4, 0.0], [0.2, 0.0, 0.0]], dtype=torch.float64))
+
+
+def test_hand_derived_truncated_importance_sampling_weights() -> None:
+    """TIS (Yao et al. 2025) weighs each surrogate term by min(pi_old / pi_sampler, C); the KL term is not.
+
+    Sampler log-probs are old - ln w with w = [2, 0.5, 1] (seq 0) and [4, 1] (seq 1), C = 3, so the
+    weights are [2, 0.5, 1] and [3, 1]. Surrogate terms (see above): seq 0 [-1.28, -0.5, -1.1] ->
+    weighted -2.56 - 0.25 - 1.1 = -3.91; seq 1 [1.6, 3.0] -> 4.8 + 3.0 = 7.8. The k3 terms with
+    beta = 0.1 add 0.1 * (1/2) + 0.1 * (1 - ln2). token_mean over 5 real tokens.
+    |old - sampler| = [ln2, ln2, 0, 2 ln2, 0]: mean 4 ln2 / 5; mean weight (2 + .5 + 1 + 3 + 1) / 5 = 1.5.
+    """
+    batch = _hand_batch()
+    w = torch.tensor([[2.0, 0.5, 1.0], [4.0, 1.0, 1.0]], dtype=torch.float64)
+    sampler = batch["old_logprobs"] - w.log()
+    sampler[1, 2] = 80.0  # padding: exp(-50 - 80) or its inverse must not leak in
+    loss, metrics = grpo_loss(**batch, sampler_logprobs=sampler, tis_cap=3.0, epsilon=0.2, epsilon_high=0.28,
+                              beta=0.1, aggregation="token_mean")
+    expected = (-3.91 + 7.8 + 0.1 * 0.5 + 0.1 * (1 - LN2)) / 5
+    assert loss.item() == pytest.approx(expected, rel=1e-12)
+    assert metrics["tis_weight_mean"] == pytest.approx(1.5, rel=1e-12)
+    assert metrics["sampler_logprob_diff"] == pytest.approx(4 * LN2 / 5, rel=1e-12)
+    loss.backward()
+    # d loss / d logp at seq 1 token 0 (clipped low) is 0; at seq 0 token 1 (r = 0.5, unclipped): -w * A * r / 5.
+    assert batch["logprobs"].grad[1, 0].item() == pytest.approx(0.1 * -(2 - 1) / 5, rel=1e-9)  # only k3: -(e^gap - 1)
+    assert batch["logprobs"].grad[0, 1].item() == pytest.approx(-0.5 * 1.0 * 0.5 / 5 - 0.1 * (2 - 1) / 5, rel=1e-9)
+
+
+def test_sampler_gap_without_cap_leaves_the_loss_alone() -> None:
+    batch = _hand_batch()
+    plain, _ = grpo_loss(**batch, aggregation="token_mean")
+    shifted, metrics = grpo_loss(**batch, sampler_logprobs=batch["old_logprobs"] - 0.25, aggregation="token_mean")
+    assert shifted.item() == plain.item()
+    assert metrics["sampler_logprob_diff"] == pytest.approx(0.25, rel=1e-12)
+    assert "tis_weight_mean" not in metrics
+    with pytest.raises(ValueError, match="sampler_logprobs is needed"):
+        grpo_loss(**batch, tis_cap=2.0)
