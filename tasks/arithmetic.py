@@ -71,7 +71,7 @@ def arithmetic(
         train=train,
         test=test,
         prompt=prompt,
-        grader=MathGrader(reference_field="answer"),
+        grader=MathGrader(reference_field="answer", numeric_answer=True),
         reference=lambda item: item["answer"],
         system_prompt=system_prompt,
         description=f"integer arithmetic: {size}-digit operands, ops {ops!r}, {steps} step(s)",

@@ -115,7 +115,7 @@ def word_problems(
         train=train,
         test=test,
         prompt=prompt,
-        grader=MathGrader(reference_field="answer"),
+        grader=MathGrader(reference_field="answer", numeric_answer=True),
         reference=lambda item: item["solution"],
         system_prompt=system_prompt,
         description=f"grade-school word problems, {min_steps}-{max_steps} steps, answer after ####",

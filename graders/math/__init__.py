@@ -37,7 +37,9 @@ from graders.math.sympy_worker import SympyFailure, SympyTimeout, symbolic_compa
 from graders.templates import check_template, prepare, resolve
 
 _CHOICE_REFERENCE = re.compile(r"^\(?\s*([A-E])\s*\)?\.?(?:\s+[A-Z][a-z]+(?:\s+\S+)*)?$")
-_SPEC_KEYS = {"type", "name", "reference", "timeout"}
+_SPEC_KEYS = {"type", "name", "reference", "timeout", "numeric_answer"}
+# A number as a final answer: sign, digits (thousands commas allowed), decimals; `$`, `%`, a final period ignored.
+_NUMBER = re.compile(r"[-+]?(\d{1,3}(,\d{3})+|\d+)(\.\d+)?")
 
 
 def _choice_letter(reference: str) -> str | None:
@@ -112,12 +114,17 @@ class MathGrader:
     """Mathematical equivalence of the final answer to `item[reference_field]` (or a `reference` template).
 
     timeout: hard limit in seconds on the symbolic comparison of one sample.
+    numeric_answer: the final answer must be a number (after the last `=` of a worked line such as
+    `53 + 12 = 65`): an expression, such as the question echoed back (`53 + 12 =`), scores 0 (rule
+    `not_a_number`) however equal it is. Tasks that ask for a computed number turn it on: without it a
+    policy learns to restate the question, which symbolic equivalence accepts.
     """
 
     name: str = "math"
     reference_field: str = "answer"
     timeout: float = 1.0
     reference: str | None = None
+    numeric_answer: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.timeout, (int, float)) or self.timeout <= 0:
@@ -141,6 +148,7 @@ class MathGrader:
             name=spec.get("name", "math"),
             timeout=spec.get("timeout", 1.0),
             reference=spec.get("reference", "{{item.answer}}"),
+            numeric_answer=bool(spec.get("numeric_answer", False)),
         )
 
     def _reference(self, sample: Sample, item: Mapping[str, Any]) -> str:
@@ -162,4 +170,10 @@ class MathGrader:
     def grade(self, sample: Sample | str, item: Mapping[str, Any]) -> Grade:
         """Score 1.0 when the response's final answer equals the reference, else 0.0 (error set if unjudgeable)."""
         sample, item = prepare(sample, item)
-        return grade_answer(sample.output_text, self._reference(sample, item), self.timeout)
+        reference = self._reference(sample, item)
+        if self.numeric_answer:
+            answer = final_answer(sample.output_text)
+            value = (answer or "").rsplit("=", 1)[-1].strip().strip("$").rstrip(".%").strip()
+            if answer is not None and not _NUMBER.fullmatch(value):
+                return Grade(0.0, {"extracted": answer, "reference": reference, "rule": "not_a_number"})
+        return grade_answer(sample.output_text, reference, self.timeout)

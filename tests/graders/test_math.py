@@ -195,6 +195,26 @@ def test_from_spec_renders_reference_template_and_timeout() -> None:
 
 
 @pytest.mark.parametrize(
+    ("response", "score", "rule"),
+    [
+        ("53 + 12 =", 0.0, "not_a_number"),  # the question echoed back: symbolically equal, not an answer
+        ("The answer is 53 + 12", 0.0, "not_a_number"),
+        (r"\boxed{53+12}", 0.0, "not_a_number"),
+        ("53 + 12 = 65", 1.0, "numeric"),  # a worked line ending in the number
+        (r"\boxed{65}", 1.0, "string"),
+        ("$65.", 1.0, "string"),
+        ("66", 0.0, None),
+    ],
+)
+def test_numeric_answer_rejects_expressions(response: str, score: float, rule: str | None) -> None:
+    """Found by a GRPO run that learned to restate "53 + 12 =": with numeric_answer only a number counts."""
+    grade = MathGrader(numeric_answer=True).grade(Sample(response), {"answer": "65"})
+    assert (grade.score, grade.details["rule"]) == (score, rule)
+    assert MathGrader().grade(Sample("53 + 12 ="), {"answer": "65"}).score == 1.0  # off: symbolic equality holds
+    assert MathGrader.from_spec({"type": "math", "numeric_answer": True}).numeric_answer
+
+
+@pytest.mark.parametrize(
     ("spec", "message"),
     [
         ({"type": "string_check"}, "type must be 'math'"),
