@@ -43,7 +43,8 @@ def cut_metrics(path: Path, step: int) -> int:
     before the worker starts, so the runner never reads lines the worker is about to drop; returns its size."""
     if not path.exists():
         return 0
-    lines = path.read_bytes().splitlines(keepends=True)
+    lines = [ln for ln in path.read_bytes().splitlines(keepends=True) if ln.endswith(b"\n")]  # a killed
+    # worker may have left a last line half written: it is dropped, as its step is redone
     keep = sum(len(ln) for ln in lines if ln.strip() and json.loads(ln).get("step", 0) <= step) if step else 0
     os.truncate(path, keep)
     return keep
@@ -133,7 +134,9 @@ class JobRunner:
         step = int(found[-1].name.split("-")[1]) if found else 0
         cmd = [sys.executable, "-m", "rft.serve.job_worker", str(os.getpid()), "train", private["config"],
                *(["--resume"] if found else [])]
-        private |= {"metrics_offset": cut_metrics(run_dir / "metrics.jsonl", step)}
+        # Read on from where the events stopped, unless the cut removed lines already read: a server killed after
+        # the worker wrote a step but before its line became an event must still turn that line into one.
+        private |= {"metrics_offset": min(private["metrics_offset"], cut_metrics(run_dir / "metrics.jsonl", step))}
         with (self.store.job_dir(job_id) / "worker.log").open("ab") as log:
             proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                     start_new_session=True)

@@ -121,6 +121,8 @@ def test_cut_metrics_keeps_what_resume_keeps(tmp_path: Path) -> None:
     assert cut_metrics(path, 2) == path.stat().st_size
     assert [json.loads(ln)["step"] for ln in path.read_text().splitlines()] == [0, 1, 2, 2]
     assert cut_metrics(path, 0) == 0 and path.read_text() == ""
+    path.write_text(json.dumps({"step": 1}) + "\n" + '{"step": 2, "rew')  # killed mid-line
+    assert cut_metrics(path, 2) == len(json.dumps({"step": 1})) + 1 and path.read_text() == '{"step": 1}\n'
 
 
 def test_result_file_has_one_row_per_step_with_evaluations_merged() -> None:
