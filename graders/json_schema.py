@@ -2,7 +2,8 @@
 optionally give partial credit field by field against the item's reference object.
 
 Unparseable output -> `Grade(error="unparseable")`; a schema violation -> `Grade(error="schema_violation")`
-with the violations listed; both are counted. Without a reference a valid answer scores 1.0; with
+with the violations listed; both are counted, as kind `sample_parse_error` (the answer's fault, not the
+grader's, so the grader-error alarm leaves them out). Without a reference a valid answer scores 1.0; with
 one, the score is the fraction of reference fields (leaves, dotted paths) that match.
 
 >>> from graders.base import Sample
@@ -157,13 +158,15 @@ class JsonSchemaGrader:
         sample, item = prepare(sample, item)
         answer = self._parse(sample, item)
         if answer is _MISSING:
-            return Grade.failure("unparseable", error_kind="sample_parse_error", input=render_field(self.input, sample, item, "input")[:500])
+            return Grade.failure("unparseable", error_kind="sample_parse_error",
+                                 input=render_field(self.input, sample, item, "input")[:500])
         violations = [
             f"{'.'.join(str(p) for p in e.absolute_path) or '(root)'}: {e.message}"
             for e in sorted(self._validator.iter_errors(answer), key=lambda e: list(map(str, e.path)))
         ]
         if violations:
-            return Grade.failure("schema_violation", answer=answer, violations=violations)
+            return Grade.failure("schema_violation", error_kind="sample_parse_error", answer=answer,
+                                 violations=violations)
         if self.reference is None:
             return Grade(1.0, {"answer": answer})
         reference = self.reference
