@@ -29,6 +29,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from rft.eval import Interval  # after the path line, so a checkout runs without installing
+
 EXAMPLES = {
     "grpo": ROOT / "examples" / "arithmetic.yaml",
     "ppo": ROOT / "examples" / "ppo.yaml",
@@ -95,7 +97,7 @@ def run_one(name: str, cfg: Any) -> dict[str, Any]:
 
 
 def pct(interval: dict[str, float]) -> str:
-    return f"{100 * interval['value']:5.1f}% [{100 * interval['low']:4.1f}, {100 * interval['high']:4.1f}]"
+    return str(Interval(**interval))
 
 
 def table(results: list[dict[str, Any]], eval_items: int) -> str:

@@ -26,6 +26,11 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from rft.eval import Interval  # after the path line, so a checkout runs without installing
+
 EXAMPLES = ROOT / "examples"
 RUNS: dict[str, tuple[Path, list[str]]] = {
     "arithmetic": (EXAMPLES / "arithmetic.yaml", []),
@@ -84,7 +89,7 @@ def run_one(name: str, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def pct(interval: dict[str, float]) -> str:
-    return f"{100 * interval['value']:5.1f}% [{100 * interval['low']:4.1f}, {100 * interval['high']:4.1f}]"
+    return str(Interval(**interval))
 
 
 def table(results: list[dict[str, Any]]) -> str:
