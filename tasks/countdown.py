@@ -85,18 +85,29 @@ class CountdownGrader:
         return Grade(1.0 if value == int(item["target"]) else self.format_score, details)
 
 
+def combine(rng: random.Random, a: tuple[str, int], b: tuple[str, int]) -> tuple[str, int]:
+    """`a op b` or `b op a`, the op drawn uniformly from those whose result is a positive whole number.
+
+    Replacing a `-` or `/` that did not fit by `+` made most targets sums (72% with two numbers), and a
+    policy learned to always add.
+    """
+    fits = {
+        op: [(x, y) for x, y in ((a, b), (b, a)) if (op != "-" or x[1] > y[1]) and (op != "/" or x[1] % y[1] == 0)]
+        for op in "+-*/"
+    }
+    op = rng.choice([op for op, orders in fits.items() if orders])
+    (sx, x), (sy, y) = rng.choice(fits[op])
+    return f"({sx} {op} {sy})", COMBINE[op](x, y)
+
+
 def make_item(rng: random.Random, count: int, max_number: int, max_target: int) -> Item:
     """Combine random numbers in random order with random ops until the result is a valid target."""
     while True:
         numbers = [rng.randint(1, max_number) for _ in range(count)]
         atoms = [(str(n), n) for n in numbers]
         while len(atoms) > 1:
-            (sa, a), (sb, b) = atoms.pop(rng.randrange(len(atoms))), atoms.pop(rng.randrange(len(atoms)))
-            op = rng.choice("+-*/")
-            if (op == "-" and a < b) or (op == "/" and (b == 0 or a % b)):
-                op = "+"
-            value = COMBINE[op](a, b)
-            atoms.append((f"({sa} {op} {sb})", value))
+            a, b = atoms.pop(rng.randrange(len(atoms))), atoms.pop(rng.randrange(len(atoms)))
+            atoms.append(combine(rng, a, b))
         expression, target = atoms[0]
         if 1 <= target <= max_target:
             break

@@ -118,3 +118,15 @@ def test_json_extract_carries_a_strict_response_format() -> None:
     task = json_extract(n_train=10, n_test=5)
     assert task.response_format["required"] == ["name", "company", "date", "amount"]
     assert task.grader.grade(Sample(task.reference(task.test[0])), task.test[0]).score == 1.0
+
+
+def test_countdown_targets_do_not_favour_one_operation() -> None:
+    # A '-' or '/' that did not fit used to become '+': 72% of two-number targets were sums, and GRPO learned to
+    # always add (72.5% held-out accuracy, every right answer a sum). Now the op is drawn among those that fit.
+    task = countdown(count=2, n_train=600, n_test=50)
+    ops = [re.search(r" ([-+*/]) ", item["solution"]).group(1) for item in [*task.train, *task.test]]
+    shares = {op: ops.count(op) / len(ops) for op in "+-*/"}
+    assert max(shares.values()) < 0.5, shares
+    assert min(shares.values()) > 0.0, shares
+    for item in [*task.train, *task.test]:
+        assert evaluate(item["solution"]) == item["target"] >= 1
