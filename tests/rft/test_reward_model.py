@@ -166,3 +166,27 @@ def test_reward_model_info_records_base_model_head_and_task(saved_model: tuple[P
     info = json.loads((path / "reward_model.json").read_text())
     assert info["base_model"] == str(base) and info["dtype"] == "float32"
     assert info["head"]["width"] == 64 and info["task"] == {"name": ECHO, "options": {}}
+
+
+def test_example_pairs_script_and_configs() -> None:
+    """examples/rlhf: pairs whose chosen answers pass the task's grader and rejected ones fail; the configs load."""
+    import importlib.util
+
+    from tasks.base import load_task
+
+    root = Path(__file__).resolve().parents[2] / "examples" / "rlhf"
+    spec = importlib.util.spec_from_file_location("make_pairs", root / "make_pairs.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    task = load_task("arithmetic")
+    pairs = module.make_pairs(task, 60, seed=0)
+    assert len(pairs) == 60 and len({p.rejected for p in pairs}) > 30
+    for pair in pairs:
+        assert task.grader.grade(Sample(pair.chosen), pair.item).score == 1.0
+        assert task.grader.grade(Sample(pair.rejected), pair.item).score == 0.0
+        assert pair.messages == task.messages(pair.item)
+    assert any(p.rejected.endswith("=") for p in pairs)  # the restated question is among the wrong answers
+    rm = load_config(root / "reward_model.yaml")
+    assert (rm.algorithm.name, rm.task.pairs) == ("reward_model", "runs/rlhf/pairs.jsonl")
+    ppo = load_config(root / "ppo.yaml")
+    assert ppo.algorithm.name == "ppo" and ppo.task.grader["path"] == "runs/rlhf/rm/reward_model"
