@@ -37,19 +37,25 @@ def bradley_terry_loss(chosen: torch.Tensor, rejected: torch.Tensor) -> tuple[to
 
     chosen, rejected: (N,) rewards of the preferred and the other reply of N pairs. The paper also
     divides by C(K, 2) for K ranked replies per prompt; with one pair per prompt (K = 2) that is 1.
-    `logsigmoid` keeps large negative margins finite. Metrics: the loss, pairwise accuracy (share
-    of pairs with r_w > r_l), the mean margin r_w - r_l, and the mean rewards of each side.
+    `logsigmoid` keeps large negative margins finite. Metrics: the loss, pairwise accuracy (`ordered`:
+    a pair counts 1 when r_w > r_l, 1/2 on a tie, so an untrained model's equal rewards score chance),
+    the mean margin r_w - r_l, and the mean rewards of each side.
     """
     margin = chosen - rejected  # (N,)
     loss = -F.logsigmoid(margin).mean()
     metrics = {
         "loss": float(loss.detach()),
-        "accuracy": float((margin > 0).float().mean()),
+        "accuracy": float(ordered(margin).mean()),
         "margin": float(margin.detach().mean()),
         "reward_chosen": float(chosen.detach().mean()),
         "reward_rejected": float(rejected.detach().mean()),
     }
     return loss, metrics
+
+
+def ordered(margin: torch.Tensor) -> torch.Tensor:
+    """(N,) 1.0 where r_w - r_l > 0, 0.5 on a tie, else 0.0: each pair's share of pairwise accuracy."""
+    return (margin > 0).float() + 0.5 * (margin == 0).float()
 
 
 class RewardModel(torch.nn.Module):

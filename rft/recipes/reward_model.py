@@ -5,7 +5,8 @@ train and held-out (`algorithm.held_out`). Each step takes B = `train.prompts_pe
 (a seeded shuffle per epoch, so a resumed run sees the same ones), scores chosen and rejected replies
 in micro-batches of `train.micro_batch_size` pairs, and takes one optimizer step on
 `bradley_terry_loss` over the LoRA weights and the scalar head together. Held-out evaluation is
-pairwise accuracy (share of pairs with r_chosen > r_rejected) with a 95% Wilson interval; its mean
+pairwise accuracy (share of pairs with r_chosen > r_rejected, a tie counting half) with a 95% Wilson
+interval; its mean
 score is the model's mean probability of the right order, sigmoid(r_chosen - r_rejected).
 
 The run lifecycle (metrics.jsonl, evaluation and `best/`, checkpoints, resume, summary.json) is
@@ -27,7 +28,7 @@ from rft.config import ConfigError, EvalConfig, RunConfig
 from rft.distributed import world_size
 from rft.eval import EvalResult, mean_interval, wilson
 from rft.policy import Policy, build_optimizer, optimizer_step
-from rft.reward_model import RewardModel, bradley_terry_loss, build_reward_model
+from rft.reward_model import RewardModel, bradley_terry_loss, build_reward_model, ordered
 from rft.rollout import step_items
 from rft.run import Evaluator, load_checked_task, open_run, seed_everything
 from tasks.base import Task
@@ -77,9 +78,9 @@ def pairwise_evaluator(model: RewardModel, pairs: Sequence[Pair], batch_size: in
         chosen = model.score([p.messages for p in chosen_pairs], [p.chosen for p in chosen_pairs], batch_size)
         rejected = model.score([p.messages for p in chosen_pairs], [p.rejected for p in chosen_pairs], batch_size)
         model.train()
-        margins = (chosen - rejected).tolist()
-        result = EvalResult(len(margins), 1, mean_interval([float(torch.sigmoid(torch.tensor(m))) for m in margins]),
-                            wilson(sum(m > 0 for m in margins), len(margins)), None)
+        margins = chosen - rejected  # (N,)
+        result = EvalResult(len(margins), 1, mean_interval(torch.sigmoid(margins).tolist()),
+                            wilson(float(ordered(margins).sum()), len(margins)), None)
         result.seconds = time.perf_counter() - start
         if out_path is not None:
             out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -87,7 +88,8 @@ def pairwise_evaluator(model: RewardModel, pairs: Sequence[Pair], batch_size: in
                 for pair, c, r in zip(chosen_pairs, chosen.tolist(), rejected.tolist()):
                     fh.write(json.dumps({"where": pair.where, "prompt": pair.messages[-1]["content"],
                                          "chosen": pair.chosen, "rejected": pair.rejected, "reward_chosen": c,
-                                         "reward_rejected": r, "correct": c > r}) + "\n")
+                                         "reward_rejected": r, "ordered": 1.0 if c > r else 0.5 if c == r else 0.0}
+                                        ) + "\n")
         return result
 
     return evaluate

@@ -45,6 +45,8 @@ def test_bradley_terry_loss_matches_a_naive_loop_and_its_gradient() -> None:
         naive.append(-m + math.log1p(math.exp(m)) if m < -30 else -math.log(1.0 / (1.0 + math.exp(-m))))
     assert loss.item() == pytest.approx(sum(naive) / 7, rel=1e-6)
     assert metrics["accuracy"] == pytest.approx(sum(c > r for c, r in zip(chosen.tolist(), rejected.tolist())) / 7)
+    _, tied = bradley_terry_loss(torch.tensor([1.0, 1.0, 3.0]), torch.tensor([1.0, 2.0, 0.0]))
+    assert tied["accuracy"] == pytest.approx((0.5 + 0 + 1) / 3)  # a tie counts half
     loss.backward()
     want = [-(1 - 1 / (1 + math.exp(-(c - r)))) / 7 for c, r in zip(chosen.tolist(), rejected.tolist())]
     assert chosen.grad.tolist() == pytest.approx(want, rel=1e-5, abs=1e-9)

@@ -76,12 +76,12 @@ def test_training_moves_every_lora_and_head_weight_and_writes_the_run(
         assert key in steps[-1], key
     evals = [r for r in rows if "eval/accuracy" in r]
     assert [r["step"] for r in evals] == [0, 2, 3]
-    assert evals[0]["eval/accuracy"] == 0.0  # equal rewards: no pair is ordered right yet
+    assert evals[0]["eval/accuracy"] == 0.5  # equal rewards: every pair a tie, counted half
     last = evals[-1]
     assert last["eval/accuracy_low"] <= last["eval/accuracy"] <= last["eval/accuracy_high"]
     assert summary["after"]["n_items"] == 4
     lines = [json.loads(x) for x in (out / "eval" / "step-000003.jsonl").read_text().splitlines()]
-    assert sum(x["correct"] for x in lines) / 4 == last["eval/accuracy"]
+    assert sum(x["ordered"] for x in lines) / 4 == last["eval/accuracy"]
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-000002", "checkpoint-000003"]
     for saved_dir in (out / "reward_model", out / "best" / "adapter"):
         assert {"adapter", "head.safetensors", "reward_model.json"} <= {p.name for p in saved_dir.iterdir()}
