@@ -138,7 +138,8 @@ def test_ppo_trains_on_the_reward_model_and_evaluates_with_the_true_grader(
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     steps = [r for r in rows if "reward_mean" in r]
     assert [r["step"] for r in steps] == [1, 2] and all(0 < r["reward_mean"] < 1 for r in steps)
-    assert all(r["grader_errors"] == 0 for r in steps)
+    assert all(r["grader_errors"] == 0 and r["true/grader_errors"] == 0 for r in steps)
+    assert all(0 <= r["true/reward_mean"] <= 1 and r["true/reward_mean"] != r["reward_mean"] for r in steps)
     assert [r["step"] for r in rows if "eval/accuracy" in r] == [0, 2]
     true = echo_task().grader
     for step in (0, 2):
