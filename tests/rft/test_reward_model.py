@@ -192,3 +192,24 @@ def test_example_pairs_script_and_configs() -> None:
     assert (rm.algorithm.name, rm.task.pairs) == ("reward_model", "runs/rlhf/pairs.jsonl")
     ppo = load_config(root / "ppo.yaml")
     assert ppo.algorithm.name == "ppo" and ppo.task.grader["path"] == "runs/rlhf/rm/reward_model"
+
+
+def test_bad_reward_model_settings_fail_before_any_model_loads(tmp_path: Path) -> None:
+    from rft.config import ConfigError
+    from rft.run import load_checked_task
+
+    with pytest.raises(ConfigError, match="task.pairs is needed with algorithm.name reward_model"):
+        load_config(None, ["--algorithm.name", "reward_model"])
+    with pytest.raises(ConfigError, match="algorithm.held_out must be a fraction"):
+        load_config(None, ["--algorithm.name", "reward_model", "--task.pairs", "p.jsonl", "--algorithm.held_out", "2.5"])
+    missing = tmp_path / "no_model"
+    cfg = load_config(None, ["--algorithm.name", "ppo", "--task.grader", json.dumps({"type": "reward_model",
+                                                                                     "path": str(missing)})])
+    with pytest.raises(ConfigError, match=f"reward model path {missing}: no such directory"):
+        load_checked_task(cfg)
+    from rft.recipes.reward_model import load_pair_split
+
+    bad = tmp_path / "pairs.jsonl"
+    bad.write_text('{"prompt": "2+2?", "chosen": "4", "rejected": "4"}\n')
+    with pytest.raises(ConfigError, match="pairs.jsonl:1: chosen and rejected replies are the same"):
+        load_pair_split(load_config(None, ["--algorithm.name", "reward_model", "--task.pairs", str(bad)]))
