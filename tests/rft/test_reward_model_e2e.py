@@ -103,7 +103,7 @@ def test_the_saved_model_grades_a_batch_as_the_trained_module_scores_it(
                           "device": "cpu"})
     got = [g.details["reward"] for g in grader.grade_many([Sample(t) for t in texts], items)]
     assert got == pytest.approx(want, abs=1e-5)
-    assert len(set(round(r, 4) for r in want)) > 1
+    assert len({round(r, 4) for r in want}) > 1
 
 
 def test_resumed_training_ends_where_a_straight_run_does(setup: tuple[Path, Path], tmp_path: Path) -> None:
