@@ -7,7 +7,8 @@ in micro-batches of `train.micro_batch_size` pairs, and takes one optimizer step
 `bradley_terry_loss` over the LoRA weights and the scalar head together. Held-out evaluation is
 pairwise accuracy (share of pairs with r_chosen > r_rejected, a tie counting half) with a 95% Wilson
 interval; its mean
-score is the model's mean probability of the right order, sigmoid(r_chosen - r_rejected).
+score is the model's mean probability of the right order, sigmoid(r_chosen - r_rejected), and
+`eval/margin` the mean held-out margin r_chosen - r_rejected with a 95% interval.
 
 The run lifecycle (metrics.jsonl, evaluation and `best/`, checkpoints, resume, summary.json) is
 `rft.run`; the reward model stands in for the policy, so `best/adapter` and the final
@@ -17,6 +18,7 @@ The run lifecycle (metrics.jsonl, evaluation and `best/`, checkpoints, resume, s
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,7 +28,7 @@ import torch
 
 from rft.config import ConfigError, EvalConfig, RunConfig
 from rft.distributed import world_size
-from rft.eval import EvalResult, mean_interval, wilson
+from rft.eval import Z95, EvalResult, Interval, mean_interval, wilson
 from rft.policy import Policy, build_optimizer, optimizer_step
 from rft.reward_model import RewardModel, bradley_terry_loss, build_reward_model, ordered
 from rft.rollout import step_items
@@ -67,6 +69,13 @@ def update(policy: Policy, optimizer: Any, scheduler: Any, pairs: Sequence[Pair]
     return metrics | {"grad_norm": grad_norm, "pairs": float(len(pairs)), "seconds/training": time.perf_counter() - start}
 
 
+def margin_interval(margins: torch.Tensor) -> Interval:
+    """Mean held-out margin r_chosen - r_rejected (N,) with a normal 95% interval (unbounded, unlike a score's)."""
+    mean = float(margins.mean())
+    half = Z95 * float(margins.std()) / math.sqrt(len(margins)) if len(margins) > 1 else 0.0
+    return Interval(mean, mean - half, mean + half)
+
+
 def pairwise_evaluator(model: RewardModel, pairs: Sequence[Pair], batch_size: int) -> Evaluator:
     """Held-out pairwise accuracy (Wilson 95%) as the run's evaluation; each pair's rewards go to the step's JSONL."""
 
@@ -80,7 +89,8 @@ def pairwise_evaluator(model: RewardModel, pairs: Sequence[Pair], batch_size: in
         model.train()
         margins = chosen - rejected  # (N,)
         result = EvalResult(len(margins), 1, mean_interval(torch.sigmoid(margins).tolist()),
-                            wilson(float(ordered(margins).sum()), len(margins)), None)
+                            wilson(float(ordered(margins).sum()), len(margins)), None,
+                            extra={"margin": margin_interval(margins)})
         result.seconds = time.perf_counter() - start
         if out_path is not None:
             out_path.parent.mkdir(parents=True, exist_ok=True)

@@ -82,6 +82,10 @@ def test_training_moves_every_lora_and_head_weight_and_writes_the_run(
     assert summary["after"]["n_items"] == 4
     lines = [json.loads(x) for x in (out / "eval" / "step-000003.jsonl").read_text().splitlines()]
     assert sum(x["ordered"] for x in lines) / 4 == last["eval/accuracy"]
+    margins = [x["reward_chosen"] - x["reward_rejected"] for x in lines]
+    assert last["eval/margin"] == pytest.approx(sum(margins) / 4, abs=1e-6)
+    assert last["eval/margin_low"] < last["eval/margin"] < last["eval/margin_high"]
+    assert evals[0]["eval/margin"] == 0.0
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-000002", "checkpoint-000003"]
     for saved_dir in (out / "reward_model", out / "best" / "adapter"):
         assert {"adapter", "head.safetensors", "reward_model.json"} <= {p.name for p in saved_dir.iterdir()}
