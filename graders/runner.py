@@ -11,6 +11,11 @@ Two engines, both kept alive between calls because the trainer grades every step
 Graders marked `cheap` (string checks: microseconds each) run `inline` in the calling thread, where
 a pool would only add overhead and no time limit is needed.
 
+Graders that score many samples in one call (a reward model: one forward per batch) define
+`grade_many(samples, items) -> list[Grade]` and `batch_size`; they run `batched` in the calling
+thread, `batch_size` samples a call. A call that raises gives every sample of its batch an error
+grade (counted); `GraderInputError` stops the run as for any grader. No time limit applies.
+
 A pool built with `ray_address` (`grading.backend: ray`) sends what would go to the process or async
 engine to actors on a Ray cluster instead (`graders.ray_engine`), with the same time limits, error
 counting and input order; `""` starts a local Ray, "auto" or "ray://host:10001" joins a cluster.
@@ -42,7 +47,7 @@ from graders.base import Grade, Grader, GraderInputError, Sample
 from graders.multi import is_io_bound
 from graders.workers import LoadError, ProcessEngine, SampleInputError, grade_one
 
-MODES = ("auto", "inline", "async", "thread", "process", "ray")
+MODES = ("auto", "inline", "batched", "async", "thread", "process", "ray")
 
 
 @dataclass(frozen=True)
@@ -121,6 +126,8 @@ class GradingPool:
             except GraderInputError as exc:
                 raise SampleInputError(i, str(exc)) from exc
         fallback = None
+        if mode == "auto" and hasattr(grader, "grade_many"):
+            mode = "batched"
         if mode == "auto":
             mode = "async" if is_io_bound(grader) else "inline" if getattr(grader, "cheap", False) else "process"
             if self.ray_address is not None and mode != "inline":
@@ -136,6 +143,8 @@ class GradingPool:
                     fallback, mode = f"{mode} workers cannot load the grader ({exc}); graded on threads", "thread"
             if mode == "inline":
                 outcomes = [_inline(grader, i, s, items[i]) for i, s in enumerate(coerced)]
+            elif mode == "batched":
+                outcomes = _batched(grader, coerced, items)
             elif mode not in ("process", "ray"):
                 outcomes = self._run_async(grader, coerced, items, time_limit, native=mode == "async")
         return _result(grader, outcomes, mode, fallback)
@@ -210,6 +219,25 @@ def _inline(grader: Grader, index: int, sample: Sample, item: Mapping[str, Any])
     if status == "input":
         raise SampleInputError(index, value)
     return value, seconds
+
+
+def _batched(grader: Any, samples: list[Sample], items: Sequence[Mapping[str, Any]]) -> list[tuple[Grade, float]]:
+    """`grader.grade_many` on `grader.batch_size` samples at a time; a failed call is an error for each of its samples."""
+    size = max(1, int(getattr(grader, "batch_size", len(samples)) or len(samples)))
+    outcomes: list[tuple[Grade, float]] = []
+    for lo in range(0, len(samples), size):
+        chunk, start = samples[lo : lo + size], time.perf_counter()
+        try:
+            grades = list(grader.grade_many(chunk, list(items[lo : lo + size])))
+            if len(grades) != len(chunk):
+                raise RuntimeError(f"grade_many returned {len(grades)} grades for {len(chunk)} samples")
+        except GraderInputError as exc:
+            raise SampleInputError(lo, str(exc)) from exc
+        except Exception as exc:  # noqa: BLE001 - counted as the error of every sample in this batch
+            grades = [Grade.from_exception(exc) for _ in chunk]
+        seconds = (time.perf_counter() - start) / len(chunk)
+        outcomes += [(grade, seconds) for grade in grades]
+    return outcomes
 
 
 def _pickled(grader: Grader) -> tuple[bytes, str | None]:

@@ -1,7 +1,9 @@
 """Build a grader from an OpenAI-style grader spec (JSON), so real OpenAI RFT grader files load unchanged.
 
 Types are a registry `TYPES: type -> "module:Class"`; each class has `from_spec(spec) -> Grader` and is
-imported only when used, so a missing optional grader only breaks specs that use it. Every spec (and
+imported only when used, so a missing optional grader only breaks specs that use it. Packages that
+`graders` must not import (`rft`, with torch) add their types with `register_type(type, "module:Class",
+schema_path)` when they are imported; `rft` registers `reward_model` so. Every spec (and
 every sub-grader of a `multi`) is validated against `schemas/grader_spec.schema.json` first, and a bad
 field is reported by its path, e.g. `graders.correct.operation: 'equals' is not one of [...]`.
 
@@ -45,6 +47,29 @@ TYPES: dict[str, str] = {
 }
 
 
+# Types registered from outside `graders`: type -> ("module:Class", path of the spec's JSON Schema).
+REGISTERED: dict[str, tuple[str, Path]] = {}
+
+
+def register_type(kind: str, target: str, schema: Path) -> None:
+    """Make `{"type": kind, ...}` specs build `target` ("module:Class", imported on first use), checked by `schema`.
+
+    For grader types whose code `graders` must not import (torch models in `rft`); the schema file is a
+    JSON Schema for one spec and may use this file's shared `$defs` (`#/$defs/name`, `#/$defs/threshold`).
+    """
+    if kind in TYPES:
+        raise ValueError(f"grader type {kind!r} is built in ({TYPES[kind]}); register another name")
+    if not _DOTTED.fullmatch(target):
+        raise ValueError(f"register_type: target {target!r} must look like 'package.module:Class'")
+    REGISTERED[kind] = (target, Path(schema))
+    _validator.cache_clear()
+
+
+def known_types() -> dict[str, str]:
+    """Every spec type: built-in and registered, with the class each builds."""
+    return TYPES | {kind: target for kind, (target, _) in REGISTERED.items()}
+
+
 @functools.cache
 def _schema() -> dict[str, Any]:
     return json.loads(SCHEMA_PATH.read_text())
@@ -55,6 +80,9 @@ def _validator(kind: str) -> Any:
     from jsonschema import Draft202012Validator
 
     root = _schema()
+    if kind in REGISTERED:
+        own = json.loads(REGISTERED[kind][1].read_text())
+        return Draft202012Validator({"$defs": root["$defs"], **own})
     return Draft202012Validator({"$defs": root["$defs"], "$ref": f"#/$defs/{kind}"})
 
 
@@ -86,9 +114,9 @@ def validate_spec(spec: Mapping[str, Any], path: str = "") -> None:
     """Check a spec (and, for `multi`, each sub-grader) against the JSON Schema; raise naming the field."""
     where = path or "(root)"
     kind = spec.get("type")
-    if kind not in TYPES:
+    if kind not in known_types():
         problem = "has no 'type'" if kind is None else f"type {kind!r} is unknown"
-        raise GraderInputError(f"{where}: grader spec {problem}; known types: {', '.join(TYPES)}")
+        raise GraderInputError(f"{where}: grader spec {problem}; known types: {', '.join(known_types())}")
     errors = sorted(_validator(kind).iter_errors(spec), key=lambda e: [str(p) for p in e.absolute_path])
     if errors:
         messages = []
@@ -116,7 +144,7 @@ def sub_specs(spec: Mapping[str, Any]) -> dict[str, Any]:
 
 def grader_class(kind: str) -> Any:
     """Import the class registered for a type, saying which module is missing when it cannot."""
-    target = TYPES[kind]
+    target = known_types()[kind]
     module, _, attr = target.partition(":")
     try:
         return getattr(importlib.import_module(module), attr)

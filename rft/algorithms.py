@@ -195,8 +195,27 @@ class ScoreConfig:
             raise ConfigError("algorithm.instruction must not be empty: it is the turn that asks for attempt 2")
 
 
+@dataclass
+class RewardModelConfig:
+    """A Bradley-Terry reward model on `task.pairs` (Ouyang et al. 2022, eq. 1; see `rft.recipes.reward_model`)."""
+
+    name: str = opt("reward_model", "training recipe (see rft.recipes.RECIPES)")
+    held_out: float = opt(0.1, "pairs held out for pairwise accuracy: a fraction in (0, 1) or a count (>= 1)")
+
+    def validate(self, run: RunConfig) -> None:
+        """Settings that would crash later or silently do nothing, named by field."""
+        if not run.task.pairs:
+            raise ConfigError("task.pairs is needed with algorithm.name reward_model: a JSONL file of "
+                              "prompt/chosen/rejected pairs (e.g. from rft prefs or examples/rlhf/make_pairs.py)")
+        if self.held_out <= 0 or (self.held_out >= 1 and self.held_out != int(self.held_out)):
+            raise ConfigError(f"algorithm.held_out must be a fraction in (0, 1) or a whole count >= 1, got "
+                              f"{self.held_out}")
+        if run.task.grader is not None:
+            raise ConfigError("task.grader is not used by algorithm.name reward_model, which learns from task.pairs")
+
+
 # algorithm.name -> its config section.
 ALGORITHMS: dict[str, type] = {
     "grpo": GRPOConfig, "rloo": RLOOConfig, "reinforce_pp": ReinforcePPConfig, "ppo": PPOConfig,
-    "score": ScoreConfig,
+    "score": ScoreConfig, "reward_model": RewardModelConfig,
 }

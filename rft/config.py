@@ -50,6 +50,10 @@ class LoraConfig:
 class TaskConfig:
     name: str = opt("arithmetic", 'built-in task name, "package.module:attr", file.py:attr or a task directory')
     options: dict[str, Any] = opt(factory=dict, help="keyword options for the task factory")
+    grader: dict[str, Any] | None = opt(None, "a grader spec that replaces the task's grader for training rewards "
+                                        "(e.g. a reward_model); held-out evaluation keeps the task's own grader")
+    pairs: str = opt("", "preference pairs (JSONL, CSV, Parquet or dataset dir; tasks.preferences) for algorithm "
+                     "reward_model")
 
 
 @dataclass

@@ -9,7 +9,7 @@ import json
 import math
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -92,8 +92,13 @@ def summarize(grades: Sequence[Sequence[Grade]], threshold: float) -> EvalResult
 def evaluate(
     sampler: Sampler, task: Task, cfg: EvalConfig, *, out_path: Path | None = None, seed: int = 0
 ) -> EvalResult:
-    """Sample `cfg.samples` completions for each held-out item, grade them, and summarise."""
+    """Sample `cfg.samples` completions for each held-out item, grade them, and summarise.
+
+    A task training on a learned reward is evaluated by its true grader (`task.eval_grader`).
+    """
     start = time.perf_counter()
+    if task.eval_grader is not None:
+        task = replace(task, grader=task.eval_grader, eval_grader=None)
     items: list[Mapping[str, Any]] = list(task.test[: cfg.limit] if cfg.limit else task.test)
     if not items:
         raise ValueError(f"task {task.name!r} has an empty held-out split")

@@ -31,7 +31,8 @@ class Rollout:
 
     items: the B task items. groups: groups[b][g], sample g of prompt b. grades: (B*n,) group-major.
     metrics: grading metrics (reward mean/std, accuracy, sub-graders, errors), completion length,
-    truncation rate and the seconds spent sampling and grading.
+    truncation rate and the seconds spent sampling and grading; with a learned reward (`task.eval_grader`
+    set), `true/reward_mean`, `true/accuracy` and `true/grader_errors` from the task's own grader.
     """
 
     items: list[Mapping[str, Any]]
@@ -83,7 +84,11 @@ def rollout(
         groups += sampler.generate(list(chunk), call)
     sampled = time.perf_counter()
     flat = [c for group in groups for c in group]
-    grades, metrics = grade_texts(task.grader, [c.text for c in flat], [i for i in items for _ in range(params.n)])
+    graded_items = [i for i in items for _ in range(params.n)]
+    grades, metrics = grade_texts(task.grader, [c.text for c in flat], graded_items)
+    if task.eval_grader is not None:  # training on a learned reward: the true grader's view of the same samples
+        _, true = grade_texts(task.eval_grader, [c.text for c in flat], graded_items)
+        metrics |= {f"true/{key}": true[key] for key in ("reward_mean", "accuracy", "grader_errors")}
     lengths = [len(c.token_ids) for c in flat]
     metrics |= {
         "completion_length": sum(lengths) / len(lengths),

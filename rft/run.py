@@ -17,6 +17,7 @@ checkpoints and writes the summary (`rft.distributed`).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import time
@@ -27,6 +28,7 @@ from typing import Any
 
 import torch
 
+from graders.spec import load_grader
 from graders.templates import check_items
 from rft import checkpoint, distributed
 from rft.alarms import AlarmMonitor
@@ -49,6 +51,8 @@ def load_checked_task(cfg: RunConfig) -> Task:
     use_grading(cfg.grading.backend, cfg.grading.address)
     try:
         task = load_task(cfg.task.name, **cfg.task.options)
+        if cfg.task.grader is not None:  # train on this grader (a reward model); evaluate with the task's own
+            task = dataclasses.replace(task, grader=load_grader(cfg.task.grader), eval_grader=task.grader)
         for split, items in (("train", task.train), ("held-out", task.test)):
             if len(items) == 0:
                 raise ValueError(f"task {task.name!r} has an empty {split} split")
@@ -57,8 +61,9 @@ def load_checked_task(cfg: RunConfig) -> Task:
             except KeyError as exc:
                 raise ValueError(f"task {task.name!r}: {split} item 0 lacks the field {exc} used by its prompt") from exc
         # A grader that cannot read an item (a template naming a missing field) must fail now, not mid-run.
-        check_items(task.grader, task.train, f"task {task.name!r}: train item")
-        check_items(task.grader, task.test, f"task {task.name!r}: held-out item")
+        for grader in filter(None, (task.grader, task.eval_grader)):
+            check_items(grader, task.train, f"task {task.name!r}: train item")
+            check_items(grader, task.test, f"task {task.name!r}: held-out item")
         grade_texts(task.grader, ["0"], [task.train[0]])
     except (ValueError, TypeError) as exc:  # GraderInputError is a ValueError
         raise ConfigError(str(exc)) from exc

@@ -32,6 +32,8 @@ class Task:
     prompt: item -> user-visible text or chat messages (a system prompt is prepended when set).
     reference: item -> the reference answer as text (shown by `rft tasks show`, used in tests).
     issues: problems found while loading the data (duplicates, empty prompts), for `rft tasks show`.
+    eval_grader: when set, held-out evaluation grades with it instead of `grader` (the task's true
+    grader, kept while training rewards come from a learned reward model).
     """
 
     name: str
@@ -44,6 +46,7 @@ class Task:
     response_format: dict[str, Any] | None = None
     description: str = ""
     issues: list[str] = field(default_factory=list)
+    eval_grader: Grader | None = None
 
     def messages(self, item: Mapping[str, Any]) -> Messages:
         """Chat messages for one item, with the system prompt first when the task has one."""

@@ -2,7 +2,8 @@
 
 GRPO, RLOO and REINFORCE++ share the critic-free loop in `grpo.py` (they differ in the advantage
 estimator, chosen by their config section); PPO, which adds a critic, has its own;
-SCoRe, which trains two attempts per prompt, too.
+SCoRe, which trains two attempts per prompt, too; the Bradley-Terry reward model (trained on
+preference pairs, no sampling) has its own.
 """
 
 RECIPES: dict[str, str] = {
@@ -11,4 +12,5 @@ RECIPES: dict[str, str] = {
     "reinforce_pp": "rft.recipes.grpo:train",
     "ppo": "rft.recipes.ppo:train",
     "score": "rft.recipes.score:train",
+    "reward_model": "rft.recipes.reward_model:train",
 }

@@ -163,3 +163,24 @@ def test_templates_reach_nested_item_and_sample_json() -> None:
     with pytest.raises(GraderInputError, match="'item.gold.city' is missing"):
         grader.grade('{"city": "Oslo"}', {"gold": {}})
     assert spec_module.sub_specs({"graders": CHECK}) == {"c": CHECK}
+
+
+def test_registered_types_build_by_dotted_path_and_validate_with_their_own_schema(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What `rft` does for `reward_model`, here with a class `graders` has: nothing is imported until a spec uses it."""
+    schema = tmp_path / "upper.schema.json"
+    schema.write_text(json.dumps({"type": "object", "required": ["type"], "additionalProperties": False,
+                                  "properties": {"type": {"const": "upper_match"}, "name": {"$ref": "#/$defs/name"}}}))
+    monkeypatch.setattr(spec_module, "REGISTERED", {})
+    spec_module.register_type("upper_match", "graders.string:ExactMatchGrader", schema)
+    assert spec_module.known_types()["upper_match"] == "graders.string:ExactMatchGrader"
+    assert isinstance(load_grader({"type": "upper_match", "name": "u"}), ExactMatchGrader)
+    with pytest.raises(GraderInputError, match="Additional properties are not allowed"):
+        load_grader({"type": "upper_match", "colour": "red"})
+    with pytest.raises(GraderInputError, match="name: 7 is not of type 'string'"):  # the shared $defs resolve
+        load_grader({"type": "upper_match", "name": 7})
+    with pytest.raises(ValueError, match="'math' is built in"):
+        spec_module.register_type("math", "graders.string:ExactMatchGrader", schema)
+    with pytest.raises(ValueError, match="must look like 'package.module:Class'"):
+        spec_module.register_type("upper2", "graders.string.ExactMatchGrader", schema)
