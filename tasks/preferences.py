@@ -24,7 +24,7 @@ from typing import Any
 
 import jsonschema
 
-from tasks.datasets import read_rows
+from tasks.datasets import most_specific_error, read_rows
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "preference_line.schema.json"
 OPENAI_KEYS = ("input", "preferred_output", "non_preferred_output")
@@ -71,9 +71,8 @@ def _reply(value: str | list[dict[str, str]]) -> str:
 def to_pair(row: Mapping[str, Any], where: str) -> Pair:
     """Validate one row and turn it into a `Pair`; errors name `where` and the offending field."""
     shape = _shape(row, where)
-    errors = list(_validators()[shape].iter_errors(row))
-    if errors:
-        error = max(errors, key=lambda e: len(e.absolute_path))  # the most specific field
+    error = most_specific_error(_validators()[shape], row)
+    if error is not None:
         place = "/".join(str(p) for p in error.absolute_path) or "(line)"
         raise ValueError(f"{where}: field {place}: {error.message}")
     if shape == "openai":
