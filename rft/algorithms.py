@@ -195,8 +195,54 @@ class ScoreConfig:
             raise ConfigError("algorithm.instruction must not be empty: it is the turn that asks for attempt 2")
 
 
+@dataclass
+class DPOConfig:
+    """DPO (Rafailov et al. 2023) on the preference pairs of `task.pairs` (see `rft.recipes.dpo`)."""
+
+    name: str = opt("dpo", "training recipe (see rft.recipes.RECIPES)")
+    beta: float = opt(0.1, "strength of the tie to the reference (the adapter disabled); IPO's tau")
+    loss: str = opt("sigmoid", "sigmoid (DPO eq. 7), conservative (label-smoothed cDPO) or ipo (Azar et al. 2023)",
+                    choices=("sigmoid", "conservative", "ipo"))
+    label_smoothing: float = opt(0.0, "conservative: the assumed fraction of flipped preference labels, in (0, 0.5)")
+
+    uses_pairs: ClassVar[bool] = True  # reads task.pairs
+
+    def validate(self, run: RunConfig) -> None:
+        """Settings that would crash later or silently do nothing, named by field."""
+        if self.beta <= 0:
+            raise ConfigError(f"algorithm.beta must be > 0, got {self.beta}")
+        if self.loss == "conservative" and not 0 < self.label_smoothing < 0.5:
+            raise ConfigError(f"algorithm.label_smoothing must be in (0, 0.5) for the conservative loss, got "
+                              f"{self.label_smoothing} (0 is plain sigmoid DPO)")
+        if self.loss != "conservative" and self.label_smoothing != 0:
+            raise ConfigError(f"algorithm.label_smoothing is only used by loss 'conservative' (got loss "
+                              f"{self.loss!r}, label_smoothing {self.label_smoothing})")
+        if self.uses_pairs and not run.task.pairs:
+            raise ConfigError(f"algorithm.name {self.name!r} trains on preference pairs: set task.pairs to a "
+                              "JSONL / CSV / Parquet file or dataset directory (e.g. written by `rft prefs`)")
+
+
+@dataclass
+class OnlineDPOConfig(DPOConfig):
+    """Online DPO (Guo et al. 2024): pairs of the current policy's own samples, ranked by the task's grader."""
+
+    name: str = opt("online_dpo", "training recipe (see rft.recipes.RECIPES)")
+    group_size: int = opt(4, "G: completions sampled per prompt, of which the best and the worst make its pair")
+    mask_truncated: bool = opt(False, "never pick a completion that hit max_new_tokens as the chosen reply")
+
+    uses_pairs: ClassVar[bool] = False  # samples its own
+
+    def validate(self, run: RunConfig) -> None:
+        super().validate(run)
+        if self.group_size < 2:
+            raise ConfigError(f"algorithm.group_size must be >= 2 for online DPO (got {self.group_size}): a pair "
+                              "needs two completions of the same prompt")
+        if not run.task.name:
+            raise ConfigError("online DPO samples the prompts of task.name and ranks them with its grader: set it")
+
+
 # algorithm.name -> its config section.
 ALGORITHMS: dict[str, type] = {
     "grpo": GRPOConfig, "rloo": RLOOConfig, "reinforce_pp": ReinforcePPConfig, "ppo": PPOConfig,
-    "score": ScoreConfig,
+    "score": ScoreConfig, "dpo": DPOConfig, "online_dpo": OnlineDPOConfig,
 }

@@ -50,6 +50,10 @@ class LoraConfig:
 class TaskConfig:
     name: str = opt("arithmetic", 'built-in task name, "package.module:attr", file.py:attr or a task directory')
     options: dict[str, Any] = opt(factory=dict, help="keyword options for the task factory")
+    pairs: str = opt("", "dpo: preference pairs (JSONL / CSV / Parquet / dataset dir); task.name, when set, is "
+                     "the task whose held-out accuracy is also measured (empty: pairwise accuracy only)")
+    pairs_test: str = opt("", "dpo: held-out preference pairs; empty holds out pairs_held_out of task.pairs")
+    pairs_held_out: float = opt(0.1, "dpo: held-out pairs when pairs_test is empty: a fraction (< 1) or a count")
 
 
 @dataclass
@@ -141,6 +145,12 @@ class RunConfig:
         if self.grading.address and self.grading.backend != "ray":
             raise ConfigError(f"grading.address {self.grading.address!r} is only used by grading.backend ray "
                               f"(got {self.grading.backend!r})")
+        if (self.task.pairs or self.task.pairs_test) and not getattr(self.algorithm, "uses_pairs", False):
+            raise ConfigError(f"task.pairs is read by preference recipes (dpo), not by {self.algorithm.name!r}")
+        if not self.task.name and not getattr(self.algorithm, "uses_pairs", False):
+            raise ConfigError("task.name is empty: name the task to train on")
+        if self.task.pairs_held_out <= 0:
+            raise ConfigError(f"task.pairs_held_out must be > 0, got {self.task.pairs_held_out}")
         self.algorithm.validate(self)
         self.judge.validate()
 
