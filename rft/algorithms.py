@@ -228,7 +228,10 @@ class OnlineDPOConfig(DPOConfig):
 
     name: str = opt("online_dpo", "training recipe (see rft.recipes.RECIPES)")
     group_size: int = opt(4, "G: completions sampled per prompt, of which the best and the worst make its pair")
-    mask_truncated: bool = opt(False, "never pick a completion that hit max_new_tokens as the chosen reply")
+    mask_truncated: bool = opt(False, "leave completions that hit max_new_tokens out of the pairs")
+    min_margin: float = opt(0.0, "smallest best-minus-worst score a pair needs (ties are always skipped)")
+    judge: str = opt("", "rank with this grader spec or constitution YAML (principles:, judge:) instead of the "
+                     "task's grader (RLAIF); held-out accuracy stays the task grader's")
 
     uses_pairs: ClassVar[bool] = False  # samples its own
 
@@ -237,6 +240,8 @@ class OnlineDPOConfig(DPOConfig):
         if self.group_size < 2:
             raise ConfigError(f"algorithm.group_size must be >= 2 for online DPO (got {self.group_size}): a pair "
                               "needs two completions of the same prompt")
+        if self.min_margin < 0:
+            raise ConfigError(f"algorithm.min_margin must be >= 0, got {self.min_margin}")
         if not run.task.name:
             raise ConfigError("online DPO samples the prompts of task.name and ranks them with its grader: set it")
 

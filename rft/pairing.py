@@ -5,13 +5,70 @@ rank a prompt's G samples with the task's grader or a judge and keep its best-vs
 the grader failed on (`Grade.error`) ranks nowhere: its 0 says nothing about its quality. Groups are
 dropped, and counted, when fewer than two completions were graded, when best and worst tie, or when their
 score margin is under `min_margin`.
+
+The ranking grader is the task's own, any grader spec (a `score_model` judge makes it AI feedback,
+RLAIF), or a constitution: a YAML file with a `principles:` list (and an optional `judge:` mapping of the
+judge's settings), which `graders.judge.constitution` turns into a rubric judged one principle at a time.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
+import yaml
+
+from graders.base import Grader, GraderInputError
+from graders.judge.constitution import CONVERSATION_FIELD, constitution_spec, conversation_text
+from graders.spec import load_grader
 from rft.rollout import Rollout
+from tasks.base import Task
+
+
+def load_ranker(spec: str | Path | None, principles: Sequence[str] = ()) -> Grader | None:
+    """The grader that ranks samples: a grader spec (JSON or YAML), a constitution YAML, and/or `principles`
+    given one by one (added to the file's); None when neither is given (the task's grader ranks)."""
+    data = None
+    if spec:
+        path = Path(spec)
+        if path.suffix.lower() not in (".yaml", ".yml"):
+            return _only(load_grader(str(spec)), principles, spec)
+        try:
+            data = yaml.safe_load(path.read_text())
+        except (OSError, yaml.YAMLError) as exc:
+            raise GraderInputError(f"{spec}: cannot read the judge YAML: {exc}") from exc
+        if not isinstance(data, dict):
+            raise GraderInputError(f"{spec}: expected a mapping (a grader spec, or principles: and judge:)")
+        if "principles" not in data:
+            return _only(load_grader(data), principles, spec)
+        unknown = sorted(set(data) - {"principles", "judge"})
+        if unknown:
+            raise GraderInputError(f"{spec}: unknown field(s) {unknown}; a constitution has principles: and judge:")
+    listed = list(data["principles"] or []) if data else []
+    if not listed and not principles:
+        return None
+    return load_grader(constitution_spec([*listed, *principles], data.get("judge") if data else None))
+
+
+def _only(grader: Grader, principles: Sequence[str], spec: str | Path) -> Grader:
+    if principles:
+        raise GraderInputError(f"principles rank with a constitution judge; {spec} is already a grader spec")
+    return grader
+
+
+def ranked_by(task: Task, grader: Grader | None) -> Task:
+    """`task` ranked by `grader` (the task itself when None): its items also carry the prompt conversation as
+    `item.conversation`, which a judge's template shows (the task's own grader never reads it)."""
+    if grader is None:
+        return task
+
+    def with_conversation(items: Sequence[dict]) -> list[dict]:
+        return [{**item, CONVERSATION_FIELD: conversation_text(task.messages(item))} for item in items]
+
+    return dataclasses.replace(task, train=with_conversation(task.train), test=with_conversation(task.test),
+                               grader=grader)
 
 
 @dataclass(frozen=True)

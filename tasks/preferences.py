@@ -45,6 +45,18 @@ class Pair:
         """The common shape, extra fields included: what `rft prefs` writes and `load_pairs` reads back."""
         return {"prompt": self.messages, "chosen": self.chosen, "rejected": self.rejected, **self.item}
 
+    def to_openai(self) -> dict[str, Any]:
+        """OpenAI's preference fine-tuning shape, extra fields included (`load_pairs` reads it back)."""
+        clash = sorted(set(self.item) & {*OPENAI_KEYS, *COMMON_KEYS})
+        if clash:
+            raise ValueError(f"{self.where or 'pair'}: extra field(s) {clash} would be read as the pair itself")
+        return {"input": {"messages": self.messages}, "preferred_output": _assistant(self.chosen),
+                "non_preferred_output": _assistant(self.rejected), **self.item}
+
+
+def _assistant(text: str) -> list[dict[str, str]]:
+    return [{"role": "assistant", "content": text}]
+
 
 @cache
 def _validators() -> dict[str, jsonschema.protocols.Validator]:

@@ -1,7 +1,8 @@
 """Online DPO, top to bottom (Guo et al. 2024, "Direct Language Model Alignment from Online AI Feedback").
 
 Each step samples G >= 2 completions for each of B training prompts from the current policy, grades
-them with the task's grader (a `score_model` judge makes it the paper's AI feedback), pairs each prompt's
+them with the task's grader or with `algorithm.judge` (a `score_model` judge or a constitution: the
+paper's AI feedback; held-out accuracy stays the task grader's), pairs each prompt's
 best completion against its worst (`rft.pairing.best_vs_worst`: ties and ungraded groups are dropped and
 counted), and takes one DPO step on those fresh pairs with `rft.recipes.dpo.dpo_update`. The pairs are
 on-policy, so unlike offline DPO the preferences follow the policy as it moves. The reference is the
@@ -13,9 +14,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from graders.base import GraderInputError
 from rft import distributed
 from rft.config import ConfigError, RunConfig
-from rft.pairing import best_vs_worst
+from rft.pairing import best_vs_worst, load_ranker, ranked_by
 from rft.policy import build_optimizer, policy_from_config
 from rft.recipes.dpo import PairTokens, dpo_update, pairs_per_pass, reference_logprobs
 from rft.rollout import Rollout, training_params
@@ -25,7 +27,7 @@ from rft.sampling import build_sampler, release_memory
 
 def sampled_pairs(batch: Rollout, cfg: RunConfig) -> tuple[PairTokens, dict[str, float]]:
     """The best-vs-worst pair of each group of `batch`, as the sampled token ids, and the pairing counts."""
-    choices, counts = best_vs_worst(batch, skip_truncated=cfg.algorithm.mask_truncated)
+    choices, counts = best_vs_worst(batch, cfg.algorithm.min_margin, skip_truncated=cfg.algorithm.mask_truncated)
     groups = batch.groups
     tokens = PairTokens([groups[c.group][c.chosen].prompt_ids for c in choices],
                         [groups[c.group][c.chosen].token_ids for c in choices],
@@ -38,6 +40,10 @@ def train(cfg: RunConfig, *, resume: bool = False, show_progress: bool = True) -
     if distributed.world_size() > 1:
         raise ConfigError("online DPO runs in one process: its loss is normalised by this process's pairs")
     task = load_checked_task(cfg)
+    try:
+        ranking = ranked_by(task, load_ranker(cfg.algorithm.judge))  # the task itself unless a judge ranks
+    except GraderInputError as exc:
+        raise ConfigError(f"algorithm.judge: {exc}") from exc
     seed_everything(cfg)
     policy = policy_from_config(cfg)
     optimizer, scheduler = build_optimizer(policy.trainable_parameters(), cfg.train, cfg.train.steps)
@@ -47,7 +53,7 @@ def train(cfg: RunConfig, *, resume: bool = False, show_progress: bool = True) -
                   show_progress=show_progress) as run:
         run.evaluate_before(sampler)
         for step in run.remaining_steps():
-            batch = distributed.step_rollout(sampler, task, cfg, params, step)  # B x G, graded
+            batch = distributed.step_rollout(sampler, ranking, cfg, params, step)  # B x G, graded
             release_memory(sampler)
             tokens, counts = sampled_pairs(batch, cfg)
             update: dict[str, float] = {}

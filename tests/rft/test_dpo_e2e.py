@@ -145,3 +145,19 @@ def test_a_bad_pair_file_names_file_and_line(tiny_model: Path, tmp_path: Path) -
     pairs.write_text("\n".join(lines) + "\n")
     with pytest.raises(ConfigError, match=rf"{pairs}:5: chosen and rejected replies are the same"):
         dpo.train(dpo_config(tiny_model, tmp_path / "run", 1, pairs), show_progress=False)
+
+
+def test_online_dpo_ranks_by_its_judge_and_skips_steps_that_all_tie(tiny_model: Path, tmp_path: Path) -> None:
+    """Ranked by an exact-match judge the random model never satisfies, every group ties: no pair, no update,
+    while held-out accuracy is still the task's fuzzy grader's."""
+    judge = tmp_path / "judge.json"
+    judge.write_text(json.dumps({"type": "string_check", "name": "exact", "input": "{{sample.output_text}}",
+                                 "reference": "{{item.word}}", "operation": "eq"}))
+    out = tmp_path / "run"
+    summary = online_dpo.train(online_config(tiny_model, out, 2, **{"algorithm.judge": str(judge)}), show_progress=False)
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in rows if "pairs/ties" in r]
+    assert [(r["pairs/ties"], r["reward_mean"], "rewards/margin" in r) for r in steps] == [(2.0, 0.0, False)] * 2
+    assert summary["after"]["mean_score"]["value"] > 0  # fuzzy similarity of babble to the word is not 0
+    assert all(v.abs().sum() == 0 for k, v in lora_weights(out / "checkpoint-000002" / "adapter").items()
+               if "lora_B" in k)  # B never left 0
