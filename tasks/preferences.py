@@ -54,6 +54,11 @@ class Pair:
                 "non_preferred_output": _assistant(self.rejected), **self.item}
 
 
+def is_preference_row(row: Mapping[str, Any]) -> bool:
+    """Whether a line holds a preference pair rather than a dataset item (a fine-tuning upload may be either)."""
+    return any(key in row for key in ("preferred_output", "non_preferred_output", "chosen", "rejected"))
+
+
 def _assistant(text: str) -> list[dict[str, str]]:
     return [{"role": "assistant", "content": text}]
 
