@@ -114,3 +114,11 @@ def test_an_unreadable_judge_counts_every_group_as_ungraded(tiny_model: Path, tm
                          "--max-new-tokens", "4", "--judge", str(path))
     assert code == 1 and "ranked by 'constitution'" in output and "12 grader errors" in output
     assert counts(output) == [6, 0, 0, 0, 6]
+
+
+def test_the_constitution_example_loads_as_a_three_principle_judge() -> None:
+    root = Path(__file__).resolve().parents[2]
+    example = root / "examples" / "constitution.yaml"
+    assert example.read_text().startswith("# rft prefs arithmetic ")
+    grader = load_ranker(example)
+    assert (grader.name, len(grader.rubric), grader.judge.backend.key) == ("constitution", 3, "local:default:")
