@@ -27,7 +27,7 @@ import torch
 
 from rft import distributed
 from rft.config import ConfigError, RunConfig
-from rft.eval import EvalResult, Interval, Z95, evaluate, wilson
+from rft.eval import Z95, EvalResult, Interval, evaluate, wilson
 from rft.logprobs import grouped_completion_logprobs, pack_groups
 from rft.policy import Policy, build_optimizer, optimizer_step, policy_from_config
 from rft.preference_losses import preference_loss

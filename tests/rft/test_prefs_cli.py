@@ -9,14 +9,13 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from graders.base import GraderInputError
+from graders.base import Grade, GraderInputError
 from graders.judge.constitution import constitution_spec
 from rft.cli import app
 from rft.pairing import best_vs_worst, load_ranker
 from rft.rewards import grade_texts
 from rft.rollout import Rollout
 from rft.sampling.base import Completion
-from graders.base import Grade
 from tasks.preferences import load_pairs
 from tests.rft.test_train_e2e import echo_task
 from tests.tiny_chat import build_chat_model, one_torch_thread  # noqa: F401  (a fixture)
