@@ -2,7 +2,9 @@
 
 Both `rft prefs` (pairs written to a file for DPO) and online DPO (pairs trained on at once, Guo et al. 2024)
 rank a prompt's G samples with the task's grader or a judge and keep its best-vs-worst pair. A completion
-the grader failed on (`Grade.error`) ranks nowhere: its 0 says nothing about its quality. Groups are
+the grader failed on (`Grade.error`) ranks nowhere: its 0 says nothing about its quality; but one whose answer
+could not be read (error kind `sample_parse_error`: no final answer, malformed JSON) is the answer's fault,
+and ranks with its 0. Groups are
 dropped, and counted, when fewer than two completions were graded, when best and worst tie, or when their
 score margin is under `min_margin`.
 
@@ -20,11 +22,13 @@ from pathlib import Path
 
 import yaml
 
-from graders.base import Grader, GraderInputError
+from graders.base import Grader, GraderInputError, error_kind
 from graders.judge.constitution import CONVERSATION_FIELD, constitution_spec, conversation_text
 from graders.spec import load_grader
 from rft.rollout import Rollout
 from tasks.base import Task
+
+RANKED_ERRORS = (None, "sample_parse_error")  # error kinds whose score is a verdict on the sample
 
 
 def load_ranker(spec: str | Path | None, principles: Sequence[str] = ()) -> Grader | None:
@@ -92,8 +96,8 @@ def best_vs_worst(batch: Rollout, min_margin: float = 0.0, skip_truncated: bool 
     choices: list[Choice] = []
     counts = {"pairs/kept": 0.0, "pairs/ties": 0.0, "pairs/below_margin": 0.0, "pairs/ungraded": 0.0}
     for b, (group, grades) in enumerate(zip(batch.groups, batch.grade_rows())):
-        ranked = [g for g, grade in enumerate(grades)
-                  if grade.error is None and not (skip_truncated and group[g].truncated)]
+        ranked = [g for g, grade in enumerate(grades) if error_kind(grade) in RANKED_ERRORS
+                  and not (skip_truncated and group[g].truncated)]
         if len(ranked) < 2:
             counts["pairs/ungraded"] += 1
             continue

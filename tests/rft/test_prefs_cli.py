@@ -71,18 +71,23 @@ def test_a_margin_nothing_meets_writes_nothing_and_fails(tiny_model: Path, tmp_p
     assert (prompts, kept, ungraded) == (6, 0, 0) and ties + below == 6
 
 
-def rollout_of(scores: list[list[float | None]]) -> Rollout:
-    """Groups of G completions with these scores; None is a grader error."""
+def rollout_of(scores: list[list[float | str | None]]) -> Rollout:
+    """Groups of G completions with these scores; None is a grader timeout, "unreadable" an answer the grader
+    could not read (kind sample_parse_error)."""
     groups = [[Completion([1], [2], f"s{b}{g}", False) for g in range(len(row))] for b, row in enumerate(scores)]
-    grades = [Grade(0.0, error="timeout") if s is None else Grade(s) for row in scores for s in row]
+    grades = [Grade(0.0, error="timeout") if s is None else
+              Grade.failure("no final answer", error_kind="sample_parse_error") if s == "unreadable" else Grade(s)
+              for row in scores for s in row]
     return Rollout([{}] * len(scores), groups, grades, {})
 
 
 def test_best_vs_worst_skips_errors_ties_and_small_margins() -> None:
     choices, got = best_vs_worst(rollout_of([[0.2, 0.9, 0.5], [0.4, 0.4, 0.4], [None, 0.7, None],
-                                             [0.6, None, 0.1], [0.5, 0.55, 0.52]]), min_margin=0.1)
-    assert [(c.group, c.chosen, c.rejected) for c in choices] == [(0, 1, 0), (3, 0, 2)]
-    assert got == {"pairs/kept": 2, "pairs/ties": 1, "pairs/below_margin": 1, "pairs/ungraded": 1}
+                                             [0.6, None, 0.1], [0.5, 0.55, 0.52], [None, "unreadable", 1.0]]),
+                                 min_margin=0.1)
+    # a timeout ranks nowhere; an unreadable answer is the answer's fault and ranks last with its 0
+    assert [(c.group, c.chosen, c.rejected) for c in choices] == [(0, 1, 0), (3, 0, 2), (5, 2, 1)]
+    assert got == {"pairs/kept": 3, "pairs/ties": 1, "pairs/below_margin": 1, "pairs/ungraded": 1}
 
 
 def test_a_constitution_becomes_a_rubric_judge(tmp_path: Path) -> None:
