@@ -204,6 +204,8 @@ class DPOConfig:
     loss: str = opt("sigmoid", "sigmoid (DPO eq. 7), conservative (label-smoothed cDPO) or ipo (Azar et al. 2023)",
                     choices=("sigmoid", "conservative", "ipo"))
     label_smoothing: float = opt(0.0, "conservative: the assumed fraction of flipped preference labels, in (0, 0.5)")
+    nll_coef: float = opt(0.0, "weight of the chosen replies' per-token NLL added to the loss (RPO, Pang et al. "
+                          "2024): keeps their likelihood from falling with the rejected ones; 0: plain DPO")
 
     uses_pairs: ClassVar[bool] = True  # reads task.pairs
 
@@ -217,6 +219,8 @@ class DPOConfig:
         if self.loss != "conservative" and self.label_smoothing != 0:
             raise ConfigError(f"algorithm.label_smoothing is only used by loss 'conservative' (got loss "
                               f"{self.loss!r}, label_smoothing {self.label_smoothing})")
+        if self.nll_coef < 0:
+            raise ConfigError(f"algorithm.nll_coef must be >= 0, got {self.nll_coef}")
         if self.uses_pairs and not run.task.pairs:
             raise ConfigError(f"algorithm.name {self.name!r} trains on preference pairs: set task.pairs to a "
                               "JSONL / CSV / Parquet file or dataset directory (e.g. written by `rft prefs`)")

@@ -12,6 +12,11 @@ divided by beta, each entry of `PREFERENCE_LOSSES` maps (h, beta, label_smoothin
   Preferences", eq. 17: (h - 1 / (2 tau))^2, with tau = beta. It regresses the margin to a finite target,
   so it cannot push h to infinity on deterministic preferences as eq. 7 can.
 
+With `nll_coef` > 0, the chosen replies' negative log-likelihood per token is added to every loss, weighted by
+it: RPO, the DPO+NLL objective of Pang et al. 2024 ("Iterative Reasoning Preference Optimization", sec. 2),
+which they found crucial on math: pairwise losses alone can lower the likelihood of the chosen replies along
+with the rejected ones (both log-ratios fall, the rejected one faster) and move the mass elsewhere.
+
 `preference_loss` is pure `(tensors, floats) -> (loss, metrics)`; its metrics follow TRL's names:
 rewards/chosen = beta (log pi - log ref) of the chosen reply, rewards/rejected likewise, rewards/margin their
 difference, rewards/accuracy the fraction of pairs whose chosen reward is the larger.
@@ -55,12 +60,15 @@ def preference_loss(
     beta: float,
     loss_type: str = "sigmoid",
     label_smoothing: float = 0.0,
+    nll_coef: float = 0.0,
+    chosen_lengths: Tensor | None = None,
     total_pairs: int | None = None,
 ) -> tuple[Tensor, dict[str, float]]:
     """The `loss_type` loss of N pairs, summed and divided by `total_pairs` (default N), with its metrics.
 
     policy_chosen, policy_rejected: (N,) sequence log-probs under the policy (with gradient).
     ref_chosen, ref_rejected: (N,) the same under the reference (constants).
+    chosen_lengths: (N,) tokens of each chosen reply, for the per-token NLL that `nll_coef` weighs.
     `total_pairs`: the pairs of the whole optimizer batch, so the losses of its micro-batches add up to
     the batch mean. Metrics are means over these N pairs.
     """
@@ -75,10 +83,17 @@ def preference_loss(
     rejected = policy_rejected - ref_rejected.detach()  # (N,)
     h = chosen - rejected  # (N,)
     losses = PREFERENCE_LOSSES[loss_type](h, beta, label_smoothing)  # (N,)
+    nll = torch.zeros_like(losses)
+    if nll_coef:
+        if chosen_lengths is None or chosen_lengths.shape != policy_chosen.shape:
+            raise ValueError(f"nll_coef needs chosen_lengths of shape (N,) = {shapes[0]}")
+        nll = -policy_chosen / chosen_lengths.clamp(min=1)  # (N,) per-token NLL of the chosen reply
+        losses = losses + nll_coef * nll
     loss = losses.sum() / (total_pairs or shapes[0][0])
     with torch.no_grad():
         metrics = {
             "loss": float(losses.mean()),
+            **({"nll": float(nll.mean())} if nll_coef else {}),
             "rewards/chosen": float(beta * chosen.mean()),
             "rewards/rejected": float(beta * rejected.mean()),
             "rewards/margin": float(beta * h.mean()),

@@ -107,8 +107,10 @@ def dpo_update(policy: Policy, optimizer: Any, scheduler: Any, tokens: PairToken
     totals: dict[str, float] = {}
     for rows in chunks(n, pairs_per_pass(cfg)):
         scores = sequence_logprobs(policy.model, tokens, rows, policy.pad_id, policy.device)  # (n_micro, 2)
+        lengths = torch.tensor([len(tokens.chosen[i]) for i in rows], dtype=scores.dtype, device=scores.device)
         loss, metrics = preference_loss(scores[:, 0], scores[:, 1], ref[rows, 0], ref[rows, 1], beta=algo.beta,
-                                        loss_type=algo.loss, label_smoothing=algo.label_smoothing, total_pairs=n)
+                                        loss_type=algo.loss, label_smoothing=algo.label_smoothing,
+                                        nll_coef=algo.nll_coef, chosen_lengths=lengths, total_pairs=n)
         loss.backward()
         for key, value in metrics.items():
             totals[key] = totals.get(key, 0.0) + value * len(rows) / n

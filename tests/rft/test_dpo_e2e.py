@@ -88,8 +88,11 @@ def test_dpo_trains_every_parameter_and_writes_metrics_checkpoints_and_pair_eval
 def test_dpo_with_a_task_measures_its_accuracy_too(tiny_model: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     summary = dpo.train(dpo_config(tiny_model, out, 1, write_pairs(tmp_path / "pairs.jsonl"), **{
-        "task.name": "tests.rft.test_train_e2e:echo_task", "algorithm.loss": "ipo"}), show_progress=False)
+        "task.name": "tests.rft.test_train_e2e:echo_task", "algorithm.loss": "ipo", "algorithm.nll_coef": "1.0"}),
+        show_progress=False)
     assert summary["after"]["n_items"] == 4  # the echo task's held-out items
+    (step,) = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if '"loss"' in line]
+    assert step["nll"] > 0 and step["loss"] == pytest.approx(0.25 / 0.01 + step["nll"], rel=1e-5)  # IPO at h = 0
     assert summary["after"]["extra"]["pair_accuracy"]["value"] in (0.0, 1 / 3, 2 / 3, 1.0)
 
 

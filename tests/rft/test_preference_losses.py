@@ -86,3 +86,15 @@ def test_config_offers_exactly_the_registered_losses() -> None:
 
     field = next(f for f in dataclasses.fields(DPOConfig) if f.name == "loss")
     assert sorted(field.metadata["choices"]) == sorted(PREFERENCE_LOSSES)
+
+
+def test_rpo_adds_the_chosen_replys_per_token_nll() -> None:
+    """The one pair with a 4-token chosen reply: NLL per token = 3 / 4 = 0.75, so with nll_coef 1 the loss is
+    0.5543552 + 0.75 = 1.3043552 and d/d log pi(y_w) = -0.0851115 - 1/4 = -0.3351115."""
+    pc, pr, rc, rr = one_pair()
+    lengths = torch.tensor([4.0], dtype=torch.float64)
+    loss, metrics = preference_loss(pc, pr, rc, rr, beta=0.2, nll_coef=1.0, chosen_lengths=lengths)
+    loss.backward()
+    assert (loss.item(), pc.grad.item(), metrics["nll"]) == pytest.approx((1.3043552, -0.3351115, 0.75), abs=1e-7)
+    with pytest.raises(ValueError, match="nll_coef needs chosen_lengths"):
+        preference_loss(pc, pr, rc, rr, beta=0.2, nll_coef=1.0)
