@@ -19,7 +19,8 @@ with the rejected ones (both log-ratios fall, the rejected one faster) and move 
 
 `preference_loss` is pure `(tensors, floats) -> (loss, metrics)`; its metrics follow TRL's names:
 rewards/chosen = beta (log pi - log ref) of the chosen reply, rewards/rejected likewise, rewards/margin their
-difference, rewards/accuracy the fraction of pairs whose chosen reward is the larger.
+difference, rewards/accuracy the fraction of pairs whose chosen reward is the larger (a tie counts half, so
+the untrained policy, equal to the reference, scores chance).
 """
 
 from __future__ import annotations
@@ -46,6 +47,11 @@ def _conservative(h: Tensor, beta: float, label_smoothing: float) -> Tensor:
 def _ipo(h: Tensor, beta: float, label_smoothing: float) -> Tensor:
     """Azar et al. 2023, eq. 17, with tau = beta."""
     return (h - 1 / (2 * beta)) ** 2
+
+
+def pair_credit(margin: Tensor) -> Tensor:
+    """(N,) 1 where the chosen reply's implicit reward is the larger, 1/2 on a tie, else 0."""
+    return (margin > 0).float() + 0.5 * (margin == 0).float()
 
 
 PREFERENCE_LOSSES: dict[str, PairLoss] = {"sigmoid": _sigmoid, "conservative": _conservative, "ipo": _ipo}
@@ -97,6 +103,6 @@ def preference_loss(
             "rewards/chosen": float(beta * chosen.mean()),
             "rewards/rejected": float(beta * rejected.mean()),
             "rewards/margin": float(beta * h.mean()),
-            "rewards/accuracy": float((h > 0).float().mean()),
+            "rewards/accuracy": float(pair_credit(h).mean()),
         }
     return loss, metrics

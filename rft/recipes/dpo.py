@@ -30,7 +30,7 @@ from rft.config import ConfigError, RunConfig
 from rft.eval import Z95, EvalResult, Interval, evaluate, wilson
 from rft.logprobs import grouped_completion_logprobs, pack_groups
 from rft.policy import Policy, build_optimizer, optimizer_step, policy_from_config
-from rft.preference_losses import preference_loss
+from rft.preference_losses import pair_credit, preference_loss
 from rft.rollout import step_items
 from rft.run import Evaluator, load_checked_task, open_run, seed_everything
 from rft.sampling import build_sampler
@@ -127,7 +127,8 @@ def _normal(values: torch.Tensor) -> Interval:
 
 
 def pair_evaluator(policy: Policy, pairs: Sequence[Pair], ref: torch.Tensor, cfg: RunConfig) -> Evaluator:
-    """Held-out pairwise accuracy (Wilson 95% CI) and margin, beside the task's accuracy when there is a task.
+    """Held-out pairwise accuracy (ties count half; Wilson 95% CI) and margin, beside the task's accuracy when
+    there is a task.
 
     Without a task the pairwise accuracy is the run's accuracy (it keeps `best/`), and each held-out pair
     is written with its implicit rewards to the step's eval file.
@@ -140,7 +141,7 @@ def pair_evaluator(policy: Policy, pairs: Sequence[Pair], ref: torch.Tensor, cfg
             scores = torch.cat([sequence_logprobs(policy.model, tokens, rows, policy.pad_id, policy.device)
                                 for rows in chunks(len(tokens), pairs_per_pass(cfg))])  # (N, 2)
         rewards = beta * (scores - ref)  # (N, 2) implicit rewards of chosen, rejected
-        right = rewards[:, 0] > rewards[:, 1]
+        right = pair_credit(rewards[:, 0] - rewards[:, 1])  # (N,) 1, 1/2 on a tie, 0
         extra = {"pair_accuracy": wilson(float(right.sum()), len(pairs)),
                  "pair_margin": _normal(rewards[:, 0] - rewards[:, 1])}
         if task is not None:
@@ -150,7 +151,7 @@ def pair_evaluator(policy: Policy, pairs: Sequence[Pair], ref: torch.Tensor, cfg
         if out_path is not None:
             out_path.parent.mkdir(parents=True, exist_ok=True)
             out_path.write_text("".join(json.dumps({"where": p.where, "reward_chosen": float(r[0]), "reward_rejected":
-                                                    float(r[1]), "right": bool(ok)}) + "\n"
+                                                    float(r[1]), "credit": float(ok)}) + "\n"
                                         for p, r, ok in zip(pairs, rewards, right)))
         accuracy = extra["pair_accuracy"]
         return EvalResult(len(pairs), 1, accuracy, accuracy, None, extra=extra, seconds=time.perf_counter() - start)

@@ -78,7 +78,8 @@ def test_dpo_trains_every_parameter_and_writes_metrics_checkpoints_and_pair_eval
     for key in ("rewards/chosen", "rewards/rejected", "rewards/margin", "rewards/accuracy", "grad_norm", "lr"):
         assert key in steps[-1], key
     evals = [r for r in rows if "eval/pair_accuracy" in r]
-    assert [r["step"] for r in evals] == [0, 2, 3] and evals[0]["eval/pair_margin"] == 0.0
+    assert [r["step"] for r in evals] == [0, 2, 3]
+    assert (evals[0]["eval/pair_margin"], evals[0]["eval/pair_accuracy"]) == (0.0, 0.5)  # policy = reference: ties
     assert evals[-1]["eval/accuracy"] == evals[-1]["eval/pair_accuracy"]  # no task: pairs decide best/
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-000002", "checkpoint-000003"]
     assert len((out / "eval" / "step-000003.jsonl").read_text().splitlines()) == 3

@@ -65,6 +65,8 @@ def test_matches_a_naive_loop_and_micro_batches_add_up(kind: str) -> None:
     loss, metrics = preference_loss(pc, pr, rc, rr, beta=0.3, loss_type=kind, label_smoothing=eps)
     assert loss.item() == pytest.approx(naive(*(t.tolist() for t in (pc, pr, rc, rr)), 0.3, kind, eps), rel=1e-12)
     assert metrics["rewards/accuracy"] == pytest.approx(float(((pc - rc) > (pr - rr)).double().mean()))
+    tied = preference_loss(pc, pr, pc, pr, beta=0.3, loss_type=kind, label_smoothing=eps)[1]  # policy = reference
+    assert (tied["rewards/accuracy"], tied["rewards/margin"]) == (0.5, 0.0)  # every pair a tie: half credit each
     parts = [preference_loss(pc[s], pr[s], rc[s], rr[s], beta=0.3, loss_type=kind, label_smoothing=eps,
                              total_pairs=7)[0] for s in (slice(0, 3), slice(3, 7))]
     assert (parts[0] + parts[1]).item() == pytest.approx(loss.item(), rel=1e-12)
