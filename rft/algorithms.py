@@ -196,20 +196,73 @@ class ScoreConfig:
 
 
 @dataclass
+class DPOConfig:
+    """DPO (Rafailov et al. 2023) on the preference pairs of `task.pairs` (see `rft.recipes.dpo`)."""
+
+    name: str = opt("dpo", "training recipe (see rft.recipes.RECIPES)")
+    beta: float = opt(0.1, "strength of the tie to the reference (the adapter disabled); IPO's tau")
+    loss: str = opt("sigmoid", "sigmoid (DPO eq. 7), conservative (label-smoothed cDPO) or ipo (Azar et al. 2023)",
+                    choices=("sigmoid", "conservative", "ipo"))
+    label_smoothing: float = opt(0.0, "conservative: the assumed fraction of flipped preference labels, in (0, 0.5)")
+    nll_coef: float = opt(0.0, "weight of the chosen replies' per-token NLL added to the loss (RPO, Pang et al. "
+                          "2024): keeps their likelihood from falling with the rejected ones; 0: plain DPO")
+
+    uses_pairs: ClassVar[bool] = True  # reads task.pairs
+
+    def validate(self, run: RunConfig) -> None:
+        """Settings that would crash later or silently do nothing, named by field."""
+        if self.beta <= 0:
+            raise ConfigError(f"algorithm.beta must be > 0, got {self.beta}")
+        if self.loss == "conservative" and not 0 < self.label_smoothing < 0.5:
+            raise ConfigError(f"algorithm.label_smoothing must be in (0, 0.5) for the conservative loss, got "
+                              f"{self.label_smoothing} (0 is plain sigmoid DPO)")
+        if self.loss != "conservative" and self.label_smoothing != 0:
+            raise ConfigError(f"algorithm.label_smoothing is only used by loss 'conservative' (got loss "
+                              f"{self.loss!r}, label_smoothing {self.label_smoothing})")
+        if self.nll_coef < 0:
+            raise ConfigError(f"algorithm.nll_coef must be >= 0, got {self.nll_coef}")
+        if self.uses_pairs and not run.task.pairs:
+            raise ConfigError(f"algorithm.name {self.name!r} trains on preference pairs: set task.pairs to a "
+                              "JSONL / CSV / Parquet file or dataset directory (e.g. written by `rft prefs`)")
+
+
+@dataclass
+class OnlineDPOConfig(DPOConfig):
+    """Online DPO (Guo et al. 2024): pairs of the current policy's own samples, ranked by the task's grader."""
+
+    name: str = opt("online_dpo", "training recipe (see rft.recipes.RECIPES)")
+    group_size: int = opt(4, "G: completions sampled per prompt, of which the best and the worst make its pair")
+    mask_truncated: bool = opt(False, "leave completions that hit max_new_tokens out of the pairs")
+    min_margin: float = opt(0.0, "smallest best-minus-worst score a pair needs (ties are always skipped)")
+    judge: str = opt("", "rank with this grader spec or constitution YAML (principles:, judge:) instead of the "
+                     "task's grader (RLAIF); held-out accuracy stays the task grader's")
+
+    uses_pairs: ClassVar[bool] = False  # samples its own
+
+    def validate(self, run: RunConfig) -> None:
+        super().validate(run)
+        if self.group_size < 2:
+            raise ConfigError(f"algorithm.group_size must be >= 2 for online DPO (got {self.group_size}): a pair "
+                              "needs two completions of the same prompt")
+        if self.min_margin < 0:
+            raise ConfigError(f"algorithm.min_margin must be >= 0, got {self.min_margin}")
+        if not run.task.name:
+            raise ConfigError("online DPO samples the prompts of task.name and ranks them with its grader: set it")
+
+
+@dataclass
 class RewardModelConfig:
     """A Bradley-Terry reward model on `task.pairs` (Ouyang et al. 2022, eq. 1; see `rft.recipes.reward_model`)."""
 
     name: str = opt("reward_model", "training recipe (see rft.recipes.RECIPES)")
-    held_out: float = opt(0.1, "pairs held out for pairwise accuracy: a fraction in (0, 1) or a count (>= 1)")
+
+    uses_pairs: ClassVar[bool] = True  # reads task.pairs, held out as for dpo (task.pairs_test / pairs_held_out)
 
     def validate(self, run: RunConfig) -> None:
         """Settings that would crash later or silently do nothing, named by field."""
         if not run.task.pairs:
             raise ConfigError("task.pairs is needed with algorithm.name reward_model: a JSONL file of "
                               "prompt/chosen/rejected pairs (e.g. from rft prefs or examples/rlhf/make_pairs.py)")
-        if self.held_out <= 0 or (self.held_out >= 1 and self.held_out != int(self.held_out)):
-            raise ConfigError(f"algorithm.held_out must be a fraction in (0, 1) or a whole count >= 1, got "
-                              f"{self.held_out}")
         if run.task.grader is not None:
             raise ConfigError("task.grader is not used by algorithm.name reward_model, which learns from task.pairs")
 
@@ -217,5 +270,5 @@ class RewardModelConfig:
 # algorithm.name -> its config section.
 ALGORITHMS: dict[str, type] = {
     "grpo": GRPOConfig, "rloo": RLOOConfig, "reinforce_pp": ReinforcePPConfig, "ppo": PPOConfig,
-    "score": ScoreConfig, "reward_model": RewardModelConfig,
+    "score": ScoreConfig, "dpo": DPOConfig, "online_dpo": OnlineDPOConfig, "reward_model": RewardModelConfig,
 }

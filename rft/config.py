@@ -52,8 +52,10 @@ class TaskConfig:
     options: dict[str, Any] = opt(factory=dict, help="keyword options for the task factory")
     grader: dict[str, Any] | None = opt(None, "a grader spec that replaces the task's grader for training rewards "
                                         "(e.g. a reward_model); held-out evaluation keeps the task's own grader")
-    pairs: str = opt("", "preference pairs (JSONL, CSV, Parquet or dataset dir; tasks.preferences) for algorithm "
-                     "reward_model")
+    pairs: str = opt("", "dpo, reward_model: preference pairs (JSONL / CSV / Parquet / dataset dir); task.name, "
+                     "when set, is the task whose held-out accuracy is also measured (empty: pairwise accuracy only)")
+    pairs_test: str = opt("", "preference recipes: held-out pairs; empty holds out pairs_held_out of task.pairs")
+    pairs_held_out: float = opt(0.1, "held-out pairs when pairs_test is empty: a fraction (< 1) or a count")
 
 
 @dataclass
@@ -145,6 +147,13 @@ class RunConfig:
         if self.grading.address and self.grading.backend != "ray":
             raise ConfigError(f"grading.address {self.grading.address!r} is only used by grading.backend ray "
                               f"(got {self.grading.backend!r})")
+        if (self.task.pairs or self.task.pairs_test) and not getattr(self.algorithm, "uses_pairs", False):
+            raise ConfigError(f"task.pairs is read by preference recipes (dpo, reward_model), not by {self.algorithm.name!r}")
+        if not self.task.name and not getattr(self.algorithm, "uses_pairs", False):
+            raise ConfigError("task.name is empty: name the task to train on")
+        held_out = self.task.pairs_held_out
+        if held_out <= 0 or (held_out >= 1 and held_out != int(held_out)):
+            raise ConfigError(f"task.pairs_held_out must be a fraction in (0, 1) or a whole count >= 1, got {held_out}")
         self.algorithm.validate(self)
         self.judge.validate()
 

@@ -19,16 +19,18 @@ def plot(metrics_path: Path, out_path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     rows = read_metrics(metrics_path)
-    train = [r for r in rows if r.get("reward_mean") is not None]
+    # DPO on a pair file samples nothing, so its training curve is the implicit reward margin of its pairs.
+    key = "reward_mean" if any(r.get("reward_mean") is not None for r in rows) else "rewards/margin"
+    train = [r for r in rows if r.get(key) is not None]
     evals = [r for r in rows if r.get("eval/accuracy") is not None]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
     if train:
         steps = [r["step"] for r in train]
-        rewards = [r["reward_mean"] for r in train]
+        rewards = [r[key] for r in train]
         window = 5
         running = [sum(rewards[max(0, i - window + 1) : i + 1]) / len(rewards[max(0, i - window + 1) : i + 1])
                    for i in range(len(rewards))]
-        ax1.plot(steps, rewards, alpha=0.35, label="reward (batch mean)")
+        ax1.plot(steps, rewards, alpha=0.35, label="reward (batch mean)" if key == "reward_mean" else "reward margin")
         ax1.plot(steps, running, label=f"running mean ({window})")
     ax1.set(xlabel="step", ylabel="reward", title="Training reward")
     ax1.legend(loc="lower right")

@@ -96,7 +96,7 @@ class Run:
     """One run directory: its config, task, policy, what gets checkpointed, and the loop state."""
 
     cfg: RunConfig
-    task: Task
+    task: Task | None  # None: a recipe whose evaluator needs no task (DPO on pairs alone)
     policy: Policy
     modules: dict[str, Any]
     optimizers: Mapping[str, tuple[Any, Any]]
@@ -213,7 +213,7 @@ class Run:
 
 def open_run(
     cfg: RunConfig,
-    task: Task,
+    task: Task | None,
     policy: Policy,
     optimizers: Mapping[str, tuple[Any, Any]],
     *,
@@ -224,7 +224,8 @@ def open_run(
 ) -> Run:
     """Open `train.output_dir` (or resume its latest checkpoint); `modules` are checkpointed besides the policy.
 
-    `evaluator` measures held-out accuracy (and keeps `best/` by its `accuracy`); SCoRe passes its two-turn one.
+    `evaluator` measures held-out accuracy (and keeps `best/` by its `accuracy`); SCoRe passes its two-turn one,
+    DPO one that adds held-out pairwise accuracy (and needs no `task` when the pairs come from no task).
     """
     out = Path(cfg.train.output_dir)
     named = {"policy": policy.model, **(modules or {})}

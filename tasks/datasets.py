@@ -101,6 +101,17 @@ def _validator() -> jsonschema.protocols.Validator:
     return jsonschema.Draft202012Validator(schema)
 
 
+def most_specific_error(
+    validator: jsonschema.protocols.Validator, row: Mapping[str, Any]
+) -> jsonschema.ValidationError | None:
+    """The schema error deepest in `row` (the field a user must fix), or None when `row` is valid.
+
+    Errors at the top of a `oneOf` or at the item itself say little ("is not valid under any of the
+    given schemas"); the one with the longest path names the offending field.
+    """
+    return max(validator.iter_errors(row), key=lambda e: len(e.absolute_path), default=None)
+
+
 def to_item(row: Mapping[str, Any], where: str, mapping: Mapping[str, str] | None = None) -> Item:
     """Rename columns (`mapping`: our field -> source column), add `messages` from `prompt`, validate."""
     item = dict(row)
@@ -112,9 +123,8 @@ def to_item(row: Mapping[str, Any], where: str, mapping: Mapping[str, str] | Non
         item[ours] = row[theirs]
     if "messages" not in item and isinstance(item.get("prompt"), str):
         item["messages"] = [{"role": "user", "content": item["prompt"]}]
-    errors = list(_validator().iter_errors(item))
-    if errors:
-        error = max(errors, key=lambda e: len(e.absolute_path))  # the most specific field
+    error = most_specific_error(_validator(), item)
+    if error is not None:
         field = "/".join(str(p) for p in error.absolute_path) or "(item)"
         message = (
             "needs at least one message with role 'user'" if error.validator == "contains" else error.message

@@ -24,7 +24,7 @@ from typing import Any
 
 import jsonschema
 
-from tasks.datasets import read_rows
+from tasks.datasets import most_specific_error, read_rows
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "preference_line.schema.json"
 OPENAI_KEYS = ("input", "preferred_output", "non_preferred_output")
@@ -44,6 +44,23 @@ class Pair:
     def to_dict(self) -> dict[str, Any]:
         """The common shape, extra fields included: what `rft prefs` writes and `load_pairs` reads back."""
         return {"prompt": self.messages, "chosen": self.chosen, "rejected": self.rejected, **self.item}
+
+    def to_openai(self) -> dict[str, Any]:
+        """OpenAI's preference fine-tuning shape, extra fields included (`load_pairs` reads it back)."""
+        clash = sorted(set(self.item) & {*OPENAI_KEYS, *COMMON_KEYS})
+        if clash:
+            raise ValueError(f"{self.where or 'pair'}: extra field(s) {clash} would be read as the pair itself")
+        return {"input": {"messages": self.messages}, "preferred_output": _assistant(self.chosen),
+                "non_preferred_output": _assistant(self.rejected), **self.item}
+
+
+def is_preference_row(row: Mapping[str, Any]) -> bool:
+    """Whether a line holds a preference pair rather than a dataset item (a fine-tuning upload may be either)."""
+    return any(key in row for key in ("preferred_output", "non_preferred_output", "chosen", "rejected"))
+
+
+def _assistant(text: str) -> list[dict[str, str]]:
+    return [{"role": "assistant", "content": text}]
 
 
 @cache
@@ -71,9 +88,8 @@ def _reply(value: str | list[dict[str, str]]) -> str:
 def to_pair(row: Mapping[str, Any], where: str) -> Pair:
     """Validate one row and turn it into a `Pair`; errors name `where` and the offending field."""
     shape = _shape(row, where)
-    errors = list(_validators()[shape].iter_errors(row))
-    if errors:
-        error = max(errors, key=lambda e: len(e.absolute_path))  # the most specific field
+    error = most_specific_error(_validators()[shape], row)
+    if error is not None:
         place = "/".join(str(p) for p in error.absolute_path) or "(line)"
         raise ValueError(f"{where}: field {place}: {error.message}")
     if shape == "openai":

@@ -1,7 +1,7 @@
 """Bradley-Terry reward model on preference pairs, top to bottom (Ouyang et al. 2022, sec. 3.5, eq. 1).
 
 Pairs come from `task.pairs` (`tasks.preferences.load_pairs`), split once with a fixed seed into
-train and held-out (`algorithm.held_out`). Each step takes B = `train.prompts_per_step` train pairs
+train and held-out (`task.pairs_test`, or `task.pairs_held_out` of them, as for DPO). Each step takes B = `train.prompts_per_step` train pairs
 (a seeded shuffle per epoch, so a resumed run sees the same ones), scores chosen and rejected replies
 in micro-batches of `train.micro_batch_size` pairs, and takes one optimizer step on
 `bradley_terry_loss` over the LoRA weights and the scalar head together. Held-out evaluation is
@@ -29,20 +29,13 @@ import torch
 from rft.config import ConfigError, EvalConfig, RunConfig
 from rft.distributed import world_size
 from rft.eval import Z95, EvalResult, Interval, mean_interval, wilson
+from rft.pairing import load_pair_splits
 from rft.policy import Policy, build_optimizer, optimizer_step
 from rft.reward_model import RewardModel, bradley_terry_loss, build_reward_model, ordered
 from rft.rollout import step_items
 from rft.run import Evaluator, load_checked_task, open_run, seed_everything
 from tasks.base import Task
-from tasks.preferences import Pair, load_pairs, split_pairs
-
-
-def load_pair_split(cfg: RunConfig) -> tuple[list[Pair], list[Pair]]:
-    """`task.pairs`, split into train and held-out; a bad file or an empty split is a `ConfigError`."""
-    try:
-        return split_pairs(load_pairs(cfg.task.pairs), cfg.algorithm.held_out, seed=cfg.train.seed)
-    except (ValueError, OSError) as exc:
-        raise ConfigError(f"task.pairs {cfg.task.pairs}: {exc}") from exc
+from tasks.preferences import Pair
 
 
 def pair_rewards(model: RewardModel, pairs: Sequence[Pair]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -109,7 +102,7 @@ def train(cfg: RunConfig, *, resume: bool = False, show_progress: bool = True) -
     """Train the reward model as configured; returns the before/after/best held-out pairwise accuracy."""
     if world_size() > 1:
         raise ConfigError("algorithm.name reward_model trains on one process (run it without --nproc)")
-    train_pairs, test_pairs = load_pair_split(cfg)
+    train_pairs, test_pairs = load_pair_splits(cfg)
     task = load_checked_task(cfg)
     seed_everything(cfg)
     model = build_reward_model(cfg)

@@ -3,7 +3,8 @@
 An upload with purpose `fine-tune` is checked line by line against our dataset schema
 (`schemas/dataset_line.schema.json`, the OpenAI RFT shape `{"messages": [...], <item fields>}`) through
 the same `tasks.datasets.to_item` a task directory loads with, so a file that uploads is a file a job
-can train on; a bad line is a 400 naming the file, the line and the field.
+can train on; a bad line is a 400 naming the file, the line and the field. A file whose first line is a
+preference pair (for a dpo job) is checked line by line as pairs (`tasks.preferences.to_pair`) instead.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from fastapi.responses import FileResponse
 from rft.serve.app import ApiError
 from rft.serve.jobstore import JobStore
 from tasks.datasets import to_item
+from tasks.preferences import is_preference_row, to_pair
 
 PURPOSES = ("fine-tune",)
 MAX_LIMIT = 10_000
@@ -28,7 +30,7 @@ def check_jsonl(content: bytes, filename: str) -> int:
         text = content.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ValueError(f"{filename}: not UTF-8 text (byte {exc.start})") from None
-    count = 0
+    count, check = 0, None
     for lineno, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
@@ -39,7 +41,8 @@ def check_jsonl(content: bytes, filename: str) -> int:
             raise ValueError(f"{where}: invalid JSON: {exc.msg} (column {exc.colno})") from None
         if not isinstance(row, dict):
             raise ValueError(f"{where}: expected a JSON object, got {type(row).__name__}")  # noqa: TRY004 - bad data, a 400
-        to_item(row, where)
+        check = check or (to_pair if is_preference_row(row) else to_item)  # the first line decides the file's kind
+        check(row, where)
         count += 1
     if count == 0:
         raise ValueError(f"{filename}: the file holds no JSONL lines")

@@ -22,6 +22,7 @@ TRAIN_KEYS = {  # OpenAI-style name -> our metrics.jsonl key
     "train_truncation_rate": "truncation_rate", "train_grader_errors": "grader_errors", "kl": "kl",
     "seconds_per_step": "seconds/step", "seconds_sampling": "seconds/sampling",
     "seconds_grading": "seconds/grading", "seconds_training": "seconds/training",
+    "train_rewards_margin": "rewards/margin", "train_rewards_accuracy": "rewards/accuracy",
 }
 VALID_KEYS = {
     "valid_reward_mean": "eval/mean_score", "valid_accuracy": "eval/accuracy",
@@ -46,9 +47,11 @@ def events_for(line: dict[str, Any], total_steps: int) -> list[tuple[str, dict[s
     head = {"step": step, "total_steps": total_steps} | ({"alarms": alarms} if alarms else {})
     level, note = ("warn", f" (alarms: {', '.join(alarms)})") if alarms else ("info", "")
     out = []
-    if "reward_mean" in line:
+    if "reward_mean" in line or "rewards/margin" in line:
         data = head | _pick(line, TRAIN_KEYS, "train") | {"rft": line}
-        out.append((f"Step {step}/{total_steps}: train reward mean {line['reward_mean']:.3f}{note}", data, level))
+        what = (f"train reward mean {line['reward_mean']:.3f}" if "reward_mean" in line else
+                f"train loss {line['loss']:.3f}, reward margin {line['rewards/margin']:.3f}")  # DPO on pairs
+        out.append((f"Step {step}/{total_steps}: {what}{note}", data, level))
     if "eval/accuracy" in line:
         ci = [line["eval/accuracy_low"], line["eval/accuracy_high"]]
         data = head | _pick(line, VALID_KEYS, "valid") | {"valid_accuracy_ci": ci, "rft": line}

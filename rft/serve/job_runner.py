@@ -29,6 +29,7 @@ from typing import Any
 from rft import checkpoint
 from rft.config import load_config
 from rft.options import ConfigError
+from rft.recipes.dpo import load_pair_splits
 from rft.run import load_checked_task
 from rft.serve.job_events import checkpoint_object, events_for, results_csv
 from rft.serve.jobstore import JobStore, now
@@ -119,7 +120,11 @@ class JobRunner:
         self.store.add_event(job_id, f"Validating training file: {job['training_file']}"
                              + (f" and validation file: {job['validation_file']}" if job["validation_file"] else ""))
         try:
-            load_checked_task(load_config(self.store.get_private(job_id)["config"]))
+            cfg = load_config(self.store.get_private(job_id)["config"])
+            if cfg.task.pairs:  # a dpo job: its preference files
+                load_pair_splits(cfg)
+            else:
+                load_checked_task(cfg)
         except (ConfigError, ValueError) as exc:
             self._finish(job_id, "failed", error={"code": "invalid_training_file", "message": str(exc),
                                                   "param": "training_file"})

@@ -2,7 +2,7 @@
 
 `POST /v1/fine_tuning/jobs` checks the body (`rft.serve.job_config`), copies the uploaded files into
 the job's own task directory (`jobs/<id>/data/`: train.jsonl, test.jsonl when a validation file is
-given, grader.json, response_format.json), writes the resolved run config, and answers the job in
+given, grader.json, response_format.json; a dpo job's preference pairs), writes the resolved run config, and answers the job in
 status `validating_files`; the runner (`rft.serve.job_runner`) takes it from there. The job is
 trained on the served base model and then served as `ft:<base>:<suffix>:<job id>`.
 """
@@ -45,7 +45,8 @@ def create_job(body: Any, store: JobStore, served: str, base_model: str, device:
         shutil.copyfile(store.file_path(req.training_file), data / "train.jsonl")
         if req.validation_file:
             shutil.copyfile(store.file_path(req.validation_file), data / "test.jsonl")
-        (data / "grader.json").write_text(json.dumps(req.grader, indent=2))
+        if req.grader is not None:  # a dpo job's preferences need none
+            (data / "grader.json").write_text(json.dumps(req.grader, indent=2))
         if req.response_format:
             (data / "response_format.json").write_text(json.dumps(req.response_format, indent=2))
         n_train = sum(1 for ln in (data / "train.jsonl").read_text().splitlines() if ln.strip())
@@ -53,9 +54,11 @@ def create_job(body: Any, store: JobStore, served: str, base_model: str, device:
     except ApiError:
         shutil.rmtree(job_dir, ignore_errors=True)
         raise
-    reinforcement = {"grader": req.grader, "hyperparameters": resolved}
+    method: dict[str, Any] = {"hyperparameters": resolved}
+    if req.grader is not None:
+        method["grader"] = req.grader
     if req.response_format:
-        reinforcement["response_format"] = req.response_format
+        method["response_format"] = req.response_format
     job = {
         "id": job_id, "object": "fine_tuning.job", "created_at": now(), "error": None, "fine_tuned_model": None,
         "finished_at": None, "model": req.model, "organization_id": "org-rft", "result_files": [],
@@ -63,12 +66,13 @@ def create_job(body: Any, store: JobStore, served: str, base_model: str, device:
         "validation_file": req.validation_file, "estimated_finish": None, "integrations": [],
         "metadata": req.metadata, "suffix": req.suffix or None,
         "hyperparameters": {k: resolved[k] for k in ("batch_size", "learning_rate_multiplier", "n_epochs")},
-        "method": {"type": "reinforcement", "reinforcement": reinforcement},
+        "method": {"type": req.method, req.method: method},
         "rft": {"config": cfg.to_dict(), "extension": req.extension},
     }
     private = {"config": str(job_dir / "config.yaml"), "run_dir": cfg.train.output_dir, "metrics_offset": 0,
                "total_steps": cfg.train.steps, "prompts_per_step": cfg.train.prompts_per_step,
-               "group_size": cfg.algorithm.group_size, "model_name": f"ft:{req.model}:{req.suffix}:{job_id}"}
+               "group_size": getattr(cfg.algorithm, "group_size", 2),  # a DPO pair is 2 completions
+               "model_name": f"ft:{req.model}:{req.suffix}:{job_id}"}
     store.add_job(job, private)
     return job
 

@@ -93,7 +93,7 @@ def test_each_algorithm_has_its_own_defaults(name: str, group: int, kl: float) -
     assert load_config(None, ["--algorithm.name", "reinforce_pp", "--algorithm.group_size", "1"]).algorithm.group_size == 1
 
 
-@pytest.mark.parametrize("algo", ["grpo", "rloo", "reinforce_pp", "ppo"])
+@pytest.mark.parametrize("algo", ["grpo", "rloo", "reinforce_pp", "ppo", "dpo", "online_dpo"])
 def test_every_example_validates_against_the_schema(algo: str) -> None:
     on_disk = json.loads((ROOT / "schemas" / "config.schema.json").read_text())
     path = ROOT / "examples" / ("arithmetic.yaml" if algo == "grpo" else f"{algo}.yaml")

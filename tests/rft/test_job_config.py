@@ -73,6 +73,53 @@ def test_bad_requests_name_the_field(tmp_path: Path, request_body: dict, message
     assert exc.value.status == 400 and message in exc.value.message
 
 
+def dpo_body(**hyper: object) -> dict:
+    return {"model": "default", "training_file": "file-t", "validation_file": "file-v",
+            "method": {"type": "dpo", "dpo": {"hyperparameters": hyper}}}
+
+
+def test_a_dpo_job_trains_the_dpo_recipe_on_its_preference_files(tmp_path: Path) -> None:
+    job = tmp_path / "ftjob-x"
+    job.mkdir()
+    got, resolved = resolve(tmp_path, dpo_body(beta=0.25, n_epochs=2, batch_size=8, learning_rate_multiplier=2),
+                            n_train=100)
+    assert (got["algorithm"]["name"], got["algorithm"]["beta"], got["algorithm"]["loss"]) == ("dpo", 0.25, "sigmoid")
+    assert got["task"] | {"options": None} == {"name": "", "options": None, "grader": None,
+                                               "pairs": str(job / "data" / "train.jsonl"),
+                                               "pairs_test": str(job / "data" / "test.jsonl"), "pairs_held_out": 0.1}
+    assert (got["train"]["steps"], got["train"]["prompts_per_step"], got["train"]["lr"]) == (25, 8, 1e-3)
+    assert resolved == {"batch_size": 8, "n_epochs": 2.0, "learning_rate_multiplier": 2.0, "beta": 0.25}
+    auto = dpo_body() | {"validation_file": None}
+    got, resolved = resolve(tmp_path, auto)
+    assert (got["algorithm"]["beta"], got["task"]["pairs_test"], resolved["beta"]) == (0.1, "", 0.1)
+
+
+@pytest.mark.parametrize("request_body, message", [
+    (dpo_body(beta=0), "method.dpo.hyperparameters.beta: must be \"auto\" or a number > 0, got 0"),
+    (dpo_body(compute_multiplier=2), "method.dpo.hyperparameters: unknown field(s) ['compute_multiplier']"),
+    (dpo_body() | {"rft": {"algorithm": {"loss": "conservative"}}}, "label_smoothing must be in (0, 0.5)"),
+])
+def test_bad_dpo_requests_name_the_field(tmp_path: Path, request_body: dict, message: str) -> None:
+    (tmp_path / "ftjob-x").mkdir()
+    with pytest.raises(ApiError) as exc:
+        resolve(tmp_path, request_body)
+    assert exc.value.status == 400 and message in exc.value.message
+
+
+def test_a_preference_upload_is_checked_as_pairs() -> None:
+    from rft.serve.files import check_jsonl
+
+    pair = {"input": {"messages": [{"role": "user", "content": "2+2?"}]},
+            "preferred_output": [{"role": "assistant", "content": "4"}],
+            "non_preferred_output": [{"role": "assistant", "content": "5"}]}
+    assert check_jsonl((json.dumps(pair) + "\n").encode() * 3, "p.jsonl") == 3
+    same = pair | {"non_preferred_output": pair["preferred_output"]}
+    with pytest.raises(ValueError, match="p.jsonl line 2: chosen and rejected replies are the same"):
+        check_jsonl(f"{json.dumps(pair)}\n{json.dumps(same)}\n".encode(), "p.jsonl")
+    with pytest.raises(ValueError, match="p.jsonl line 2: not a preference pair"):
+        check_jsonl(f'{json.dumps(pair)}\n{{"messages": [{{"role": "user", "content": "hi"}}]}}\n'.encode(), "p.jsonl")
+
+
 def test_metrics_lines_become_openai_style_events() -> None:
     line = {"step": 10, "reward_mean": 0.5, "reward_std": 0.25, "grader/exact": 0.75, "seconds/step": 6.5,
             "eval/accuracy": 0.58, "eval/accuracy_low": 0.511, "eval/accuracy_high": 0.646, "eval/mean_score": 0.58,
@@ -132,3 +179,9 @@ def test_result_file_has_one_row_per_step_with_evaluations_merged() -> None:
         ("step,train_reward_mean,train_reward_std,valid_reward_mean,valid_accuracy,valid_accuracy_low,"
          "valid_accuracy_high,seconds_per_step"),
         "0,,,0.19,0.19,,,", "1,0.125,,0.5,0.5,0.4,,"]
+
+
+def test_a_dpo_step_becomes_a_train_event() -> None:
+    ((message, data, level),) = events_for({"step": 3, "loss": 0.5, "rewards/margin": 0.2, "rewards/accuracy": 0.75}, 10)
+    assert message == "Step 3/10: train loss 0.500, reward margin 0.200" and level == "info"
+    assert (data["train_loss"], data["train_rewards_margin"], data["train_rewards_accuracy"]) == (0.5, 0.2, 0.75)

@@ -200,16 +200,16 @@ def test_bad_reward_model_settings_fail_before_any_model_loads(tmp_path: Path) -
 
     with pytest.raises(ConfigError, match="task.pairs is needed with algorithm.name reward_model"):
         load_config(None, ["--algorithm.name", "reward_model"])
-    with pytest.raises(ConfigError, match="algorithm.held_out must be a fraction"):
-        load_config(None, ["--algorithm.name", "reward_model", "--task.pairs", "p.jsonl", "--algorithm.held_out", "2.5"])
+    with pytest.raises(ConfigError, match="task.pairs_held_out must be a fraction"):
+        load_config(None, ["--algorithm.name", "reward_model", "--task.pairs", "p.jsonl", "--task.pairs_held_out", "2.5"])
     missing = tmp_path / "no_model"
     cfg = load_config(None, ["--algorithm.name", "ppo", "--task.grader", json.dumps({"type": "reward_model",
                                                                                      "path": str(missing)})])
     with pytest.raises(ConfigError, match=f"reward model path {missing}: no such directory"):
         load_checked_task(cfg)
-    from rft.recipes.reward_model import load_pair_split
+    from rft.pairing import load_pair_splits
 
     bad = tmp_path / "pairs.jsonl"
     bad.write_text('{"prompt": "2+2?", "chosen": "4", "rejected": "4"}\n')
     with pytest.raises(ConfigError, match="pairs.jsonl:1: chosen and rejected replies are the same"):
-        load_pair_split(load_config(None, ["--algorithm.name", "reward_model", "--task.pairs", str(bad)]))
+        load_pair_splits(load_config(None, ["--algorithm.name", "reward_model", "--task.pairs", str(bad)]))

@@ -40,7 +40,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 def rm_config(setup: tuple[Path, Path], out: Path, steps: int, **extra: str):
     base, pairs = setup
-    args = {"algorithm.name": "reward_model", "algorithm.held_out": "4", "model.name": str(base), "task.name": ECHO,
+    args = {"algorithm.name": "reward_model", "task.pairs_held_out": "4", "model.name": str(base), "task.name": ECHO,
             "task.pairs": str(pairs), "train.steps": str(steps), "train.output_dir": str(out),
             "train.prompts_per_step": "4", "train.micro_batch_size": "3", "train.lr": "0.01",
             "train.lr_schedule": "constant", "train.warmup_steps": "0", "train.checkpoint_interval": "2",

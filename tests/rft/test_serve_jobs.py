@@ -102,7 +102,8 @@ def test_files_api_round_trip_and_a_malformed_line_is_a_400_naming_it(client: op
 
 
 @pytest.mark.parametrize("method, message", [
-    ({"type": "dpo", "dpo": {}}, "method.type 'dpo' is not available yet"),
+    ({"type": "dpo", "dpo": {"hyperparameters": {"beta": 0}}},
+     "method.dpo.hyperparameters.beta: must be \"auto\" or a number > 0, got 0"),
     ({"type": "supervised"}, "method.type: 'supervised' is not available here"),
     ({"type": "reinforcement", "reinforcement": {"grader": {"type": "string_check", "input": "x"}}},
      "method.reinforcement.grader: "),
@@ -156,6 +157,33 @@ def test_job_succeeds_with_events_checkpoints_and_its_model_served(client: opena
                                                max_tokens=4, temperature=0)
         assert reply.model == name and reply.usage.completion_tokens <= 4
     assert job.id in [j.id for j in client.fine_tuning.jobs.list(limit=50).data]
+
+
+def pair_lines(words: list[str]) -> bytes:
+    """Echo preferences in OpenAI's shape: "Say apple" prefers "apple" to the next word."""
+    return "".join(json.dumps({"input": {"messages": [{"role": "user", "content": f"Say {w}"}]},
+                               "preferred_output": [{"role": "assistant", "content": w}],
+                               "non_preferred_output": [{"role": "assistant", "content": WORDS[i - 1]}]}) + "\n"
+                   for i, w in enumerate(words)).encode()
+
+
+@pytest.mark.slow
+def test_a_dpo_job_trains_on_uploaded_preferences(client: openai.OpenAI) -> None:
+    train = client.files.create(file=("prefs.jsonl", pair_lines(WORDS[:6])), purpose="fine-tune")
+    valid = client.files.create(file=("prefs_valid.jsonl", pair_lines(WORDS[6:])), purpose="fine-tune")
+    job = client.fine_tuning.jobs.create(
+        model="tiny", training_file=train.id, validation_file=valid.id, suffix="prefs",
+        method={"type": "dpo", "dpo": {"hyperparameters": {"beta": 0.2, "batch_size": 3, "n_epochs": 1}}},
+        extra_body={"rft": {k: v for k, v in TINY.items() if k != "sampler"}})
+    assert job.method.type == "dpo" and job.method.dpo.hyperparameters.beta == 0.2
+    job = wait(client, job.id, lambda j: j.status == "succeeded")
+    assert job.fine_tuned_model == f"ft:tiny:prefs:{job.id}"
+    events = client.fine_tuning.jobs.list_events(job.id, limit=1000).data
+    steps = sorted(e.data["step"] for e in events if e.type == "metrics" and "train_rewards_margin" in e.data)
+    assert steps == [1, 2]  # 6 pairs, 3 per step, one epoch
+    valid_events = [e.data for e in events if e.type == "metrics" and "valid_accuracy" in e.data]
+    assert sorted(d["step"] for d in valid_events) == [0, 2]  # before training and at the end
+    assert all(d["valid_accuracy"] == d["rft"]["eval/pair_accuracy"] for d in valid_events)  # no grader: pairs
 
 
 @pytest.mark.slow
