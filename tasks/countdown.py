@@ -2,7 +2,9 @@
 
 Answers are checked by `tasks.expressions` (an `ast` whitelist, never `eval`): the expression must
 use only the given numbers, each at most once (exactly once when `use_all`), and equal the target.
-A well-formed expression with the wrong value earns `format_score` (0 unless configured).
+A well-formed expression with the wrong value earns `format_score` (0 unless configured). No expression, or
+one that does not parse, is the answer's fault: an error of kind `sample_parse_error`, counted but not raising
+the grader-error alarm (a countdown run's first step had 23 of 32 such answers).
 """
 
 from __future__ import annotations
@@ -65,11 +67,11 @@ class CountdownGrader:
         text = Sample.coerce(sample).output_text
         expression = extract_expression(text)
         if expression is None:
-            return Grade.failure("no expression found")
+            return Grade.failure("no expression found", error_kind="sample_parse_error")
         try:
             used = literals(expression)
         except ExpressionError as exc:
-            return Grade.failure(f"unparseable expression: {exc}", expression=expression)
+            return Grade.failure(f"unparseable expression: {exc}", error_kind="sample_parse_error", expression=expression)
         details: dict[str, Any] = {"expression": expression}
         given = Counter(int(n) for n in item["numbers"])
         if used - given or (self.use_all and used != given):

@@ -40,6 +40,8 @@ def test_countdown_grader_cases(output: str, score: float, error: str | None) ->
     assert grade.score == score, grade
     assert (grade.error or "").startswith(error or ""), grade
     assert (grade.error is None) == (error is None)
+    if error:  # the answer's fault, not the grader's: kept out of the grader-error alarm
+        assert grade.details["error_kind"] == "sample_parse_error"
 
 
 def test_countdown_division_by_zero_is_a_wrong_answer() -> None:
