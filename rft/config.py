@@ -85,6 +85,8 @@ class TrainConfig:
     checkpoint_interval: int = opt(10, "steps between checkpoints (the last step is always saved)")
     keep_last: int = opt(2, "checkpoints kept besides the best one")
     threads: int = opt(0, "torch CPU threads; 0 keeps torch's default")
+    sharding: str = opt("none", "none: every rank holds the whole model; fsdp: FSDP2-shard the base model over the "
+                        "ranks, for a model that does not fit one device (rft.sharding)", choices=("none", "fsdp"))
 
 
 @dataclass
@@ -141,8 +143,22 @@ class RunConfig:
         if self.grading.address and self.grading.backend != "ray":
             raise ConfigError(f"grading.address {self.grading.address!r} is only used by grading.backend ray "
                               f"(got {self.grading.backend!r})")
+        if self.train.sharding == "fsdp":
+            self._check_sharding()
         self.algorithm.validate(self)
         self.judge.validate()
+
+    def _check_sharding(self) -> None:
+        """What a sharded run (`rft.sharding`) cannot do, before any model loads."""
+        if self.sampler.backend != "hf":
+            raise ConfigError(f"train.sharding fsdp samples with the sharded training model (sampler.backend hf); "
+                              f"sampler.backend {self.sampler.backend!r} needs the whole model on one engine")
+        if getattr(self.algorithm, "dynamic_sampling", False):
+            raise ConfigError("algorithm.dynamic_sampling does not work with train.sharding fsdp: each rank refills "
+                              "its share a different number of times, and sharded ranks run every forward together")
+        if self.algorithm.name == "score":
+            raise ConfigError("algorithm.name score does not support train.sharding fsdp (its two-turn rollouts and "
+                              "evaluation run on rank 0 alone); use grpo, rloo, reinforce_pp or ppo")
 
 
 def _coerce(value: Any, hint: Any, where: str) -> Any:
