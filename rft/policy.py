@@ -86,12 +86,17 @@ def load_policy(
 
 
 def policy_from_config(cfg: RunConfig, *, adapter: str | Path | None = None, trainable: bool = True) -> Policy:
-    """The run's policy: with fresh LoRA weights to train (sharded over the ranks with `train.sharding: fsdp`,
-    before any optimizer sees its parameters), or with a saved adapter (or none) to evaluate."""
-    policy = load_policy(cfg.model.name, dtype=cfg.model.dtype, device=cfg.model.device, adapter=adapter,
-                         lora=cfg.lora if trainable else None)
-    if trainable and cfg.train.sharding == "fsdp":
-        shard_model(policy.model)
+    """The run's policy: with fresh LoRA weights to train, or with a saved adapter (or none) to evaluate.
+
+    With `train.sharding: fsdp` the model is loaded into host memory and `fully_shard` moves it to the
+    device one layer at a time, so the device never holds more than its shards and one whole layer;
+    sharding comes before any optimizer sees the parameters.
+    """
+    sharded = trainable and cfg.train.sharding == "fsdp"
+    policy = load_policy(cfg.model.name, dtype=cfg.model.dtype, device="cpu" if sharded else cfg.model.device,
+                         adapter=adapter, lora=cfg.lora if trainable else None)
+    if sharded:
+        shard_model(policy.model, resolve_device(cfg.model.device))
     return policy
 
 

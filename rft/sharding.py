@@ -42,8 +42,9 @@ def is_sharded(model: Any) -> bool:
     return isinstance(model, FSDPModule)
 
 
-def shard_model(model: Any) -> None:
-    """`fully_shard` every decoder layer, then the root, over all ranks; gradients summed, not averaged."""
+def shard_model(model: Any, device: torch.device) -> None:
+    """`fully_shard` every decoder layer, then the root, over all ranks, each moved to `device` as it is
+    sharded; gradients are summed, not averaged."""
     if not dist.is_initialized() or dist.get_world_size() < 2:
         raise ConfigError("train.sharding fsdp shards the model over the ranks of a distributed run: start it with "
                           "--nproc N (N >= 2) or under torchrun")
@@ -55,8 +56,7 @@ def shard_model(model: Any) -> None:
     if not layers:
         raise ConfigError(f"train.sharding fsdp: {type(base).__name__} names no decoder layer class "
                           "(_no_split_modules) to shard by")
-    device = next(model.parameters()).device
-    mesh = init_device_mesh(device.type, (dist.get_world_size(),))
+    mesh = init_device_mesh(device.type, (dist.get_world_size(),))  # on CUDA: this rank's GPU (rft.distributed)
     for layer in layers:
         fully_shard(layer, mesh=mesh)
     fully_shard(model, mesh=mesh)

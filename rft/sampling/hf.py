@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from rft.models import new_cache
-from rft.sharding import is_sharded
 from rft.sampling.base import Completion, Messages, SamplingParams
 from rft.sampling.tokens import encode_prompts, eos_token_ids, to_completion
+from rft.sharding import is_sharded
 
 if TYPE_CHECKING:
     from rft.config import SamplerConfig

@@ -41,7 +41,7 @@ def test_sharding_one_process_is_refused() -> None:
     from rft.sharding import shard_model
 
     with pytest.raises(ConfigError, match=r"start it with --nproc N \(N >= 2\)"):
-        shard_model(torch.nn.Linear(2, 2))
+        shard_model(torch.nn.Linear(2, 2), torch.device("cpu"))
 
 
 def assert_same_adapter(a_dir: Path, b_dir: Path, atol: float) -> None:
