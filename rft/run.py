@@ -203,13 +203,12 @@ class Run:
     def save(self, step: int) -> None:
         """Rank 0 writes the checkpoint; every rank of a sharded run first gathers the sharded weights with it."""
         gathered = sharding.gather_for_checkpoint(self.modules, self.optimizers)
+        if self.logger is not None:
+            self.state["policy_version"] = self.policy.version
+            checkpoint.save_checkpoint(self.out, step, self.modules, self.optimizers, self.cfg.to_dict(),
+                                       self.state, gathered)
+            checkpoint.prune(self.out, self.cfg.train.keep_last)
         self.saved = step
-        if self.logger is None:
-            return
-        self.state["policy_version"] = self.policy.version
-        checkpoint.save_checkpoint(self.out, step, self.modules, self.optimizers, self.cfg.to_dict(), self.state,
-                                   gathered)
-        checkpoint.prune(self.out, self.cfg.train.keep_last)
 
     def __enter__(self) -> Run:
         return self

@@ -26,8 +26,6 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.distributed as dist
-from torch.distributed.fsdp import FSDPModule, fully_shard, register_fsdp_forward_method
-from torch.distributed.tensor import DTensor, distribute_tensor
 
 from graders.base import Grade, Sample
 from rft.options import ConfigError
@@ -36,9 +34,13 @@ if TYPE_CHECKING:
     from tasks.base import Task
 
 State = dict[str, Any]
+# FSDP and DTensor are imported where used: `rft.policy` and `rft.checkpoint` import this module, and
+# commands that never shard should not pay for importing torch.distributed.fsdp.
 
 
 def is_sharded(model: Any) -> bool:
+    from torch.distributed.fsdp import FSDPModule
+
     return isinstance(model, FSDPModule)
 
 
@@ -49,6 +51,7 @@ def shard_model(model: Any, device: torch.device) -> None:
         raise ConfigError("train.sharding fsdp shards the model over the ranks of a distributed run: start it with "
                           "--nproc N (N >= 2) or under torchrun")
     from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import FSDPModule, fully_shard, register_fsdp_forward_method
 
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     layer_types = set(getattr(base, "_no_split_modules", None) or ())
@@ -69,6 +72,8 @@ def shard_model(model: Any, device: torch.device) -> None:
 
 def full_tensor(value: Any) -> Any:
     """A DTensor's whole tensor on the CPU (a collective: every rank calls it); anything else unchanged."""
+    from torch.distributed.tensor import DTensor
+
     return value.full_tensor().cpu() if isinstance(value, DTensor) else value
 
 
@@ -90,6 +95,7 @@ def full_optimizer_state(optimizer: torch.optim.Optimizer) -> State:
 def local_optimizer_state(optimizer: torch.optim.Optimizer, saved: State) -> State:
     """A single-process optimizer state made to fit `optimizer`'s parameters: each whole state tensor of a
     sharded parameter becomes this rank's shard (every rank read the same file, so no communication)."""
+    from torch.distributed.tensor import DTensor, distribute_tensor
     params = [p for group in optimizer.param_groups for p in group["params"]]
     state = {}
     for index, entry in saved["state"].items():
@@ -115,6 +121,7 @@ def gather_for_checkpoint(
 
 def clip_grad_norm(params: Sequence[torch.nn.Parameter], max_norm: float) -> float:
     """`clip_grad_norm_` with the global norm when the gradients are sharded DTensors; returns it."""
+    from torch.distributed.tensor import DTensor
     grads = [p.grad for p in params if p.grad is not None]
     if not any(isinstance(g, DTensor) for g in grads):
         return float(torch.nn.utils.clip_grad_norm_(params, max_norm))
