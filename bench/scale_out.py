@@ -4,6 +4,7 @@ process pool vs a Ray cluster.
     python bench/scale_out.py                       # both parts: 3 steps of the default job, 96 code samples
     python bench/scale_out.py --only grading        # grading throughput only (no model)
     python bench/scale_out.py --steps 2 --samples 32 --threads 1
+    python bench/scale_out.py --only sharding       # N ranks data-parallel vs N ranks FSDP-sharded
 
 Training: `rft train examples/arithmetic.yaml --train.steps 3` (B=4 prompts x G=8, default model) once
 as one process and once as `--nproc N` (torchrun, gloo, each rank 4/N prompts), each rank with
@@ -14,6 +15,9 @@ graded in rounds by `graders.runner.GradingPool` in `process` mode (this machine
 `ray_address` set (a local `ray.init(num_cpus=CORES)` cluster); after an untimed warm-up round each
 engine grades the same fresh programs, alternating, and the best round counts. The 1-minute load
 average is printed with every number: on a shared machine other jobs change both several-fold.
+Sharding: the same job on N ranks with `train.sharding` none and fsdp, each rank started through this
+script (`--rank`), which records its peak resident memory (`getrusage` max RSS, loading included) and
+the median of its resident memory sampled once a second (what it holds for most of the run).
 """
 
 from __future__ import annotations
@@ -38,16 +42,64 @@ def load() -> str:
 PHASES = ("seconds/step", "seconds/sampling", "seconds/grading", "seconds/training")
 
 
-def seconds_per_step(nproc: int, steps: int, threads: int, out: Path) -> dict[str, float]:
-    """Mean seconds per step, and per phase (the slowest rank's), of steps 2..steps of the default job."""
-    args = [sys.executable, "-m", "rft", "train", str(ROOT / "examples" / "arithmetic.yaml"), "--quiet",
-            f"--nproc={nproc}", "--train.steps", str(steps), "--train.threads", str(threads),
-            "--train.output_dir", str(out), "--eval.limit", "4", "--eval.batch_size", "4"]
+def seconds_per_step(nproc: int, steps: int, threads: int, out: Path, sharding: str | None = None
+                     ) -> dict[str, float]:
+    """Mean seconds per step, and per phase (the slowest rank's), of steps 2..steps of the default job;
+    with `sharding`, on `nproc` ranks started through this script's `--rank`, with that `train.sharding`."""
+    job = ["train", str(ROOT / "examples" / "arithmetic.yaml"), "--quiet", "--train.steps", str(steps),
+           "--train.threads", str(threads), "--train.output_dir", str(out), "--eval.limit", "4",
+           "--eval.batch_size", "4"]
+    args = [sys.executable, "-m", "rft", *job, f"--nproc={nproc}"]
+    if sharding is not None:
+        args = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+                __file__, "--rank", *job, "--train.sharding", sharding]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": str(threads)}
     subprocess.run(args, check=True, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
     rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     timed = [r for r in rows if "seconds/step" in r and r["step"] > 1]
     return {key: sum(r[key] for r in timed) / len(timed) for key in PHASES}
+
+
+def rank_main(argv: list[str]) -> None:
+    """One rank of `rft` (`argv` its arguments) that writes its memory to OUTPUT_DIR/memory-RANK.json at exit:
+    the peak resident size and the median of one sample a second (what it holds for most of the run)."""
+    import atexit
+    import resource
+    import statistics
+    import threading
+
+    from rft.cli import app
+
+    out = Path(argv[argv.index("--train.output_dir") + 1])
+    samples: list[int] = []
+
+    def sample() -> None:
+        while True:
+            samples.append(int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE"))
+            time.sleep(1.0)
+
+    def record() -> None:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+        (out / f"memory-{os.environ['RANK']}.json").write_text(json.dumps(
+            {"peak_gb": peak / 2**30, "median_gb": statistics.median(samples) / 2**30}))
+
+    threading.Thread(target=sample, daemon=True).start()
+    atexit.register(record)
+    app(argv, standalone_mode=False)
+
+
+def sharding_part(args: argparse.Namespace) -> None:
+    """s/step and memory per rank of `--nproc` ranks, data-parallel and sharded."""
+    with tempfile.TemporaryDirectory() as tmp:
+        for mode in ("none", "fsdp"):
+            print(f"{args.nproc} ranks, train.sharding {mode} ({load()})", flush=True)
+            out = Path(tmp) / mode
+            times = seconds_per_step(args.nproc, args.steps, args.threads, out, sharding=mode)
+            memory = [json.loads((out / f"memory-{r}.json").read_text()) for r in range(args.nproc)]
+            phases = "  ".join(f"{key.split('/')[1]} {times[key]:.1f}" for key in PHASES)
+            ranks = "  ".join(f"rank {r}: peak {m['peak_gb']:.2f} GB, median {m['median_gb']:.2f} GB"
+                              for r, m in enumerate(memory))
+            print(f"  s/step (steps 2..{args.steps}): {phases}\n  {ranks}  ({load()})", flush=True)
 
 
 def programs(count: int, salt: int) -> list[str]:
@@ -95,8 +147,11 @@ def grading(samples: int, rounds: int, cores: int) -> dict[str, float]:
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["--rank"]:  # one rank of the sharding part, started by torchrun
+        rank_main(sys.argv[2:])
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=("training", "grading"))
+    parser.add_argument("--only", choices=("training", "grading", "sharding"))
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--nproc", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1, help="torch threads per rank")
@@ -104,6 +159,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--cores", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args()
+    if args.only == "sharding":
+        sharding_part(args)
+        return
     if args.only != "grading":
         times = {}
         with tempfile.TemporaryDirectory() as tmp:

@@ -7,6 +7,8 @@ the Python / NumPy / torch (and CUDA, when present) RNG states, the loop state a
 Each is written to a temporary directory and renamed into place, so a crash mid-write never
 leaves a half checkpoint that `--resume` would pick up. Only the last `keep_last` step
 checkpoints are kept, plus `best/` (the policy adapter with the best held-out accuracy so far).
+A sharded module (`rft.sharding`) is written from its weights and optimizer state gathered whole,
+so its checkpoint is the single-process one; loading gives each rank its shard.
 """
 
 from __future__ import annotations
@@ -24,9 +26,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from rft.sharding import local_optimizer_state
+
 _STEP_DIR = re.compile(r"^checkpoint-(\d+)$")
 
 Optimizers = Mapping[str, tuple[Any, Any]]  # name -> (optimizer, scheduler or None)
+Gathered = tuple[Mapping[str, dict[str, Any]], Mapping[str, dict[str, Any]]]  # (weights, optimizer states) by name
 
 
 def _rng_state() -> dict[str, Any]:
@@ -61,15 +66,17 @@ def _module_dir(name: str) -> str:
     return "adapter" if name == "policy" else name
 
 
-def _save_module(path: Path, module: Any) -> None:
+def _save_module(path: Path, module: Any, weights: dict[str, torch.Tensor] | None = None) -> None:
+    """A peft model as its adapter, anything else as its trainable weights; `weights`: them gathered whole."""
     if hasattr(module, "peft_config"):
-        module.save_pretrained(path)
+        module.save_pretrained(path, state_dict=weights)
         return
     from safetensors.torch import save_file
 
     path.mkdir(parents=True)
-    trainable = {k: v.detach().cpu().contiguous() for k, v in module.named_parameters() if v.requires_grad}
-    save_file(trainable, str(path / "model.safetensors"))
+    if weights is None:
+        weights = {k: v.detach() for k, v in module.named_parameters() if v.requires_grad}
+    save_file({k: v.cpu().contiguous() for k, v in weights.items()}, str(path / "model.safetensors"))
 
 
 def _load_module(path: Path, module: Any) -> None:
@@ -103,15 +110,19 @@ def save_checkpoint(
     optimizers: Optimizers,
     config: dict[str, Any],
     state: dict[str, Any],
+    gathered: Gathered = ({}, {}),
 ) -> Path:
-    """Write `checkpoint-{step}`; `state` holds loop state such as the best accuracy so far."""
+    """Write `checkpoint-{step}`; `state` holds loop state such as the best accuracy so far. `gathered`: the
+    whole weights and optimizer states of sharded modules, by name (`rft.sharding.gather_for_checkpoint`)."""
+    weights, optimizer_states = gathered
 
     def fill(tmp: Path) -> None:
         for name, module in modules.items():
-            _save_module(tmp / _module_dir(name), module)
+            _save_module(tmp / _module_dir(name), module, weights.get(name))
         trainer_state = {
             "optimizers": {
-                name: {"optimizer": opt.state_dict(), "scheduler": sched.state_dict() if sched else None}
+                name: {"optimizer": optimizer_states.get(name) or opt.state_dict(),
+                       "scheduler": sched.state_dict() if sched else None}
                 for name, (opt, sched) in optimizers.items()
             },
             "rng": _rng_state(),
@@ -123,11 +134,13 @@ def save_checkpoint(
     return _write_atomically(output_dir / f"checkpoint-{step:06d}", fill)
 
 
-def save_best(output_dir: Path, model: Any, info: dict[str, Any]) -> Path:
-    """Write the policy adapter with the best held-out accuracy to `best/adapter` (peft format)."""
+def save_best(output_dir: Path, model: Any, info: dict[str, Any], weights: dict[str, torch.Tensor] | None = None
+              ) -> Path:
+    """Write the policy adapter with the best held-out accuracy to `best/adapter` (peft format); `weights`:
+    a sharded model's LoRA weights gathered whole."""
 
     def fill(tmp: Path) -> None:
-        model.save_pretrained(tmp / "adapter")
+        model.save_pretrained(tmp / "adapter", state_dict=weights)
         (tmp / "state.json").write_text(json.dumps(info, indent=2))
 
     return _write_atomically(output_dir / "best", fill)
@@ -156,7 +169,7 @@ def load_checkpoint(path: Path, modules: Mapping[str, Any], optimizers: Optimize
     if missing:
         raise ValueError(f"{path}: no saved state for optimizer(s) {missing} (saved: {sorted(saved)})")
     for name, (opt, sched) in optimizers.items():
-        opt.load_state_dict(saved[name]["optimizer"])
+        opt.load_state_dict(local_optimizer_state(opt, saved[name]["optimizer"]))
         if sched is not None and saved[name]["scheduler"] is not None:
             sched.load_state_dict(saved[name]["scheduler"])
     _set_rng_state(trainer_state["rng"])

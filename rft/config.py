@@ -91,6 +91,8 @@ class TrainConfig:
     checkpoint_interval: int = opt(10, "steps between checkpoints (the last step is always saved)")
     keep_last: int = opt(2, "checkpoints kept besides the best one")
     threads: int = opt(0, "torch CPU threads; 0 keeps torch's default")
+    sharding: str = opt("none", "none: every rank holds the whole model; fsdp: FSDP2-shard the base model over the "
+                        "ranks, for a model that does not fit one device (rft.sharding)", choices=("none", "fsdp"))
 
 
 @dataclass
@@ -154,8 +156,22 @@ class RunConfig:
         held_out = self.task.pairs_held_out
         if held_out <= 0 or (held_out >= 1 and held_out != int(held_out)):
             raise ConfigError(f"task.pairs_held_out must be a fraction in (0, 1) or a whole count >= 1, got {held_out}")
+        if self.train.sharding == "fsdp":
+            self._check_sharding()
         self.algorithm.validate(self)
         self.judge.validate()
+
+    def _check_sharding(self) -> None:
+        """What a sharded run (`rft.sharding`) cannot do, before any model loads."""
+        if self.sampler.backend != "hf":
+            raise ConfigError(f"train.sharding fsdp samples with the sharded training model (sampler.backend hf); "
+                              f"sampler.backend {self.sampler.backend!r} needs the whole model on one engine")
+        if getattr(self.algorithm, "dynamic_sampling", False):
+            raise ConfigError("algorithm.dynamic_sampling does not work with train.sharding fsdp: each rank refills "
+                              "its share a different number of times, and sharded ranks run every forward together")
+        if self.algorithm.name == "score":
+            raise ConfigError("algorithm.name score does not support train.sharding fsdp (its two-turn rollouts and "
+                              "evaluation run on rank 0 alone); use grpo, rloo, reinforce_pp or ppo")
 
 
 def _coerce(value: Any, hint: Any, where: str) -> Any:

@@ -132,12 +132,15 @@ def all_reduce_grads(params: Sequence[torch.nn.Parameter]) -> None:
 
 
 def broadcast_parameters(modules: Mapping[str, Any]) -> None:
-    """Give every rank rank 0's trainable weights (as DDP does when it wraps a model)."""
+    """Give every rank rank 0's trainable weights (as DDP does when it wraps a model); a sharded weight (DTensor)
+    is left alone: each rank holds its own shard of weights that every rank initialised alike."""
     if not dist.is_initialized():
         return
+    from torch.distributed.tensor import DTensor
+
     for module in modules.values():
         for p in module.parameters():
-            if p.requires_grad:
+            if p.requires_grad and not isinstance(p, DTensor):
                 dist.broadcast(p.data, src=0)
 
 

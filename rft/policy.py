@@ -18,6 +18,7 @@ import torch
 from rft.config import LoraConfig, RunConfig, TrainConfig
 from rft.distributed import all_reduce_grads
 from rft.models import apply_lora, load_model
+from rft.sharding import clip_grad_norm, is_sharded, shard_model
 
 
 @dataclass
@@ -85,9 +86,18 @@ def load_policy(
 
 
 def policy_from_config(cfg: RunConfig, *, adapter: str | Path | None = None, trainable: bool = True) -> Policy:
-    """The run's policy: with fresh LoRA weights to train, or with a saved adapter (or none) to evaluate."""
-    return load_policy(cfg.model.name, dtype=cfg.model.dtype, device=cfg.model.device, adapter=adapter,
-                       lora=cfg.lora if trainable else None)
+    """The run's policy: with fresh LoRA weights to train, or with a saved adapter (or none) to evaluate.
+
+    With `train.sharding: fsdp` the model is loaded into host memory and `fully_shard` moves it to the
+    device one layer at a time, so the device never holds more than its shards and one whole layer;
+    sharding comes before any optimizer sees the parameters.
+    """
+    sharded = trainable and cfg.train.sharding == "fsdp"
+    policy = load_policy(cfg.model.name, dtype=cfg.model.dtype, device="cpu" if sharded else cfg.model.device,
+                         adapter=adapter, lora=cfg.lora if trainable else None)
+    if sharded:
+        shard_model(policy.model, resolve_device(cfg.model.device))
+    return policy
 
 
 # Learning-rate factor after warm-up, as a function of progress in [0, 1] through the remaining updates.
@@ -122,13 +132,16 @@ def build_optimizer(
 def optimizer_step(policy: Policy, optimizer: Any, scheduler: Any, max_grad_norm: float) -> float:
     """Sum gradients over ranks, clip, step, advance the schedule, clear gradients and bump `policy.version`.
 
-    Returns the grad norm (of the whole batch's gradient, on every rank).
+    Returns the grad norm (of the whole batch's gradient, on every rank). A sharded model's gradients are
+    summed by FSDP's reduce-scatter already; their norm is taken over every rank's shard.
     """
-    all_reduce_grads(policy.trainable_parameters())
-    norm = torch.nn.utils.clip_grad_norm_(policy.trainable_parameters(), max_grad_norm)
+    params = policy.trainable_parameters()
+    if not is_sharded(policy.model):
+        all_reduce_grads(params)
+    norm = clip_grad_norm(params, max_grad_norm)
     optimizer.step()
     if scheduler is not None:
         scheduler.step()
     optimizer.zero_grad(set_to_none=True)
     policy.version += 1
-    return float(norm)
+    return norm

@@ -12,7 +12,10 @@
 critic or a reward head fits); leaving the `with` block by an exception (Ctrl-C, a crash) saves the
 last completed step first, so `--resume` loses nothing that finished. Under torchrun every rank
 trains, but only rank 0 writes: it logs the step's metrics reduced over all ranks, evaluates,
-checkpoints and writes the summary (`rft.distributed`).
+checkpoints and writes the summary (`rft.distributed`). With a sharded policy (`rft.sharding`) the
+other ranks take part in rank 0's evaluations (every forward is a collective) and checkpoints (the
+weights are gathered), and an interrupted run is not saved on the way out (a collective then could wait
+on a rank that has died): it resumes from its last periodic checkpoint.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import torch
 
 from graders.spec import load_grader
 from graders.templates import check_items
-from rft import checkpoint, distributed
+from rft import checkpoint, distributed, sharding
 from rft.alarms import AlarmMonitor
 from rft.budget import Usage, cost, usage_from_metrics
 from rft.config import ConfigError, RunConfig
@@ -115,6 +118,15 @@ class Run:
     def out(self) -> Path:
         return Path(self.cfg.train.output_dir)
 
+    @property
+    def sharded(self) -> bool:
+        return sharding.is_sharded(self.policy.model)
+
+    @property
+    def takes_part(self) -> bool:
+        """Whether this rank evaluates and saves: rank 0, and every rank of a sharded run."""
+        return self.logger is not None or self.sharded
+
     def remaining_steps(self) -> Iterator[int]:
         """Steps left to run, 1-based; a resumed run continues after its checkpoint."""
         for step in range(self.done + 1, self.cfg.train.steps + 1):
@@ -122,8 +134,8 @@ class Run:
             if self.stop_reason is not None:
                 if self.logger is not None:  # rank 0 alone writes
                     print(f"stopped before step {step}: {self.stop_reason}", flush=True)
-                    if self.done > self.saved:
-                        self.save(self.done)
+                if self.takes_part and self.done > self.saved:
+                    self.save(self.done)
                 return
             self._step_started = time.perf_counter()
             yield step
@@ -146,21 +158,33 @@ class Run:
 
     def evaluate_before(self, sampler: Sampler) -> None:
         """Held-out accuracy of the untrained policy (step 0); a resumed run has it already."""
-        if self.state["before"] is None and self.logger is not None:
+        if self.state["before"] is None and self.takes_part:
             self.state["before"] = self.evaluate(0, sampler).to_dict()
 
     def evaluate(self, step: int, sampler: Sampler) -> EvalResult:
-        """Held-out evaluation, logged, with the policy adapter kept in `best/` when it is the best so far."""
-        if self.logger is None:
+        """Held-out evaluation, logged, with the policy adapter kept in `best/` when it is the best so far.
+
+        The other ranks of a sharded run generate alongside rank 0 without grading (`sharding.ungraded`)
+        and gather the adapter with it when it is the best.
+        """
+        if not self.takes_part:
             raise RuntimeError("only rank 0 evaluates: the other ranks of a distributed run write nothing")
-        result = self.evaluator(sampler, self.task, self.cfg.eval,
-                                out_path=self.out / "eval" / f"step-{step:06d}.jsonl", seed=self.cfg.train.seed)
+        main = self.logger is not None
+        result = self.evaluator(sampler, self.task if main else sharding.ungraded(self.task), self.cfg.eval,
+                                out_path=self.out / "eval" / f"step-{step:06d}.jsonl" if main else None,
+                                seed=self.cfg.train.seed)
+        best = result.accuracy.value > self.state["best_accuracy"]
+        weights = None
+        if self.sharded and distributed.broadcast_object(best):  # rank 0's verdict
+            weights = sharding.full_trainable_state(self.policy.model)
+        if self.logger is None:
+            return result
         spent = {"eval/judge_cost": self._spend(result.tokens)} if result.tokens else {}
         self.logger.log(step, _eval_metrics(result) | spent | self.alarms.observe_eval(step, result.accuracy.value))
-        if result.accuracy.value > self.state["best_accuracy"]:
+        if best:
             self.state["best_accuracy"] = result.accuracy.value
             self.state["best"] = result.to_dict() | {"step": step}
-            checkpoint.save_best(self.out, self.policy.model, self.state["best"])
+            checkpoint.save_best(self.out, self.policy.model, self.state["best"], weights)
         return result
 
     def end_step(self, step: int, metrics: dict[str, float], sampler: Sampler) -> None:
@@ -170,19 +194,25 @@ class Run:
         if any(key.startswith("tokens/") for key in metrics):  # on every rank, so all agree on the budget
             self.state["judge_step_cost"] = self._spend(usage_from_metrics(metrics))
             metrics |= {"judge_cost/step": self.state["judge_step_cost"], "judge_cost/total": self.state["judge_cost"]}
-        if self.logger is None:
+        if not self.takes_part:
             return
-        self.logger.log(step, metrics | self.alarms.observe_step(step, metrics))
+        if self.logger is not None:
+            self.logger.log(step, metrics | self.alarms.observe_step(step, metrics))
         last = step == self.cfg.train.steps
         if step % self.cfg.eval.interval == 0 or last:
-            self.after = self.evaluate(step, sampler)
+            result = self.evaluate(step, sampler)
+            self.after = result if self.logger is not None else None  # another rank's is ungraded
         if step % self.cfg.train.checkpoint_interval == 0 or last:
             self.save(step)
 
     def save(self, step: int) -> None:
-        self.state["policy_version"] = self.policy.version
-        checkpoint.save_checkpoint(self.out, step, self.modules, self.optimizers, self.cfg.to_dict(), self.state)
-        checkpoint.prune(self.out, self.cfg.train.keep_last)
+        """Rank 0 writes the checkpoint; every rank of a sharded run first gathers the sharded weights with it."""
+        gathered = sharding.gather_for_checkpoint(self.modules, self.optimizers)
+        if self.logger is not None:
+            self.state["policy_version"] = self.policy.version
+            checkpoint.save_checkpoint(self.out, step, self.modules, self.optimizers, self.cfg.to_dict(),
+                                       self.state, gathered)
+            checkpoint.prune(self.out, self.cfg.train.keep_last)
         self.saved = step
 
     def __enter__(self) -> Run:
@@ -190,8 +220,8 @@ class Run:
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
         try:
-            if kind is not None and self.done > self.saved and self.logger is not None:  # interrupted
-                self.save(self.done)  # keep the last completed step
+            if kind is not None and self.done > self.saved and self.logger is not None and not self.sharded:
+                self.save(self.done)  # interrupted: keep the last completed step
         finally:
             if self.logger is not None:
                 self.logger.close()

@@ -11,6 +11,7 @@ import torch
 from rft.models import new_cache
 from rft.sampling.base import Completion, Messages, SamplingParams
 from rft.sampling.tokens import encode_prompts, eos_token_ids, to_completion
+from rft.sharding import is_sharded
 
 if TYPE_CHECKING:
     from rft.config import SamplerConfig
@@ -23,9 +24,10 @@ def merged_lora(model: Any) -> Iterator[None]:
 
     Unmerged, every adapted projection runs two extra small matmuls per token, which on a CPU is
     about 40% of generation time (py-spy on SmolLM2-135M). The merged weights are fresh tensors, so
-    restoring is exact (no merge/unmerge round-off drift in the frozen reference weights).
+    restoring is exact (no merge/unmerge round-off drift in the frozen reference weights). A sharded
+    model (`rft.sharding`) generates unmerged: a rank holds only a shard of each base weight.
     """
-    if not hasattr(model, "disable_adapter"):
+    if not hasattr(model, "disable_adapter") or is_sharded(model):
         yield
         return
     from peft.tuners.lora import LoraLayer
@@ -75,7 +77,9 @@ class HFSampler:
         input_ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompt_ids], device=device)  # (B, P)
         attention = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompt_ids], device=device)
         greedy = params.temperature <= 0
-        kwargs: dict[str, Any] = {"do_sample": not greedy, "max_new_tokens": params.max_new_tokens}
+        # A sharded model's forward is a collective: a rank done early keeps stepping until every rank is.
+        kwargs: dict[str, Any] = {"do_sample": not greedy, "max_new_tokens": params.max_new_tokens,
+                                  "synced_gpus": is_sharded(self.model)}
         if not greedy:
             kwargs.update(temperature=params.temperature, top_p=params.top_p, top_k=0)
         if params.logprobs:
