@@ -101,3 +101,10 @@ def test_every_example_validates_against_the_schema(algo: str) -> None:
     cfg = load_config(path)
     assert cfg.algorithm.name == algo
     jsonschema.validate(cfg.to_dict(), on_disk)
+
+
+@pytest.mark.parametrize("path", sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "examples").rglob("*.yaml")
+                                        if p.name != "constitution.yaml"))
+def test_every_example_config_loads_and_matches_the_schema(path: str) -> None:
+    on_disk = json.loads((ROOT / "schemas" / "config.schema.json").read_text())
+    jsonschema.validate(load_config(ROOT / path).to_dict(), on_disk)
