@@ -6,7 +6,7 @@ metrics the recipes already log and the held-out evaluations:
 
 - `accuracy_drop`: held-out accuracy `accuracy_drop` below its best while the training reward rose since then;
 - `format_gap`: the share of completions the grader could read but scored wrong rose by `format_gap_rise`
-  between windows while accuracy did not rise; for multi graders, sub-scores moving apart by `sub_score_divergence`;
+  between windows, and by `format_gap_z` standard errors of that rise, while accuracy did not rise; for multi graders, sub-scores moving apart by `sub_score_divergence`;
 - `length`: mean completion length `length_ratio` times longer or shorter than in the first window;
 - `kl_spike` / `clip_spike`: KL or clip ratio above `spike_floor` and `spike_factor` times its previous-window mean;
 - `grader_errors`: grader errors and timeouts (not unreadable samples: those are the policy's) above
@@ -20,6 +20,8 @@ the default run (`examples/arithmetic.yaml`); `AlarmMonitor` prints each alarm o
 
 from __future__ import annotations
 
+import math
+import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +38,8 @@ class AlarmConfig:
     window: int = opt(5, "steps per window; the last window is compared with the one before it")
     accuracy_drop: float = opt(0.05, "held-out accuracy this far below its best while the training reward rose")
     format_gap_rise: float = opt(0.25, "rise of the readable-but-wrong share between windows, accuracy flat")
+    format_gap_z: float = opt(2.0, "... and that many standard errors of the rise (from the per-step shares): with "
+                              "few prompts a step the share swings by chance")
     sub_score_divergence: float = opt(0.25, "one sub-grader's mean rising and another's falling this much")
     length_ratio: float = opt(2.5, "completion length this many times longer or shorter than the first window")
     spike_factor: float = opt(5.0, "KL or clip ratio this many times its previous-window mean ...")
@@ -79,21 +83,28 @@ def step_alarms(history: Sequence[Mapping[str, Any]], cfg: AlarmConfig) -> dict[
     return out
 
 
+def _readable_wrong(rows: Sequence[Mapping[str, Any]]) -> list[float]:
+    """Per step: the share of completions the grader could read (no parse error) but scored wrong."""
+    return [1 - r["accuracy"] - r.get("sample_parse_errors", 0.0) / r["completions"]
+            for r in rows if r.get("completions") and "accuracy" in r]
+
+
+def _standard_error(values: Sequence[float]) -> float:
+    return math.sqrt(statistics.variance(values) / len(values)) if len(values) > 1 else 0.0
+
+
 def _format_gap(last: Sequence[Mapping[str, Any]], before: Sequence[Mapping[str, Any]], cfg: AlarmConfig
                 ) -> dict[str, str]:
-    def readable_wrong(rows: Sequence[Mapping[str, Any]]) -> float | None:
-        shares = [1 - r["accuracy"] - r.get("sample_parse_errors", 0.0) / r["completions"]
-                  for r in rows if r.get("completions") and "accuracy" in r]
-        return sum(shares) / len(shares) if shares else None
-
     out = {}
-    gap_then, gap_now = readable_wrong(before), readable_wrong(last)
+    then, now = _readable_wrong(before), _readable_wrong(last)
     acc_then, acc_now = _mean(before, "accuracy"), _mean(last, "accuracy")
-    if None not in (gap_then, gap_now, acc_then, acc_now) and gap_now - gap_then >= cfg.format_gap_rise \
-            and acc_now <= acc_then:
-        out["format_gap"] = (f"completions the grader could read but scored wrong rose from {gap_then:.1%} to "
-                             f"{gap_now:.1%} while accuracy went {acc_then:.1%} -> {acc_now:.1%}: format without "
-                             "substance")
+    if then and now and acc_then is not None and acc_now is not None and acc_now <= acc_then:
+        gap_then, gap_now = statistics.fmean(then), statistics.fmean(now)
+        noise = math.hypot(_standard_error(then), _standard_error(now))
+        if gap_now - gap_then >= max(cfg.format_gap_rise, cfg.format_gap_z * noise):
+            out["format_gap"] = (f"completions the grader could read but scored wrong rose from {gap_then:.1%} to "
+                                 f"{gap_now:.1%} while accuracy went {acc_then:.1%} -> {acc_now:.1%}: format "
+                                 "without substance")
     subs = {k: (_mean(before, k), _mean(last, k)) for k in last[-1] if k.startswith("grader/")}
     moves = {k: b - a for k, (a, b) in subs.items() if a is not None and b is not None}
     up = [k for k, d in moves.items() if d >= cfg.sub_score_divergence]

@@ -95,3 +95,15 @@ def test_monitor_prints_once_logs_while_holding_and_keeps_its_state(capsys: pyte
     resumed = AlarmMonitor(CFG, json.loads(json.dumps(state)))  # as a checkpoint stores it
     assert resumed.observe_step(8, steps(8, zero_signal_frac=1.0)[-1]) == {"alarm/zero_signal": 1.0}
     assert capsys.readouterr().out == "" and [a["step"] for a in resumed.summary()] == [5]
+
+
+def test_format_gap_is_quiet_on_the_noise_of_small_batches() -> None:
+    # The training accuracy of json_extract's run (4 prompts a step; steps 18-27 of the bench run): the
+    # readable-but-wrong share rose 26 points between the windows, 1.3 standard errors, while held-out accuracy
+    # rose; the same rise with steady steps (countdown's always-adding policy) is 2+ standard errors and fires.
+    noisy = steps(10, accuracy=[0.91, 0.19, 0.19, 0.19, 0.91, 0.0, 0.41, 0.06, 0.22, 0.47],
+                  sample_parse_errors=[0.0, 2.0, 0.0, 2.0, 2.0, 0.0, 2.0, 0.0, 1.0, 1.0])
+    assert "format_gap" not in step_alarms(noisy, CFG)
+    assert "format_gap" in step_alarms(noisy, AlarmConfig(format_gap_z=1.0))
+    steady = steps(10, accuracy=[0.48, 0.5, 0.45, 0.5, 0.47] + [0.2, 0.22, 0.19, 0.2, 0.21])
+    assert "rose from 52.0% to 79.6%" in step_alarms(steady, CFG)["format_gap"]
