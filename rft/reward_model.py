@@ -93,13 +93,16 @@ class RewardModel(torch.nn.Module):
             parts = [self(encoded[lo : lo + batch_size]) for lo in range(0, len(encoded), batch_size)]
         return torch.cat(parts) if parts else torch.zeros(0)
 
-    def save_pretrained(self, path: str | Path) -> None:
-        """Write the loadable directory: `adapter/`, `head.safetensors`, `reward_model.json`."""
+    def save_pretrained(self, path: str | Path, state_dict: dict[str, torch.Tensor] | None = None) -> None:
+        """Write the loadable directory: `adapter/`, `head.safetensors`, `reward_model.json`.
+
+        `state_dict`: the adapter's weights when the caller gathered them (the checkpoint writer's interface).
+        """
         from safetensors.torch import save_file
 
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        self.backbone.save_pretrained(path / ADAPTER_DIR)
+        self.backbone.save_pretrained(path / ADAPTER_DIR, state_dict=state_dict)
         save_file({k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()}, str(path / HEAD_FILE))
         (path / INFO_FILE).write_text(json.dumps(self.info, indent=2))
 
