@@ -7,6 +7,8 @@ metrics the recipes already log and the held-out evaluations:
 - `accuracy_drop`: held-out accuracy `accuracy_drop` below its best while the training reward rose since then;
 - `format_gap`: the share of completions the grader could read but scored wrong rose by `format_gap_rise`
   between windows, and by `format_gap_z` standard errors of that rise, while accuracy did not rise; for multi graders, sub-scores moving apart by `sub_score_divergence`;
+- `reward_gap`: with `task.grader` replacing the task's grader (a reward model), the training reward pulling
+  away from the task's own grader on the same samples by `reward_gap_rise` since the first window;
 - `length`: mean completion length `length_ratio` times longer or shorter than in the first window;
 - `kl_spike` / `clip_spike`: KL or clip ratio above `spike_floor` and `spike_factor` times its previous-window mean;
 - `grader_errors`: grader errors and timeouts (not unreadable samples: those are the policy's) above
@@ -30,7 +32,7 @@ from rft.options import opt
 
 # Step metrics the checks read (what `rft.rewards.grade_texts`, `rft.rollout` and the losses log).
 TRACKED = ("reward_mean", "accuracy", "completion_length", "grader_errors", "sample_parse_errors", "completions",
-           "zero_signal_frac", "kl", "approx_kl", "clip_ratio")
+           "zero_signal_frac", "kl", "approx_kl", "clip_ratio", "true/reward_mean")
 
 
 @dataclass
@@ -41,6 +43,8 @@ class AlarmConfig:
     format_gap_z: float = opt(2.0, "... and that many standard errors of the rise (from the per-step shares): with "
                               "few prompts a step the share swings by chance")
     sub_score_divergence: float = opt(0.25, "one sub-grader's mean rising and another's falling this much")
+    reward_gap_rise: float = opt(0.3, "training reward minus the true grader's reward on the same samples, "
+                                 "grown this much since the first window (only with task.grader)")
     length_ratio: float = opt(2.5, "completion length this many times longer or shorter than the first window")
     spike_factor: float = opt(5.0, "KL or clip ratio this many times its previous-window mean ...")
     spike_floor: float = opt(0.05, "... and above this value")
@@ -72,6 +76,7 @@ def step_alarms(history: Sequence[Mapping[str, Any]], cfg: AlarmConfig) -> dict[
     if first and recent and max(recent / first, first / recent) >= cfg.length_ratio:
         way = "exploded" if recent > first else "collapsed"
         out["length"] = f"completion length {way}: {first:.1f} tokens in the first {w} steps, {recent:.1f} now"
+    out |= _reward_gap(history[:w], last, cfg)
     if len(before) < w:
         return out
     for key, name in (("kl", "kl_spike"), ("approx_kl", "kl_spike"), ("clip_ratio", "clip_spike")):
@@ -81,6 +86,19 @@ def step_alarms(history: Sequence[Mapping[str, Any]], cfg: AlarmConfig) -> dict[
             out[name] = f"{key} jumped to {value:.3g} from a mean of {base:.3g} over the {w} steps before"
     out |= _format_gap(last, before, cfg)
     return out
+
+
+def _reward_gap(first: Sequence[Mapping[str, Any]], last: Sequence[Mapping[str, Any]], cfg: AlarmConfig
+                ) -> dict[str, str]:
+    """The learned reward against the task's own grader (`true/reward_mean`, logged when `task.grader` is set)."""
+    means = [(_mean(rows, "reward_mean"), _mean(rows, "true/reward_mean")) for rows in (first, last)]
+    if any(v is None for pair in means for v in pair):
+        return {}
+    (r0, t0), (r1, t1) = means
+    if (r1 - t1) - (r0 - t0) < cfg.reward_gap_rise:
+        return {}
+    return {"reward_gap": (f"the training reward went {r0:.3f} -> {r1:.3f} while the task's own grader scored the "
+                           f"same samples {t0:.3f} -> {t1:.3f}: the learned reward is being hacked")}
 
 
 def _readable_wrong(rows: Sequence[Mapping[str, Any]]) -> list[float]:
@@ -125,7 +143,8 @@ def eval_alarms(evals: Sequence[tuple[int, float]], history: Sequence[Mapping[st
     best_step, best = max(evals[:-1], key=lambda e: e[1])
     if best - accuracy < cfg.accuracy_drop:
         return {}
-    then = _mean([r for r in history if best_step - cfg.window < r["step"] <= best_step], "reward_mean")
+    at_best = [r for r in history if best_step - cfg.window < r["step"] <= best_step]
+    then = _mean(at_best or history[: cfg.window], "reward_mean")  # best at step 0: the first steps' reward
     now = _mean([r for r in history if step - cfg.window < r["step"] <= step], "reward_mean")
     if then is None or now is None or now <= then:
         return {}

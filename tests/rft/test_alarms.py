@@ -48,6 +48,31 @@ def test_accuracy_drop_needs_the_reward_to_rise() -> None:
     assert eval_alarms([(0, 0.2), (10, 0.6), (20, 0.57)], rising, CFG) == {}  # within 5 points
 
 
+# PPO on a learned reward (examples/rlhf/ppo.yaml, the reward model of examples/rlhf/, default model): steps 1-10
+# of the real run, whose held-out accuracy went 19.0% -> 3.0% at step 10 while completions shrank to 4 tokens.
+PPO_REWARD = [0.209, 0.296, 0.282, 0.392, 0.492, 0.594, 0.704, 0.759, 0.833, 0.88]
+PPO_TRUE = [0.062, 0.031, 0.094, 0.031, 0.031, 0.031, 0.125, 0.188, 0.0, 0.031]
+
+
+def test_accuracy_drop_from_the_untrained_model() -> None:
+    """The best evaluation is step 0's (no training reward before it): the first window's reward stands in."""
+    hacked = steps(10, reward_mean=PPO_REWARD)
+    message = eval_alarms([(0, 0.19), (10, 0.03)], hacked, CFG)["accuracy_drop"]
+    assert "3.0% at step 10 is 16.0 points below its best (19.0% at step 0)" in message
+    assert "0.334 -> 0.754" in message
+    assert eval_alarms([(0, 0.19), (10, 0.03)], steps(10, reward_mean=PPO_REWARD[::-1]), CFG) == {}
+
+
+def test_reward_gap_between_a_learned_reward_and_the_true_grader() -> None:
+    hacked = steps(10, reward_mean=PPO_REWARD, **{"true/reward_mean": PPO_TRUE})
+    assert [i + 1 for i in range(10) if "reward_gap" in step_alarms(hacked[: i + 1], CFG)] == [9, 10]
+    assert "went 0.334 -> 0.754 while the task's own grader scored the same samples 0.050 -> 0.075" in (
+        step_alarms(hacked, CFG)["reward_gap"])
+    both_rise = steps(10, reward_mean=PPO_REWARD, **{"true/reward_mean": [r - 0.15 for r in PPO_REWARD]})
+    assert "reward_gap" not in step_alarms(both_rise, CFG)
+    assert "reward_gap" not in step_alarms(steps(10, reward_mean=PPO_REWARD), CFG)  # no task.grader: no true reward
+
+
 def test_format_gap_and_diverging_sub_scores() -> None:
     # readable-but-wrong: 1 - 0.3 - 20/32 = 7.5% before, 70% after, accuracy flat at 30%
     gap = steps(10, accuracy=0.3, sample_parse_errors=[20.0] * 5 + [0.0] * 5, grader_errors=[20.0] * 5 + [0.0] * 5)
